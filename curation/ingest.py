@@ -1,0 +1,216 @@
+"""Ingest: shards -> the DuckDB catalog (+ text index). Idempotent per file; bad input is recorded, never fatal."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+import pyarrow as pa
+from tqdm import tqdm
+
+from db.catalog import SAMPLE_COLUMNS, open_catalog
+
+from .canonical import canonical_select, content_hash_sql
+from .readers import ReaderError, RowError, detect_format, find_shards, read_shard
+from .readers.media_refs import clear_caches
+from .settings import Settings
+from .taxonomy import load_taxonomy
+from .text_index import TextIndexWriter
+
+log = logging.getLogger(__name__)
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass
+class IngestSummary:
+    ingest_run: int
+    files_seen: int = 0
+    files_ingested: int = 0
+    files_unchanged: int = 0
+    files_failed: int = 0
+    rows_ok: int = 0
+    rows_failed: int = 0
+    rows_with_problems: int = 0
+    samples_total: int = 0
+    seconds: float = 0.0
+    errors: list[RowError] = field(default_factory=list)
+
+
+def infer_dataset(path: Path) -> str:
+    """vst-p / vst-r when the path says so, else the name of the folder given to ingest."""
+    for part in reversed(path.resolve().parts):
+        low = part.lower().replace("-", "_")
+        if low in ("vst_p", "vstp"):
+            return "vst-p"
+        if low in ("vst_r", "vstr"):
+            return "vst-r"
+    return path.resolve().name if path.is_dir() else path.resolve().parent.name
+
+
+def ingest(
+    paths: list[str | Path],
+    settings: Settings,
+    dataset: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+    on_progress: ProgressFn | None = None,
+    text_index: bool = True,
+) -> IngestSummary:
+    """Ingest files/folders into the catalog. Unchanged files (same size and mtime) are skipped unless ``force``."""
+    started = time.perf_counter()
+    settings.ensure_dirs()
+    tax = load_taxonomy()
+    select_sql = canonical_select(tax, source="staged_ids")
+    con = open_catalog(settings.catalog_path, read_only=False)
+    clear_caches()
+    try:
+        run = con.execute("SELECT coalesce(max(ingest_run), 0) + 1 FROM ingest_runs").fetchone()[0]
+        con.execute("INSERT INTO ingest_runs VALUES (?, now(), NULL, 0, 0, 0)", [run])
+        summary = IngestSummary(ingest_run=run)
+        jobs: list[tuple[Path, Path]] = []
+        for root in map(Path, paths):
+            if not root.exists():
+                _record_error(con, summary, RowError(str(root), None, None, "path does not exist"), run)
+                continue
+            jobs.extend((root, f) for f in find_shards([root]))
+        summary.files_seen = len(jobs)
+        writer = TextIndexWriter(settings.text_index_dir) if text_index else None
+        bar = tqdm(jobs, desc="ingest", unit="file", disable=not progress)
+        for i, (root, f) in enumerate(bar):
+            _ingest_file(con, f, root, dataset or infer_dataset(root), run, select_sql, summary, writer, force)
+            bar.set_postfix(rows=summary.rows_ok, failed=summary.rows_failed)
+            if on_progress:
+                on_progress(i + 1, len(jobs), str(f))
+        if writer:
+            writer.commit()
+        summary.samples_total = con.execute("SELECT count(*) FROM samples").fetchone()[0]
+        con.execute(
+            "UPDATE ingest_runs SET finished_at = now(), files = ?, rows_ok = ?, rows_failed = ? WHERE ingest_run = ?",
+            [summary.files_ingested, summary.rows_ok, summary.rows_failed, run],
+        )
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _record_error(con, summary: IngestSummary, err: RowError, run: int) -> None:
+    summary.errors.append(err)
+    con.execute(
+        "INSERT INTO ingest_errors (file, row_index, field, reason, ingest_run) VALUES (?, ?, ?, ?, ?)",
+        [err.file, err.row_index, err.field, err.reason, run],
+    )
+
+
+def _ingest_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    root: Path,
+    dataset: str,
+    run: int,
+    select_sql: str,
+    summary: IngestSummary,
+    writer: TextIndexWriter | None,
+    force: bool,
+) -> None:
+    source_file = str(path.resolve())
+    stat = path.stat()
+    if not force:
+        prev = con.execute("SELECT size, mtime FROM ingested_files WHERE file = ?", [source_file]).fetchone()
+        if prev and prev[0] == stat.st_size and abs(prev[1] - stat.st_mtime) < 1e-6:
+            summary.files_unchanged += 1
+            return
+    subset = path.resolve().parent.name  # the subset folder (si_distance/, video/, ...) names the subset
+    errors: list[RowError] = []
+    con.execute("BEGIN TRANSACTION")
+    try:
+        # Re-ingesting a file replaces its rows: same rows, no duplicates, and errors from the last try go.
+        con.execute("DELETE FROM samples WHERE source_file = ?", [source_file])
+        con.execute("DELETE FROM ingest_errors WHERE file = ?", [source_file])
+        con.execute("DROP TABLE IF EXISTS raw_stage")
+        created = False
+        for batch in read_shard(path, errors.append, source_file):
+            con.register("raw_batch", pa.Table.from_batches([batch]))
+            if not created:
+                con.execute("CREATE TEMP TABLE raw_stage AS SELECT * FROM raw_batch")
+                created = True
+            else:
+                con.execute("INSERT INTO raw_stage SELECT * FROM raw_batch")
+            con.unregister("raw_batch")
+        rows = 0
+        if created:
+            rows = _insert_canonical(con, select_sql, dataset, subset, run)
+            con.execute("DROP TABLE raw_stage")
+        for err in errors:
+            _record_error(con, summary, err, run)
+        con.execute(
+            "INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, now())",
+            [source_file, dataset, detect_format(path), stat.st_size, stat.st_mtime, rows, len(errors), run],
+        )
+        con.execute("COMMIT")
+    except ReaderError as exc:
+        con.execute("ROLLBACK")
+        summary.files_failed += 1
+        _record_error(con, summary, RowError(source_file, None, None, str(exc)), run)
+        return
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    summary.files_ingested += 1
+    summary.rows_ok += rows
+    summary.rows_failed += sum(1 for e in errors)
+    summary.rows_with_problems += con.execute(
+        "SELECT count(*) FROM samples WHERE source_file = ? AND len(problems) > 0", [source_file]
+    ).fetchone()[0]
+    if writer is not None:
+        writer.replace_file(
+            source_file,
+            con.execute(
+                "SELECT sample_id, question, answer, reasoning FROM samples WHERE source_file = ?", [source_file]
+            ).fetchall(),
+        )
+
+
+def _insert_canonical(con, select_sql: str, dataset: str, subset: str | None, run: int) -> int:
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE staged AS
+        SELECT *, ?::VARCHAR AS dataset, ?::VARCHAR AS subset, ?::INTEGER AS ingest_run,
+               {content_hash_sql()} AS content_hash
+        FROM raw_stage""",
+        [dataset, subset, run],
+    )
+    # sample_id: the source id when present and unique in the dataset, else the content hash
+    # (numbered when exact copies share one) — DESIGN.md "Stable sample identity".
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE staged_ids AS
+        WITH taken AS (
+            SELECT sample_id AS id FROM samples
+            UNION SELECT source_id FROM samples WHERE dataset = ? AND source_id IS NOT NULL
+        ), counted AS (
+            SELECT s.*,
+                count(*) OVER (PARTITION BY s.source_id) AS id_uses,
+                row_number() OVER (PARTITION BY s.content_hash ORDER BY s.row_index) AS copy_no,
+                t.id IS NOT NULL AS id_taken
+            FROM staged s LEFT JOIN taken t ON t.id = s.source_id
+        )
+        SELECT c.* EXCLUDE (id_uses, copy_no, id_taken),
+            CASE WHEN nullif(trim(c.source_id), '') IS NOT NULL AND c.id_uses = 1 AND NOT c.id_taken
+                 THEN c.source_id
+                 ELSE 'h' || substr(c.content_hash, 1, 20)
+                      || CASE WHEN c.copy_no > 1 THEN '-' || c.copy_no ELSE '' END
+                      || CASE WHEN h.id IS NOT NULL THEN '-' || substr(md5(c.source_file), 1, 6) ELSE '' END
+            END AS sample_id
+        FROM counted c LEFT JOIN (SELECT sample_id AS id FROM samples) h
+          ON h.id = 'h' || substr(c.content_hash, 1, 20) || CASE WHEN c.copy_no > 1 THEN '-' || c.copy_no ELSE '' END""",
+        [dataset],
+    )
+    cols = ", ".join(name for name, _ in SAMPLE_COLUMNS)
+    con.execute(f"INSERT INTO samples ({cols}) {select_sql}")
+    n = con.execute("SELECT count(*) FROM staged_ids").fetchone()[0]
+    con.execute("DROP TABLE staged; DROP TABLE staged_ids")
+    return n

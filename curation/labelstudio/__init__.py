@@ -1,0 +1,1 @@
+"""Label Studio round trips: a local server, labeling configs per sample kind, push tasks, pull verdicts."""

@@ -1,0 +1,190 @@
+"""Readers for VST's Parquet shards: SFT (vst-format.md §1) and RL (§2), streamed one row group at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .media_refs import embedded_item, path_item
+from .raw import MEDIA_TYPE, RAW_SCHEMA, TURN_TYPE, ReaderError, RowError
+
+VIDEO_PAD = "<|video_pad|>"
+ErrorSink = Callable[[RowError], None]
+
+
+def parquet_kind(schema: pa.Schema) -> str | None:
+    names = set(schema.names)
+    if "conversations" in names:
+        return "vst-sft-parquet"
+    if {"question", "answer"} <= names:
+        return "vst-rl-parquet"
+    return None
+
+
+def read_vst_parquet(path: Path, on_error: ErrorSink, display_path: str | None = None) -> Iterator[pa.RecordBatch]:
+    """Yield raw batches for one shard; rows without usable turns go to ``on_error`` and are skipped."""
+    shown = display_path or str(path)
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged footer
+        raise ReaderError(f"{shown}: not a readable Parquet file ({exc})") from exc
+    fmt = parquet_kind(pf.schema_arrow)
+    if fmt is None:
+        raise ReaderError(
+            f"{shown}: Parquet columns {pf.schema_arrow.names} are neither VST SFT (conversations, images, ...) "
+            "nor VST RL (question, answer, images, meta_info)"
+        )
+    wanted = ["id", "conversations", "images", "data_source", "type", "meta_info", "question", "answer"]
+    columns = [c for c in wanted if c in pf.schema_arrow.names]
+    row_base = 0
+    for rg in range(pf.num_row_groups):
+        try:
+            table = pf.read_row_group(rg, columns=columns)
+        except Exception as exc:
+            n = pf.metadata.row_group(rg).num_rows
+            on_error(RowError(shown, None, None, f"row group {rg} (rows {row_base}-{row_base + n - 1}) unreadable: {exc}"))
+            row_base += n
+            continue
+        batch = _to_raw(table, fmt, path, shown, rg, row_base, on_error)
+        row_base += table.num_rows
+        if batch.num_rows:
+            yield batch
+
+
+def _column(table: pa.Table, name: str, n: int) -> pa.Array:
+    if name in table.column_names:
+        col = table.column(name).combine_chunks()
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            return col.cast(pa.string())
+        if name in ("id",) and not pa.types.is_string(col.type):
+            return col.cast(pa.string())
+        return col
+    return pa.nulls(n, pa.string())
+
+
+def _to_raw(table: pa.Table, fmt: str, path: Path, shown: str, rg: int, row_base: int, on_error: ErrorSink):
+    n = table.num_rows
+    if fmt == "vst-sft-parquet":
+        turns, valid = _sft_turns(table.column("conversations").combine_chunks(), shown, row_base, on_error)
+        kind = "sft"
+    else:
+        turns, valid = _rl_turns(_column(table, "question", n), _column(table, "answer", n), shown, row_base, on_error)
+        kind = "rl"
+    types = _column(table, "type", n)
+    media = _media(table, types, turns, path.parent, shown, row_base)
+    raw = pa.RecordBatch.from_arrays(
+        [
+            _column(table, "id", n),
+            turns,
+            pa.nulls(n, pa.string()),
+            media,
+            _column(table, "data_source", n),
+            types,
+            _meta_info_text(table, n),
+            pa.array([kind] * n, pa.string()),
+            pa.array([shown] * n, pa.string()),
+            pa.array([fmt] * n, pa.string()),
+            pa.array([rg] * n, pa.int32()),
+            pa.array(range(n), pa.int32()),
+            pa.array(range(row_base, row_base + n), pa.int64()),
+            pa.nulls(n, RAW_SCHEMA.field("problems").type),
+        ],
+        schema=RAW_SCHEMA,
+    )
+    return raw.filter(valid) if not pc.all(valid).as_py() else raw
+
+
+def _meta_info_text(table: pa.Table, n: int) -> pa.Array:
+    if "meta_info" not in table.column_names:
+        return pa.nulls(n, pa.string())
+    col = table.column("meta_info").combine_chunks()
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return col.cast(pa.string())
+    # Some converters store meta_info as a struct/list column instead of JSON text: keep it as JSON text.
+    import json
+
+    return pa.array([None if v is None else json.dumps(v, sort_keys=True) for v in col.to_pylist()], pa.string())
+
+
+def _sft_turns(conv: pa.Array, shown: str, row_base: int, on_error: ErrorSink) -> tuple[pa.Array, pa.Array]:
+    if not (pa.types.is_list(conv.type) or pa.types.is_large_list(conv.type)) or not pa.types.is_struct(
+        conv.type.value_type
+    ):
+        raise ReaderError(f"{shown}: column 'conversations' is {conv.type}, expected list<struct<from, value>>")
+    st = conv.type.value_type
+    names = [st.field(i).name for i in range(st.num_fields)]
+    if "value" not in names or "from" not in names:
+        raise ReaderError(f"{shown}: 'conversations' turns have fields {names}, expected 'from' and 'value'")
+    values = conv.values
+    roles = values.field("from").cast(pa.string())
+    texts = values.field("value").cast(pa.string())
+    inner = pa.StructArray.from_arrays([roles, texts], fields=list(TURN_TYPE))
+    turns = pa.ListArray.from_arrays(conv.offsets, inner, mask=conv.is_null())
+    # A usable row has at least one human turn with text.
+    lengths = pc.list_value_length(turns).fill_null(0).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(turns)
+    human_text = pc.and_(
+        pc.equal(flat.field("role"), "human"), pc.greater(pc.utf8_length(flat.field("text").fill_null("")), 0)
+    ).fill_null(False)
+    ok_parents = pc.filter(pc.list_parent_indices(turns), human_text).to_numpy(zero_copy_only=False)
+    ok = np.zeros(len(turns), dtype=bool)
+    ok[ok_parents] = True
+    for i in np.flatnonzero(~ok):
+        reason = "no turns" if lengths[i] == 0 else "no human turn with text"
+        on_error(RowError(shown, row_base + int(i), "conversations", reason))
+    valid = pa.array(ok)
+    return turns, valid
+
+
+def _rl_turns(question: pa.Array, answer: pa.Array, shown: str, row_base: int, on_error: ErrorSink):
+    q = question.cast(pa.string())
+    a = answer.cast(pa.string()) if not pa.types.is_string(answer.type) else answer
+    n = len(q)
+    human = pa.StructArray.from_arrays([pa.array(["human"] * n), q], fields=list(TURN_TYPE))
+    gpt = pa.StructArray.from_arrays([pa.array(["gpt"] * n), a], fields=list(TURN_TYPE))
+    # Interleave [human_i, gpt_i] into one list per row.
+    idx = pa.array([j for i in range(n) for j in (i, n + i)])
+    values = pa.concat_arrays([human, gpt]).take(idx)
+    turns = pa.ListArray.from_arrays(pa.array(range(0, 2 * n + 1, 2), pa.int32()), values)
+    valid = pc.greater(pc.utf8_length(q.fill_null("")), pa.scalar(0, pa.int32()))
+    for i, ok in enumerate(valid.to_pylist()):
+        if not ok:
+            on_error(RowError(shown, row_base + i, "question", "empty or missing question"))
+    return turns, valid
+
+
+def _media(table: pa.Table, types: pa.Array, turns: pa.Array, base_dir: Path, shown: str, row_base: int) -> pa.Array:
+    n = table.num_rows
+    if "images" not in table.column_names:
+        return pa.array([[] for _ in range(n)], pa.list_(MEDIA_TYPE))
+    images = table.column("images").combine_chunks()
+    video_rows = _rows_mentioning(turns, VIDEO_PAD)
+    type_list = types.to_pylist()
+    out: list[list[dict]] = []
+    # Per item Python: each embedded item must be hashed and its header read; there is no vectorised form.
+    for i, items in enumerate(images.to_pylist()):
+        is_video_row = (type_list[i] or "").lower() == "video" or i in video_rows
+        row: list[dict] = []
+        for j, item in enumerate(items or []):
+            kind = "video" if is_video_row and j == 0 else "image"
+            if isinstance(item, str):
+                row.append(path_item(kind, item, base_dir))
+                continue
+            item = item or {}
+            data = item.get("bytes") or item.get("byres")  # upstream loaders accept the misspelt key
+            p = item.get("path") or ""
+            row.append(embedded_item(kind, data, p) if data else path_item(kind, p, base_dir))
+        out.append(row)
+    return pa.array(out, pa.list_(MEDIA_TYPE))
+
+
+def _rows_mentioning(turns: pa.Array, needle: str) -> set[int]:
+    """Indices of rows where any turn's text contains ``needle``."""
+    flat = pc.list_flatten(turns)
+    hits = pc.match_substring(flat.field("text").fill_null(""), needle)
+    return set(pc.filter(pc.list_parent_indices(turns), hits).to_pylist())

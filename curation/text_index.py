@@ -1,0 +1,85 @@
+"""Full-text index (tantivy) over question, answer and reasoning; DuckDB's FTS extension cannot load here."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import tantivy
+
+TEXT_FIELDS = ["question", "answer", "reasoning"]
+# A text filter narrows the catalog to at most this many best-ranked hits; the true count is still reported.
+DEFAULT_HIT_LIMIT = 20_000
+
+
+def _schema() -> tantivy.Schema:
+    b = tantivy.SchemaBuilder()
+    b.add_text_field("sample_id", stored=True, tokenizer_name="raw")
+    b.add_text_field("source_file", stored=False, tokenizer_name="raw")
+    for name in TEXT_FIELDS:
+        b.add_text_field(name, stored=False, tokenizer_name="en_stem")
+    return b.build()
+
+
+def _open(directory: Path, create: bool) -> tantivy.Index | None:
+    directory = Path(directory)
+    if not (directory / "meta.json").exists():
+        if not create:
+            return None
+        directory.mkdir(parents=True, exist_ok=True)
+    return tantivy.Index(_schema(), path=str(directory))
+
+
+class TextIndexWriter:
+    """Replaces a shard's documents: delete by source file, add its rows, commit once per ingest."""
+
+    def __init__(self, directory: Path, heap_bytes: int = 128 << 20):
+        self.index = _open(directory, create=True)
+        self.writer = self.index.writer(heap_bytes, 1)
+
+    def replace_file(self, source_file: str, rows: Iterable[tuple[str, str | None, str | None, str | None]]) -> None:
+        self.writer.delete_documents_by_term("source_file", source_file)
+        for sample_id, question, answer, reasoning in rows:
+            self.writer.add_document(
+                tantivy.Document(
+                    sample_id=sample_id,
+                    source_file=source_file,
+                    question=question or "",
+                    answer=answer or "",
+                    reasoning=reasoning or "",
+                )
+            )
+
+    def delete_file(self, source_file: str) -> None:
+        self.writer.delete_documents_by_term("source_file", source_file)
+
+    def commit(self) -> None:
+        self.writer.commit()
+        self.writer.wait_merging_threads()
+
+
+@dataclass(frozen=True)
+class TextHits:
+    sample_ids: list[str]
+    total: int  # all matching documents, even past the hit limit
+    warnings: list[str]
+
+
+def search_text(directory: Path, query: str, limit: int = DEFAULT_HIT_LIMIT) -> TextHits:
+    """Best-ranked sample ids for a user query. Never raises on odd syntax: the lenient parser drops what it
+    cannot read and the dropped parts come back as warnings."""
+    index = _open(directory, create=False)
+    if index is None or not query.strip():
+        return TextHits([], 0, [] if index else ["the text index has not been built yet (run ingest)"])
+    index.reload()
+    parsed, errors = index.parse_query_lenient(query, TEXT_FIELDS, conjunction_by_default=True)
+    searcher = index.searcher()
+    result = searcher.search(parsed, limit=limit, count=True)
+    ids = [searcher.doc(addr)["sample_id"][0] for _, addr in result.hits]
+    return TextHits(ids, int(result.count or 0), [str(e) for e in errors])
+
+
+def drop_text_index(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Storage: the DuckDB catalog and the SQLAlchemy curation-state database."""

@@ -1,0 +1,223 @@
+"""The curation-state schema: flags, reviews, audit log, jobs and their units, Label Studio projects and links."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# The fixed vocabulary of why a sample is doubtful (the UI, the checks and Label Studio all speak it).
+FLAG_REASONS: tuple[str, ...] = (
+    "wrong_answer",
+    "bad_reasoning",
+    "bad_media",
+    "missing_media",
+    "placeholder_mismatch",
+    "bad_geometry",
+    "ambiguous",
+    "duplicate",
+    "contamination",
+    "unit_error",
+    "other",
+)
+VERDICTS: tuple[str, ...] = ("approve", "reject", "fix")
+JOB_STATES: tuple[str, ...] = ("queued", "running", "completed", "failed", "cancelled")
+UNIT_STATES: tuple[str, ...] = ("done", "failed")
+AUDIT_ACTIONS: tuple[str, ...] = ("flag_added", "flag_removed", "review_added", "undo")
+
+# Deterministic constraint names, so later migrations can alter them on PostgreSQL and in SQLite batch mode.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now; every timestamp in the state database is UTC."""
+    return datetime.now(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    # A CHECK over a fixed vocabulary instead of a database ENUM type: same SQL on SQLite and PostgreSQL,
+    # and adding a value is one batch migration instead of an ALTER TYPE.
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
+
+
+class Flag(Base):
+    """A curator's or a check's doubt about one sample; removing it keeps the row (removed_at set)."""
+
+    __tablename__ = "flags"
+    __table_args__ = (
+        CheckConstraint(_in("reason", FLAG_REASONS), name="reason"),
+        Index("ix_flags_sample_reason", "sample_id", "reason"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sample_id: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    who: Mapped[str] = mapped_column(String(255))
+    # 'person' or the id of the check run that raised it.
+    source: Mapped[str] = mapped_column(String(255), default="person")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    removed_at: Mapped[datetime | None]
+    removed_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class Review(Base):
+    """One review of a sample; all are kept, the latest (not undone) one per field is the sample's state.
+
+    The original answer and reasoning stay in the catalog; a fix only carries the corrected text.
+    """
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        CheckConstraint(_in("verdict", VERDICTS), name="verdict"),
+        CheckConstraint(
+            "verdict <> 'fix' OR fixed_answer IS NOT NULL OR fixed_reasoning IS NOT NULL", name="fix_has_text"
+        ),
+        CheckConstraint(
+            "verdict = 'fix' OR (fixed_answer IS NULL AND fixed_reasoning IS NULL)", name="only_fix_has_text"
+        ),
+        Index("ix_reviews_sample_id", "sample_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sample_id: Mapped[str] = mapped_column(String(255))
+    verdict: Mapped[str] = mapped_column(String(16))
+    reviewer: Mapped[str] = mapped_column(String(255))
+    fixed_answer: Mapped[str | None] = mapped_column(Text)
+    fixed_reasoning: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    # 'person', 'labelstudio:<project>', ...
+    source: Mapped[str] = mapped_column(String(255), default="person")
+    # Id in the source system (e.g. a Label Studio annotation): a repeated pull finds it and adds nothing.
+    external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    undone_at: Mapped[datetime | None]
+    undone_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class AuditEntry(Base):
+    """One change to the curation state: who did what to which sample, with old and new values as JSON."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        CheckConstraint(_in("action", AUDIT_ACTIONS), name="action"),
+        Index("ix_audit_log_sample_id", "sample_id", "id"),
+        Index("ix_audit_log_who", "who", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    who: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    sample_id: Mapped[str] = mapped_column(String(255))
+    table_name: Mapped[str] = mapped_column(String(64))
+    row_id: Mapped[int] = mapped_column(Integer)
+    # The changed fields, comma separated (the JSON values hold one key per field).
+    field: Mapped[str | None] = mapped_column(String(255))
+    old_value: Mapped[Any | None] = mapped_column(JSON)
+    new_value: Mapped[Any | None] = mapped_column(JSON)
+    # Unique: an event is undone at most once, even when two curators press undo at the same moment.
+    undoes_id: Mapped[int | None] = mapped_column(ForeignKey("audit_log.id"), unique=True)
+
+
+class Job(Base):
+    """A background job (check run, export): a state machine queued -> running -> completed|failed|cancelled."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(_in("state", JOB_STATES), name="state"),
+        CheckConstraint("done >= 0", name="done_not_negative"),
+        Index("ix_jobs_state_id", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int | None] = mapped_column(Integer)
+    rate: Mapped[float | None] = mapped_column(Float)  # units per second since started_at
+    eta_s: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+
+    units: Mapped[list[JobUnit]] = relationship(back_populates="job", cascade="all, delete-orphan")
+
+
+class JobUnit(Base):
+    """A completion marker for one unit (shard) of a job, so a restarted job skips what is done."""
+
+    __tablename__ = "job_units"
+    __table_args__ = (
+        UniqueConstraint("job_id", "unit_key"),
+        CheckConstraint(_in("state", UNIT_STATES), name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    unit_key: Mapped[str] = mapped_column(String(1024))
+    state: Mapped[str] = mapped_column(String(16), default="done")
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    output_path: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="units")
+
+
+class LSProject(Base):
+    """A Label Studio project we created (its id is Label Studio's)."""
+
+    __tablename__ = "ls_projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    title: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(64))  # e.g. 'review', 'bbox3d'
+    url: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LSLink(Base):
+    """Which Label Studio task shows which sample: pulls map annotations back by these, never by position."""
+
+    __tablename__ = "ls_links"
+    __table_args__ = (
+        UniqueConstraint("project_id", "sample_id"),
+        UniqueConstraint("project_id", "task_id"),
+        Index("ix_ls_links_sample_id", "sample_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("ls_projects.id", ondelete="CASCADE"))
+    task_id: Mapped[int] = mapped_column(Integer)
+    sample_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(64))  # the project's kind, kept here for one-table filters
+    pushed_at: Mapped[datetime] = mapped_column(default=utcnow)
