@@ -1,0 +1,48 @@
+# VST Curator: `make run` (install, demo data if none, app + worker) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export CURATOR_HOME ?= $(CURDIR)/data
+DEMO_SAMPLES ?= 2000
+PORT ?= 8501
+
+.PHONY: run test install system-deps test-deps demo-data lint bench labelstudio clean-data
+
+$(VENV)/.installed: requirements.txt requirements-ml.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt -r requirements-ml.txt -r requirements-dev.txt
+	@touch $@
+
+install: system-deps $(VENV)/.installed
+
+# Debian packages the code needs: open3d's import needs libusb on a fresh machine.
+system-deps:
+	@dpkg -s libusb-1.0-0 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq libusb-1.0-0; }
+
+# What only the tests need: Debian's Chromium for Playwright (never `playwright install`).
+test-deps:
+	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium fonts-dejavu-core; }
+
+# The demo data set, generated and ingested once when the data home has no catalog.
+demo-data: install
+	@if [ ! -f "$(CURATOR_HOME)/catalog.duckdb" ]; then \
+		$(BIN)/python -m curation demo --out "$(CURATOR_HOME)/demo" --samples $(DEMO_SAMPLES) && \
+		$(BIN)/python -m curation ingest "$(CURATOR_HOME)/demo/vst_p" "$(CURATOR_HOME)/demo/vst_r"; \
+	fi
+
+run: demo-data
+	$(BIN)/python -m curation stats
+
+test: install test-deps
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check curation db exports app tests bench
+
+bench: install
+	$(BIN)/python -m bench.scale --samples 4100000
+
+clean-data:
+	rm -rf "$(CURATOR_HOME)"
