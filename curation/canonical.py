@@ -45,7 +45,7 @@ WITH base AS (
     coalesce(thought, nullif(regexp_extract(coalesce(first_gpt, ''), '(?s)<think>(.*?)</think>', 1), '')) AS r,
     thought IS NOT NULL OR contains(coalesce(first_gpt, ''), '<think>') AS has_r,
     CASE WHEN n_vid > 0 THEN 'video' WHEN n_img > 1 THEN 'multi' WHEN n_img = 1 THEN 'single' ELSE 'text' END AS grp,
-    meta_info IS NOT NULL AND json_valid(meta_info) AND json_type(meta_info) = 'OBJECT' AS meta_obj,
+    CASE WHEN json_valid(meta_info) THEN meta_info END AS meta_json,
     TRY_CAST(nullif(regexp_extract(first_human, 'hfov\\)?\\s*(?:is|=|:)?\\s*{NUM}', 1), '') AS DOUBLE) AS hfov,
     TRY_CAST(nullif(regexp_extract(first_human, 'vfov\\)?\\s*(?:is|=|:)?\\s*{NUM}', 1), '') AS DOUBLE) AS vfov,
     TRY_CAST(nullif(regexp_extract(first_human, '([0-9]+)\\s*[x×]\\s*[0-9]+\\s*pixels', 1), '') AS INTEGER) AS stated_w,
@@ -58,6 +58,7 @@ WITH base AS (
   FROM base
 ), cams AS (
   SELECT *,
+    CASE WHEN json_type(meta_json) = 'OBJECT' THEN meta_json END AS meta_obj,
     coalesce(stated_w, img0.width, CAST(round(2 * cx) AS INTEGER)) AS cam_w,
     coalesce(stated_h, img0.height, CAST(round(2 * cy) AS INTEGER)) AS cam_h
   FROM parsed
@@ -84,12 +85,11 @@ SELECT
     WHEN regexp_matches(q, '{_CHOICE_OPTIONS}') OR regexp_matches(a, '{_CHOICE_ANSWER}') THEN 'choice'
     WHEN regexp_matches(a, '{_NUMBER_ANSWER}', 'i') THEN 'number'
     ELSE 'text' END AS answer_kind,
-  CASE WHEN meta_obj THEN
-    CASE json_type(meta_info, '$.mode')
-      WHEN 'ARRAY' THEN json_extract_string(meta_info, '$.mode[*]')
-      WHEN 'VARCHAR' THEN [json_extract_string(meta_info, '$.mode')]
-    END END AS rl_modes,
-  CASE WHEN meta_obj THEN json_extract_string(meta_info, '$.question_type') END AS question_type,
+  CASE json_type(meta_obj, '$.mode')
+    WHEN 'ARRAY' THEN json_extract_string(meta_obj, '$.mode[*]')
+    WHEN 'VARCHAR' THEN [json_extract_string(meta_obj, '$.mode')]
+  END AS rl_modes,
+  json_extract_string(meta_obj, '$.question_type') AS question_type,
   meta_info,
   media,
   n_img AS n_images,

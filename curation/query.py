@@ -310,10 +310,8 @@ class CatalogQuery:
         """Every matching row in sample_id order, streamed as Arrow batches (exports, pushes)."""
         c = self.compile(spec)
         cols = ", ".join(f"s.{col}" for col in columns) if columns else "s.*"
-        reader = self._cursor(c).execute(
-            f"SELECT {cols} FROM samples s WHERE {c.where} ORDER BY s.sample_id", c.params
-        ).fetch_record_batch(batch_rows)
-        yield from reader
+        rel = self._cursor(c).sql(f"SELECT {cols} FROM samples s WHERE {c.where} ORDER BY s.sample_id", params=c.params)
+        yield from rel.to_arrow_reader(batch_rows)
 
     def ingest_errors(self, limit: int = 1000) -> list[dict]:
         res = self._con.cursor().execute(

@@ -1,0 +1,179 @@
+"""Ingest stories: shards in, catalog rows out; bad input is recorded and never stops the rest."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+
+from curation.ingest import ingest
+from curation.query import CatalogQuery, FilterSpec
+from curation.stats import catalog_stats
+
+from .shards import png, sft_row, write_sft
+
+
+def rows(settings, sql="SELECT * FROM samples ORDER BY sample_id", params=None):
+    with duckdb.connect(str(settings.catalog_path), read_only=True) as con:
+        res = con.execute(sql, params or [])
+        names = [d[0] for d in res.description]
+        return [dict(zip(names, r)) for r in res.fetchall()]
+
+
+def test_small_tree_lands_with_canonical_fields(home, small_tree):
+    s = ingest([small_tree / "vst_p", small_tree / "vst_r"], home, progress=False)
+    assert (s.rows_ok, s.rows_failed, s.files_failed) == (8, 0, 0)
+    by_id = {r["sample_id"]: r for r in rows(home)}
+    d = by_id["id-1"]
+    assert d["dataset"] == "vst-p" and d["subset"] == "si_distance" and d["skill"] == "si_distance"
+    assert d["sample_group"] == "single" and d["source"] == "scannet" and d["answer_kind"] == "number"
+    assert d["question"].startswith("What is the distance") and "<|image_pad|>" not in d["question"]
+    assert d["media"][0]["width"] == 65 and d["media"][0]["digest"] and d["media"][0]["embedded"]
+    assert d["scene_id"] == "room_0001" and (d["source_file"], d["row_group"]) and d["row_index"] == 1
+    assert by_id["id-3"]["answer_kind"] == "choice"
+    # The public video subset mixes skills: wording decides.
+    assert by_id["v-0"]["skill"] == "video_object_counting" and by_id["v-0"]["sample_group"] == "video"
+    assert by_id["v-1"]["skill"] == "video_measurement"
+    # A missing video lands, with its problem recorded against the sample.
+    assert [p["code"] for p in by_id["v-1"]["problems"]] == ["media_missing_file"]
+    rl = by_id["rl-1"]
+    assert rl["dataset"] == "vst-r" and rl["kind"] == "rl" and rl["rl_modes"] == ["multi_choices_score"]
+    assert rl["question_type"] == "multi_choices" and rl["skill"] == "rl_gr_math"
+
+
+def test_reingest_is_idempotent_and_more_shards_append(home, small_tree):
+    ingest([small_tree / "vst_p"], home, progress=False)
+    first = rows(home, "SELECT sample_id, content_hash FROM samples ORDER BY 1")
+    again = ingest([small_tree / "vst_p"], home, progress=False)
+    assert again.files_unchanged == 2 and again.files_ingested == 0
+    forced = ingest([small_tree / "vst_p"], home, progress=False, force=True)
+    assert forced.files_ingested == 2
+    assert rows(home, "SELECT sample_id, content_hash FROM samples ORDER BY 1") == first
+    ingest([small_tree / "vst_r"], home, progress=False)
+    assert len(rows(home)) == len(first) + 2
+
+
+def test_bad_input_is_recorded_and_the_rest_lands(home, tmp_path):
+    src = tmp_path / "bad" / "vst_p"
+    (src / "si_distance").mkdir(parents=True)
+    (src / "si_distance" / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
+    (src / "si_distance" / "notes.json").write_text("{ not json")
+    good = [
+        sft_row(0, "What is the distance between the chair and the table in meters?", "1.8"),
+        sft_row(1, "What is the distance between a and b?", "2", meta_info="{not valid json"),
+        sft_row(2, "How tall is the lamp?", "1.5 m", images=[{"bytes": b"\x89PNG garbage", "path": ""}]),
+        {**sft_row(3, "x", "y"), "conversations": []},
+        {**sft_row(4, "x", "y"), "conversations": [{"from": "gpt", "value": "only an answer"}]},
+    ]
+    write_sft(src / "si_distance" / "part-00000.parquet", good, row_group_size=2)
+    s = ingest([src], home, progress=False)
+    assert s.rows_ok == 3 and s.rows_failed == 2 and s.files_failed == 2
+    errors = rows(home, "SELECT file, row_index, field, reason FROM ingest_errors ORDER BY file, row_index")
+    assert any(e["file"].endswith("broken.parquet") and e["row_index"] is None and "Parquet" in e["reason"]
+               for e in errors)
+    assert any(e["file"].endswith("notes.json") and "not valid JSON" in e["reason"] for e in errors)
+    skipped = {(e["row_index"], e["field"], e["reason"]) for e in errors if e["file"].endswith("part-00000.parquet")}
+    assert skipped == {(3, "conversations", "no turns"), (4, "conversations", "no human turn with text")}
+    problems = {r["sample_id"]: [p["code"] for p in r["problems"]] for r in rows(home)}
+    assert problems["id-1"] == ["invalid_meta_info"]
+    assert problems["id-2"] == ["media_undecodable"]
+    assert problems["id-0"] == []
+    assert catalog_stats(home).errors == len(errors)
+
+
+def test_misspelt_byres_key_is_read(home, tmp_path):
+    import pyarrow as pa
+
+    byres = pa.list_(pa.struct([("byres", pa.binary()), ("path", pa.string())]))
+    row = sft_row(0, "What is the distance between the chair and the table?", "1.8",
+                  images=[{"byres": png(80, 60), "path": ""}])
+    write_sft(tmp_path / "vst_p" / "si_distance" / "part-00001.parquet", [row], images_type=byres)
+    ingest([tmp_path / "vst_p"], home, progress=False)
+    (r,) = rows(home)
+    assert r["media"][0]["width"] == 80 and r["media"][0]["problem"] is None
+
+
+def test_sample_ids_follow_the_identity_rule(home, tmp_path):
+    same = sft_row(0, "What is the distance between the chair and the table?", "1.8")
+    rows_in = [
+        {**same, "id": "dup"},
+        {**sft_row(1, "Another question about the sofa?", "2"), "id": "dup"},  # id collides within the dataset
+        {**same, "id": ""},  # no id: content hash
+        {**same, "id": None},  # an exact copy: numbered content hash
+        sft_row(5, "Unique question?", "3"),
+    ]
+    write_sft(tmp_path / "vst_p" / "si_distance" / "part-00000.parquet", rows_in)
+    ingest([tmp_path / "vst_p"], home, progress=False)
+    ids = [r["sample_id"] for r in rows(home, "SELECT sample_id FROM samples ORDER BY row_index")]
+    assert ids[4] == "id-5"
+    assert all(i.startswith("h") for i in ids[:4]) and len(set(ids)) == 5
+    # Rows 0, 2 and 3 differ only by their id, which is not content: one hash, numbered copies in file order.
+    assert (ids[2], ids[3]) == (ids[0] + "-2", ids[0] + "-3")
+    again = ingest([tmp_path / "vst_p"], home, progress=False, force=True)
+    assert again.rows_ok == 5
+    assert [r["sample_id"] for r in rows(home, "SELECT sample_id FROM samples ORDER BY row_index")] == ids
+
+
+def test_hostile_text_is_data_never_sql(home, small_tree):
+    ingest([small_tree / "vst_p", small_tree / "vst_r"], home, progress=False)
+    q = CatalogQuery(home)
+    for hostile in ["'; DROP TABLE samples; --", '" OR 1=1 --', "chair) OR (1=1", "title:\\", "*", "[", "\x00"]:
+        assert q.count(FilterSpec(text=hostile)) >= 0
+        assert q.count(FilterSpec(skills=[hostile], sources=[hostile])) == 0
+    assert q.count(FilterSpec()) == 8
+
+
+def test_missing_path_is_reported_not_fatal(home, tmp_path, small_tree):
+    s = ingest([tmp_path / "nope", small_tree / "vst_r"], home, progress=False)
+    assert s.rows_ok == 2 and any("does not exist" in e.reason for e in s.errors)
+
+
+@pytest.mark.parametrize("answer,kind", [("B", "choice"), ("3.5", "number"), ("152 cm", "number"),
+                                         ('```json\n[{"bbox_3d": [1,2,3,1,1,1,0,0,0], "label": "chair"}]\n```',
+                                          "bbox3d"), ("A wooden chair near the window.", "text")])
+def test_answer_kind(home, tmp_path, answer, kind):
+    write_sft(tmp_path / "vst_p" / "x" / "p.parquet", [sft_row(0, "Question?", answer)])
+    ingest([tmp_path / "vst_p"], home, progress=False)
+    (r,) = rows(home)
+    assert r["answer_kind"] == kind
+    if kind == "bbox3d":
+        assert r["boxes_3d"] == [{"label": "chair", "bbox": [1.0, 2.0, 3.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0],
+                                  "encoding": "euler9"}]
+
+
+def test_think_split_and_camera_from_prompt(home, tmp_path):
+    q = ("The camera intrinsics are f_x = 346.4, f_y = 346.4, c_x = 200.0, c_y = 150.0. Detect the chair "
+         "(represented by bbox [10, 20, 110, 220]).")
+    a = '<think>The chair is left.</think> ```json\n[{"bbox_3d": [0.1,0.2,3,0.5,0.9,0.5,0,0.25,0], "label": "chair"}]\n```'
+    write_sft(tmp_path / "vst_r" / "cot_sr_si" / "p.parquet", [sft_row(0, q, a, type_="bbox_3d_thought")])
+    ingest([tmp_path / "vst_r"], home, progress=False)
+    (r,) = rows(home)
+    assert r["has_reasoning"] and r["reasoning"] == "The chair is left."
+    assert r["answer"].startswith("```json") and r["answer_kind"] == "bbox3d"
+    cam = r["camera"]
+    assert cam["stated_as"] == "intrinsics" and cam["fx"] == pytest.approx(346.4) and cam["width"] == 64
+    assert r["boxes_2d"] == [{"label": "chair", "bbox": [10.0, 20.0, 110.0, 220.0]}]
+    assert r["skill"] == "cot_sr_si" and r["dataset"] == "vst-r"
+
+
+def test_fov_camera(home, tmp_path):
+    q = ("The camera's horizontal field of view (hfov) is 60.0 degrees and vertical field of view (vfov) is 46.8 "
+         "degrees; the image is 400x300 pixels. Detect all chairs.")
+    write_sft(tmp_path / "vst_p" / "si_3d_detection" / "p.parquet", [sft_row(0, q, "[]")])
+    ingest([tmp_path / "vst_p"], home, progress=False)
+    (r,) = rows(home)
+    cam = r["camera"]
+    assert cam["stated_as"] == "fov" and (cam["width"], cam["height"]) == (400, 300)
+    assert cam["fx"] == pytest.approx(200 / 0.57735, rel=1e-3)
+
+
+def test_stats_json_shape(home, small_tree, capsys):
+    from curation.cli import main
+
+    ingest([small_tree / "vst_p", small_tree / "vst_r"], home, progress=False)
+    assert main(["--home", str(home.home), "stats", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"samples", "errors", "by_dataset", "by_group", "by_skill", "by_source"}
+    assert out["samples"] == 8 and out["by_group"] == {"single": 6, "video": 2}
+    assert out["by_dataset"] == {"vst-p": 6, "vst-r": 2}
