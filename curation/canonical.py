@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from .taxonomy import Taxonomy
 
-PLACEHOLDERS = r"<\|image_pad\|>|<\|video_pad\|>|<image>|<video>"
 NUM = r"(-?[0-9]+(?:\.[0-9]+)?)"
 _NUMBER_ANSWER = (
     r"^(?:about |approximately |around |~)?-?[0-9][0-9,]*(?:\.[0-9]+)?\s*"
@@ -38,7 +37,8 @@ WITH base AS (
   FROM {source}
 ), parsed AS (
   SELECT *,
-    trim(regexp_replace(coalesce(first_human, ''), '{PLACEHOLDERS}', '', 'g')) AS q,
+    trim(replace(replace(replace(replace(coalesce(first_human, ''),
+      '<|image_pad|>', ''), '<|video_pad|>', ''), '<image>', ''), '<video>', '')) AS q,
     CASE WHEN contains(coalesce(first_gpt, ''), '</think>')
          THEN trim(regexp_extract(first_gpt, '(?s).*</think>(.*)$', 1))
          ELSE trim(coalesce(first_gpt, '')) END AS a,
@@ -46,14 +46,14 @@ WITH base AS (
     thought IS NOT NULL OR contains(coalesce(first_gpt, ''), '<think>') AS has_r,
     CASE WHEN n_vid > 0 THEN 'video' WHEN n_img > 1 THEN 'multi' WHEN n_img = 1 THEN 'single' ELSE 'text' END AS grp,
     CASE WHEN json_valid(meta_info) THEN meta_info END AS meta_json,
-    TRY_CAST(nullif(regexp_extract(first_human, 'hfov\\)?\\s*(?:is|=|:)?\\s*{NUM}', 1), '') AS DOUBLE) AS hfov,
-    TRY_CAST(nullif(regexp_extract(first_human, 'vfov\\)?\\s*(?:is|=|:)?\\s*{NUM}', 1), '') AS DOUBLE) AS vfov,
-    TRY_CAST(nullif(regexp_extract(first_human, '([0-9]+)\\s*[x×]\\s*[0-9]+\\s*pixels', 1), '') AS INTEGER) AS stated_w,
-    TRY_CAST(nullif(regexp_extract(first_human, '[0-9]+\\s*[x×]\\s*([0-9]+)\\s*pixels', 1), '') AS INTEGER) AS stated_h,
-    TRY_CAST(nullif(regexp_extract(first_human, 'f_x\\s*[=:]\\s*{NUM}', 1), '') AS DOUBLE) AS fx,
-    TRY_CAST(nullif(regexp_extract(first_human, 'f_y\\s*[=:]\\s*{NUM}', 1), '') AS DOUBLE) AS fy,
-    TRY_CAST(nullif(regexp_extract(first_human, 'c_x\\s*[=:]\\s*{NUM}', 1), '') AS DOUBLE) AS cx,
-    TRY_CAST(nullif(regexp_extract(first_human, 'c_y\\s*[=:]\\s*{NUM}', 1), '') AS DOUBLE) AS cy,
+    CASE WHEN contains(first_human, 'fov') THEN TRY_CAST(nullif(regexp_extract(first_human, 'hfov\\)?\\s*(?:is|=|:)?\\s*{NUM}', 1), '') AS DOUBLE) END AS hfov,
+    CASE WHEN contains(first_human, 'fov') THEN TRY_CAST(nullif(regexp_extract(first_human, 'vfov\\)?\\s*(?:is|=|:)?\\s*{NUM}', 1), '') AS DOUBLE) END AS vfov,
+    CASE WHEN contains(first_human, 'pixels') THEN TRY_CAST(nullif(regexp_extract(first_human, '([0-9]+)\\s*[x×]\\s*[0-9]+\\s*pixels', 1), '') AS INTEGER) END AS stated_w,
+    CASE WHEN contains(first_human, 'pixels') THEN TRY_CAST(nullif(regexp_extract(first_human, '[0-9]+\\s*[x×]\\s*([0-9]+)\\s*pixels', 1), '') AS INTEGER) END AS stated_h,
+    CASE WHEN contains(first_human, 'f_x') THEN TRY_CAST(nullif(regexp_extract(first_human, 'f_x\\s*[=:]\\s*{NUM}', 1), '') AS DOUBLE) END AS fx,
+    CASE WHEN contains(first_human, 'f_x') THEN TRY_CAST(nullif(regexp_extract(first_human, 'f_y\\s*[=:]\\s*{NUM}', 1), '') AS DOUBLE) END AS fy,
+    CASE WHEN contains(first_human, 'f_x') THEN TRY_CAST(nullif(regexp_extract(first_human, 'c_x\\s*[=:]\\s*{NUM}', 1), '') AS DOUBLE) END AS cx,
+    CASE WHEN contains(first_human, 'f_x') THEN TRY_CAST(nullif(regexp_extract(first_human, 'c_y\\s*[=:]\\s*{NUM}', 1), '') AS DOUBLE) END AS cy,
     list_filter(media, lambda m: m.kind = 'image')[1] AS img0
   FROM base
 ), cams AS (
@@ -111,14 +111,16 @@ SELECT
       lambda s: struct_pack(label := '', bbox := list_transform(
         string_split_regex(trim(s), '[\\s,]+'), lambda v: TRY_CAST(v AS DOUBLE)), encoding := 'tag9'))
   END AS boxes_3d,
-  list_transform(
+  CASE WHEN NOT contains(coalesce(first_human, '') || a, 'represented by bbox') THEN [] ELSE list_transform(
     regexp_extract_all(coalesce(first_human, '') || ' ' || a, '(\\w+) \\(represented by bbox \\[[-0-9., ]+\\]\\)', 0),
     lambda s: struct_pack(label := regexp_extract(s, '^(\\w+)', 1),
       bbox := list_transform(string_split(regexp_extract(s, '\\[([-0-9., ]+)\\]', 1), ','),
-                             lambda v: TRY_CAST(trim(v) AS DOUBLE)))) AS boxes_2d,
+                             lambda v: TRY_CAST(trim(v) AS DOUBLE)))) END AS boxes_2d,
   {tax.scene_sql("array_to_string(list_transform(media, lambda m: coalesce(m.path, '')), ' ')")} AS scene_id,
   content_hash,
-  list_concat(
+  CASE WHEN problems IS NULL AND meta_json IS NOT DISTINCT FROM meta_info
+            AND NOT coalesce(list_bool_or(list_transform(media, lambda m: m.problem IS NOT NULL)), false) THEN []
+  ELSE list_concat(
     coalesce(problems, []),
     CASE WHEN meta_info IS NOT NULL AND NOT json_valid(meta_info) THEN
       [struct_pack(code := 'invalid_meta_info', field := 'meta_info', message := 'meta_info is not valid JSON')]
@@ -127,7 +129,7 @@ SELECT
       list_filter(list_transform(media, lambda m, i: struct_pack(m := m, i := i)), lambda x: x.m.problem IS NOT NULL),
       lambda x: struct_pack(code := 'media_' || split_part(x.m.problem, ':', 1), field := 'media[' || (x.i - 1) || ']',
         message := x.m.kind || ' ' || coalesce(nullif(x.m.path, ''), '(embedded)') || ': ' || x.m.problem))
-  ) AS problems,
+  ) END AS problems,
   source_file,
   source_format,
   row_group,

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .media_refs import embedded_item, path_item
+from .media_refs import _dir_entries, embedded_item, path_item
 from .raw import MEDIA_TYPE, RAW_SCHEMA, TURN_TYPE, ReaderError, RowError
 
 VIDEO_PAD = "<|video_pad|>"
@@ -159,28 +159,64 @@ def _rl_turns(question: pa.Array, answer: pa.Array, shown: str, row_base: int, o
 
 
 def _media(table: pa.Table, types: pa.Array, turns: pa.Array, base_dir: Path, shown: str, row_base: int) -> pa.Array:
+    """Media pointers for a batch, built column-wise. Only items whose bytes we can reach (embedded, or a file
+    that exists) go through Python (hash + image header); a missing file costs no Python at all."""
     n = table.num_rows
     if "images" not in table.column_names:
         return pa.array([[] for _ in range(n)], pa.list_(MEDIA_TYPE))
     images = table.column("images").combine_chunks()
-    video_rows = _rows_mentioning(turns, VIDEO_PAD)
-    type_list = types.to_pylist()
-    out: list[list[dict]] = []
-    # Per item Python: each embedded item must be hashed and its header read; there is no vectorised form.
-    for i, items in enumerate(images.to_pylist()):
-        is_video_row = (type_list[i] or "").lower() == "video" or i in video_rows
-        row: list[dict] = []
-        for j, item in enumerate(items or []):
-            kind = "video" if is_video_row and j == 0 else "image"
-            if isinstance(item, str):
-                row.append(path_item(kind, item, base_dir))
-                continue
-            item = item or {}
-            data = item.get("bytes") or item.get("byres")  # upstream loaders accept the misspelt key
-            p = item.get("path") or ""
-            row.append(embedded_item(kind, data, p) if data else path_item(kind, p, base_dir))
-        out.append(row)
-    return pa.array(out, pa.list_(MEDIA_TYPE))
+    offsets = images.offsets.to_numpy(zero_copy_only=False)
+    lo = int(offsets[0])
+    values = images.values.slice(lo, int(offsets[-1]) - lo)
+    offsets = offsets - lo
+    n_items = len(values)
+    if pa.types.is_struct(values.type):
+        names = [values.type.field(i).name for i in range(values.type.num_fields)]
+        key = "bytes" if "bytes" in names else ("byres" if "byres" in names else None)  # upstream misspelling
+        data = values.field(key) if key else pa.nulls(n_items, pa.binary())
+        paths = values.field("path").cast(pa.string()) if "path" in names else pa.nulls(n_items, pa.string())
+    else:  # a plain list of paths
+        data, paths = pa.nulls(n_items, pa.binary()), values.cast(pa.string())
+    paths = paths.fill_null("")
+    # The first item of a video row is the video.
+    counts = np.diff(offsets)
+    parent = np.repeat(np.arange(n), counts)
+    first_of_row = np.zeros(n_items, dtype=bool)
+    first_of_row[offsets[:-1][counts > 0]] = True
+    video_row = pc.equal(pc.utf8_lower(types.fill_null("")), "video").to_numpy(zero_copy_only=False).copy()
+    video_row[list(_rows_mentioning(turns, VIDEO_PAD))] = True
+    is_video = first_of_row & video_row[parent] if n_items else first_of_row
+    kinds = np.where(is_video, "video", "image")
+    # Which items can be read: embedded bytes, or a path whose folder lists it.
+    has_bytes = pc.fill_null(pc.greater(pc.binary_length(data), 0), False).to_numpy(zero_copy_only=False)
+    base = str(base_dir)
+    resolved = pc.if_else(pc.starts_with(paths, "/"), paths, pc.binary_join_element_wise(base, paths, "/"))
+    folders = pc.replace_substring_regex(resolved, "/[^/]*$", "")
+    listed = [f"{d}/{e}" for d in pc.unique(folders).to_pylist() for e in (_dir_entries(d) or ())]
+    exists = pc.is_in(resolved, value_set=pa.array(listed, pa.string())).to_numpy(zero_copy_only=False)
+    readable = np.flatnonzero(has_bytes | (exists & (pc.utf8_length(paths).to_numpy(zero_copy_only=False) > 0)))
+    # Unreadable items, all at once.
+    problem = pc.if_else(pc.equal(paths, ""), "no_path", "missing_file")
+    default = pa.StructArray.from_arrays(
+        [pa.array(kinds, pa.string()), pa.nulls(n_items, pa.string()), pa.nulls(n_items, pa.int32()),
+         pa.nulls(n_items, pa.int32()), paths, pa.nulls(n_items, pa.int64()), pa.array(np.zeros(n_items, bool)),
+         problem],
+        fields=list(MEDIA_TYPE),
+    )
+    if len(readable):
+        datas = data.take(pa.array(readable)).to_pylist()
+        plist = paths.take(pa.array(readable)).to_pylist()
+        items = [
+            embedded_item(kinds[i], d, p) if d else path_item(kinds[i], p, base_dir)
+            for i, d, p in zip(readable.tolist(), datas, plist)
+        ]
+        fixed = pa.array(items, MEDIA_TYPE)
+        mapping = np.arange(n_items)
+        mapping[readable] = n_items + np.arange(len(readable))
+        struct = pa.concat_arrays([default, fixed]).take(pa.array(mapping))
+    else:
+        struct = default
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), struct)
 
 
 def _rows_mentioning(turns: pa.Array, needle: str) -> set[int]:

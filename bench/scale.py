@@ -1,0 +1,237 @@
+"""Scale benchmark for the foundation: text-only VST-shaped shards at full size (4.1M rows by default).
+
+    python -m bench.scale --samples 4100000 [--out bench/out/scale] [--keep]
+
+Prints ingest time next to a bare DuckDB CREATE TABLE AS SELECT of the same columns from the same files, facet,
+page (first and ~4M deep) and text-search latencies (median of repeated runs), peak RSS of each phase (each phase
+runs in its own process), and ends with one JSON line of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+# Skill shares of VST-P (vst-format.md §6), in thousands; the video skills go to the JSON-free `video` folder shape.
+SKILLS = {
+    "si_3d_detection": 1586, "si_depth_comparison": 412, "si_scene_caption": 106, "si_3d_grounding": 170,
+    "si_distance": 251, "si_measurement": 175, "mi_correspondence": 361, "mi_object_object_relation": 230,
+    "mi_camera_motion": 88, "mi_3d_detection": 600, "mi_camera_camera": 63, "mi_scene_caption": 35,
+    "video": 88,
+}
+LABELS = np.array(["chair", "table", "sofa", "bed", "cabinet", "lamp", "desk", "tv", "bookshelf", "plant"])
+SOURCES = np.array(["scannet", "scannetpp", "arkitscenes", "hypersim", "sunrgbd", "xxx"])
+ROWS_PER_SHARD = 100_000
+CONV = pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())]))
+IMAGES = pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+
+
+def _s(a) -> pa.Array:
+    return pa.array(a, pa.string()) if not isinstance(a, pa.Array) else a
+
+
+def _join(*parts) -> pa.Array:
+    return pc.binary_join_element_wise(*[_s(p) if not isinstance(p, str) else p for p in parts], "")
+
+
+def make_shard(skill: str, n: int, seed: int, start: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    a = LABELS[rng.integers(0, len(LABELS), n)]
+    b = LABELS[rng.integers(0, len(LABELS), n)]
+    dist = pc.cast(pa.array(np.round(rng.uniform(0.3, 6.0, n), 1)), pa.string())
+    n_img = 1 if skill.startswith("si_") else (0 if skill == "video" else 3)
+    pad = "<|video_pad|>" if skill == "video" else "<|image_pad|>" * n_img
+    if "detection" in skill or "grounding" in skill:
+        question = _join(pad + "The camera's horizontal field of view (hfov) is 60.0 degrees and vertical field of "
+                         "view (vfov) is 46.8 degrees; the image is 640x480 pixels. Detect the 3D bounding box of "
+                         "every ", a, ".")
+        answer = _join('```json\n[{"bbox_3d": [0.1, 0.2, ', dist, ', 0.5, 0.9, 0.5, 0.0, 0.25, 0.0], "label": "',
+                       a, '"}]\n```')
+    elif skill in ("si_depth_comparison", "mi_object_object_relation"):
+        question = _join(pad + "Which is closer to the camera, the ", a, " or the ", b, "?")
+        answer = _s(a)
+    elif skill == "video":
+        question = _join(pad + "These are frames of a video. How many ", a, "s are in this room?")
+        answer = pc.cast(pa.array(rng.integers(1, 9, n)), pa.string())
+    elif "caption" in skill:
+        question = _s([pad + "Describe the scene."] * n)
+        answer = _join("A room with a ", a, " next to a ", b, ".")
+    else:
+        question = _join(pad + "What is the distance between the ", a, " and the ", b,
+                         " in meters? Please answer the question using a single word or phrase.")
+        answer = dist
+    human = pa.StructArray.from_arrays([_s(["human"] * n), question], names=["from", "value"])
+    gpt = pa.StructArray.from_arrays([_s(["gpt"] * n), answer], names=["from", "value"])
+    idx = np.arange(2 * n).reshape(2, n).T.ravel()
+    conv = pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2), pa.int32()),
+                                    pa.concat_arrays([human, gpt]).take(pa.array(idx)))
+    scene = pc.cast(pa.array(rng.integers(0, 1500, n)), pa.string())
+    if n_img:
+        paths = _join("scenes/scene", pc.utf8_lpad(scene, 4, "0"), "_00/color/",
+                      pc.cast(pa.array(rng.integers(0, 999, n)), pa.string()), ".jpg")
+        item = pa.StructArray.from_arrays([pa.nulls(n * n_img, pa.binary()),
+                                           pc.take(paths, pa.array(np.repeat(np.arange(n), n_img)))],
+                                          names=["bytes", "path"])
+        images = pa.ListArray.from_arrays(pa.array(np.arange(0, n * n_img + 1, n_img), pa.int32()), item)
+    else:
+        vpaths = _join("videos/scene", pc.utf8_lpad(scene, 4, "0"), "_00.mp4")
+        item = pa.StructArray.from_arrays([pa.nulls(n, pa.binary()), vpaths], names=["bytes", "path"])
+        images = pa.ListArray.from_arrays(pa.array(np.arange(0, n + 1), pa.int32()), item)
+    meta = json.dumps([{"width": 640, "height": 480, "resized_width": 644, "resized_height": 476}] * max(n_img, 1))
+    return pa.table({
+        "id": _join("bench-", pc.cast(pa.array(np.arange(start, start + n)), pa.string())),
+        "conversations": conv.cast(CONV),
+        "images": images.cast(IMAGES),
+        "data_source": _s(SOURCES[rng.integers(0, len(SOURCES), n)]),
+        "type": _s([{"video": "video"}.get(skill, "qa")] * n),
+        "meta_info": _s([meta] * n),
+    })
+
+
+def generate(out: Path, samples: int) -> list[Path]:
+    total_share = sum(SKILLS.values())
+    files, start = [], 0
+    for k, (skill, share) in enumerate(SKILLS.items()):
+        n_skill = int(round(samples * share / total_share))
+        for part, lo in enumerate(range(0, n_skill, ROWS_PER_SHARD)):
+            n = min(ROWS_PER_SHARD, n_skill - lo)
+            path = out / "vst_p" / skill / f"part-{part:05d}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(make_shard(skill, n, seed=k * 1000 + part, start=start), path, row_group_size=8192)
+            files.append(path)
+            start += n
+    return files
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def phase(name: str, out: Path) -> dict:
+    """One measured phase, run in its own process so its peak RSS is its own."""
+    from curation.settings import load_settings
+
+    settings = load_settings(out / "home")
+    if name == "duckdb_import":
+        import duckdb
+
+        db = out / "bare.duckdb"
+        db.unlink(missing_ok=True)
+        con = duckdb.connect(str(db))
+        t = time.perf_counter()
+        con.execute("CREATE TABLE t AS SELECT id, conversations, images, data_source, type, meta_info "
+                    f"FROM read_parquet('{out}/vst_p/*/*.parquet')")
+        con.execute("CHECKPOINT")
+        secs = time.perf_counter() - t
+        con.close()
+        db.unlink()
+        return {"duckdb_import_s": round(secs, 2), "duckdb_import_rss_mb": round(_rss_mb())}
+    if name == "ingest":
+        from curation.ingest import ingest
+
+        shutil.rmtree(settings.home, ignore_errors=True)
+        t = time.perf_counter()
+        s = ingest([out / "vst_p"], settings, progress=True)
+        secs = time.perf_counter() - t
+        return {"ingest_s": round(secs, 2), "ingest_rows": s.rows_ok, "ingest_rss_mb": round(_rss_mb())}
+    if name == "ingest_no_text":
+        from curation.ingest import ingest
+
+        shutil.rmtree(out / "home_nt", ignore_errors=True)
+        s2 = load_settings(out / "home_nt")
+        t = time.perf_counter()
+        ingest([out / "vst_p"], s2, progress=False, text_index=False)
+        secs = time.perf_counter() - t
+        shutil.rmtree(out / "home_nt", ignore_errors=True)
+        return {"ingest_catalog_only_s": round(secs, 2)}
+    if name == "queries":
+        from curation.query import CatalogQuery, FilterSpec
+        from curation.text_index import search_text
+
+        q = CatalogQuery(settings)
+        spec = FilterSpec(skills=["si_distance", "si_depth_comparison"], sources=["scannet"])
+        q.facets(spec)  # warm
+        facet_ms = _timed(lambda: (q.count(spec), q.facets(spec)), 7)
+        page_first_ms = _timed(lambda: q.page(FilterSpec(), limit=50), 7)
+        total = q.count(FilterSpec())
+        deep = q.execute("SELECT sample_id FROM samples ORDER BY sample_id LIMIT 1 OFFSET ?",
+                         [max(total - 100_000, 0)]).fetchone()[0]
+        page_deep_ms = _timed(lambda: q.page(FilterSpec(), after=deep, limit=50), 7)
+        filtered_deep_ms = _timed(lambda: q.page(spec, after=deep, limit=50), 7)
+        search_ms = _timed(lambda: search_text(settings.text_index_dir, "distance chair table", limit=50), 7)
+        search_filter_ms = _timed(lambda: q.page(FilterSpec(text="lamp sofa", skills=["si_distance"]), limit=50), 5)
+        sample_ms = _timed(lambda: q.sample(deep), 7)
+        return {"facet_ms": round(facet_ms, 1), "page_first_ms": round(page_first_ms, 1),
+                "page_deep_ms": round(page_deep_ms, 1), "page_deep_filtered_ms": round(filtered_deep_ms, 1),
+                "search_ms": round(search_ms, 1), "search_filter_page_ms": round(search_filter_ms, 1),
+                "sample_lookup_ms": round(sample_ms, 1), "catalog_rows": total, "queries_rss_mb": round(_rss_mb())}
+    raise SystemExit(f"unknown phase {name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=4_100_000)
+    ap.add_argument("--out", default="bench/out/scale")
+    ap.add_argument("--phase", help=argparse.SUPPRESS)
+    ap.add_argument("--keep", action="store_true", help="keep the generated shards and home")
+    ap.add_argument("--skip-generate", action="store_true")
+    args = ap.parse_args(argv)
+    out = Path(args.out).resolve()
+    if args.phase:
+        print("PHASE " + json.dumps(phase(args.phase, out)))
+        return 0
+    figures: dict = {"samples": args.samples}
+    if not args.skip_generate:
+        shutil.rmtree(out, ignore_errors=True)
+        t = time.perf_counter()
+        files = generate(out, args.samples)
+        print(f"generated {len(files)} shards, {args.samples:,} rows in {time.perf_counter() - t:.1f} s")
+    for name in ("duckdb_import", "ingest", "ingest_no_text", "queries"):
+        proc = subprocess.run([sys.executable, "-m", "bench.scale", "--out", str(out), "--phase", name],
+                              capture_output=True, text=True, env={**os.environ})
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("PHASE ")), None)
+        if proc.returncode or not line:
+            print(proc.stdout[-3000:], proc.stderr[-3000:])
+            raise SystemExit(f"phase {name} failed")
+        figures.update(json.loads(line[6:]))
+        print(f"{name}: {json.loads(line[6:])}")
+    figures["ingest_ratio"] = round(figures["ingest_s"] / figures["duckdb_import_s"], 2)
+    figures["ingest_catalog_only_ratio"] = round(figures["ingest_catalog_only_s"] / figures["duckdb_import_s"], 2)
+    figures["peak_rss_mb"] = max(v for k, v in figures.items() if k.endswith("_rss_mb"))
+    print(f"\ningest {figures['ingest_s']} s vs bare DuckDB import {figures['duckdb_import_s']} s "
+          f"(ratio {figures['ingest_ratio']}, catalog only {figures['ingest_catalog_only_ratio']})")
+    print(f"facets {figures['facet_ms']} ms, page first {figures['page_first_ms']} ms, "
+          f"page deep {figures['page_deep_ms']} ms, search {figures['search_ms']} ms, "
+          f"peak RSS {figures['peak_rss_mb']} MB")
+    if not args.keep:
+        shutil.rmtree(out, ignore_errors=True)
+    keys = ["ingest_s", "duckdb_import_s", "ingest_ratio", "facet_ms", "page_first_ms", "page_deep_ms", "search_ms",
+            "peak_rss_mb"]
+    print(json.dumps({k: figures[k] for k in keys} | {k: v for k, v in figures.items() if k not in keys}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
