@@ -32,8 +32,13 @@ demo-data: install
 		$(BIN)/python -m curation ingest "$(CURATOR_HOME)/demo/vst_p" "$(CURATOR_HOME)/demo/vst_r"; \
 	fi
 
+# The worker runs beside the app and stops with it.
 run: demo-data
-	$(BIN)/python -m curation stats
+	@$(BIN)/python -m curation stats
+	@echo "VST Curator: http://127.0.0.1:$(PORT)  (data home $(CURATOR_HOME); Ctrl-C stops app and worker)"
+	@$(BIN)/python -m curation worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/streamlit run app/Home.py --server.headless true --server.address 127.0.0.1 --server.port $(PORT) \
+		--browser.gatherUsageStats false
 
 test: install test-deps
 	$(BIN)/python -m pytest

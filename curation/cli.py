@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -71,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stats", help="counts by dataset, group, skill and source")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_stats)
+
+    # Commands owned by their feature modules (checks/worker/failures, export, Label Studio).
+    for module in ("curation.cli_checks", "curation.cli_export", "curation.labelstudio.cli"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        (getattr(mod, "register", None) or mod.add_parser)(sub)
     return p
 
 
