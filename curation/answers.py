@@ -16,7 +16,7 @@ _SINGLE_LETTER = re.compile(r"[\s(\[*'\"]*([A-Fa-f])[\s)\].:*'\"]*")
 # A capital A-F standing alone, unless it is an article starting a phrase ("A dog").
 _STANDALONE_LETTER = re.compile(r"\b[A-F]\b(?!\s[a-zA-Z])")
 
-_NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?"
+_NUMBER = r"(?<![\d.])[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?"
 _UNIT_WORDS = {
     "m": "m", "meter": "m", "meters": "m", "metre": "m", "metres": "m",
     "cm": "cm", "centimeter": "cm", "centimeters": "cm", "centimetre": "cm", "centimetres": "cm",
@@ -36,10 +36,10 @@ _NUMBER_WORDS = {
     "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
 }  # fmt: skip
 _NUMBER_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + rf")\b\s*({_UNIT})?(?![a-zA-Z])", re.IGNORECASE)
-_HEDGE = r"(?:about|approximately|approx\.?|around|roughly|nearly|almost|~|≈)?"
+_HEDGE = r"(?:about|approximately|approx\.?|around|roughly|nearly|almost|~|≈)"
 # The whole answer is a number: optional hedge word, number, optional unit, optional full stop.
 _WHOLE_NUMBER = re.compile(
-    rf"\s*{_HEDGE}\s*(?:{_NUMBER}|{'|'.join(_NUMBER_WORDS)})\s*(?:{_UNIT}|%)?\s*\.?\s*", re.IGNORECASE
+    rf"(?:{_HEDGE}\s*)?(?:{_NUMBER}|{'|'.join(_NUMBER_WORDS)})\s*(?:{_UNIT}|%)?\.?", re.IGNORECASE
 )
 _METERS_PER = {"m": 1.0, "cm": 0.01, "mm": 0.001, "km": 1000.0, "ft": 0.3048, "in": 0.0254}
 _BBOX3D_HINT = re.compile(r"""["']?bbox_3d["']?\s*["']?\s*[:=]|<3dbbox>""", re.IGNORECASE)
@@ -137,6 +137,6 @@ def classify_answer(answer: str, question: str = "") -> str:
         return "bbox3d"
     if parse_options(question) or _SINGLE_LETTER.fullmatch(text.replace("`", "")):
         return "choice"
-    if _WHOLE_NUMBER.fullmatch(text):
+    if _WHOLE_NUMBER.fullmatch(text.strip()):
         return "number"
     return "text"

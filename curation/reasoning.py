@@ -12,11 +12,10 @@ _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _THINK_INNER = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 # Conclusions a trace states, strongest wording first; the last one in the trace wins.
-_SENTENCE_END = r"(?=(?<!\d)\.(?!\d)|[\n!?;]|$)"
+_SENTENCE_END = r"(?=\.(?!\d)|[\n!?;]|$)"
 _CONCLUSION_PATTERNS = [
     re.compile(
-        r"\b(?:(?:final|correct|right|best)\s+)?answer\s*(?:is|should\s+be|would\s+be|=|:)\s*:?\s*(.+?)"
-        + _SENTENCE_END,
+        r"answer(?<![a-z]answer)\s*(?:is|should\s+be|would\s+be|=|:)\s*:?\s*(.+?)" + _SENTENCE_END,
         re.IGNORECASE,
     ),
     # "option is" alone is too common in analysis ("each option is plausible"): ask for a qualifier.
@@ -33,6 +32,16 @@ _SHORT_CONCLUSION = re.compile(
     r"\b(?:therefore|thus|hence|so)\b\s*,?\s*(\(?(?-i:[A-F])\)?|[-+]?\d[\d,]*(?:\.\d+)?\s*[a-zA-Z%]{0,11})\s*(?:\.(?!\d)|$)",
     re.IGNORECASE,
 )
+_CUES = list(
+    zip(
+        (*_CONCLUSION_PATTERNS, _SHORT_CONCLUSION),
+        (("answer",), ("option", "choice"), ("choose", "pick", "select"), ("option", "choice"),
+         ("therefore", "thus", "hence", "so")),
+    )
+)  # fmt: skip
+_TAIL_CHARS = 400
+_BOXED_TRIES = 8
+_BOXED_MAX_CHARS = 4000
 _LONE_LETTER = re.compile(r"\(?([A-Fa-f])\)?")
 
 
@@ -84,13 +93,19 @@ def format_reward(text: str) -> float:
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (braces balanced), or None."""
+    """Content of the last ``\\boxed{...}`` (braces balanced), or None.
+
+    Looks at the last few ``\\boxed`` only, and at most a few thousand characters of each, so a
+    degenerate response costs linear time.
+    """
     start = text.rfind("\\boxed")
-    while start != -1:
+    tries = 0
+    while start != -1 and tries < _BOXED_TRIES:
+        tries += 1
         i = text.find("{", start)
         if i != -1 and text[start + len("\\boxed") : i].strip() == "":
             depth = 0
-            for j in range(i, len(text)):
+            for j in range(i, min(len(text), i + _BOXED_MAX_CHARS)):
                 if text[j] == "{":
                     depth += 1
                 elif text[j] == "}":
@@ -109,13 +124,25 @@ def reasoning_conclusion(reasoning: str | None) -> str | None:
     """
     if not reasoning:
         return None
+    # Conclusions sit at the end: scan the last few sentences first, the whole trace only if they state none.
+    cut = reasoning.find(" ", max(0, len(reasoning) - _TAIL_CHARS))
+    if cut > 0:
+        found = _last_conclusion(reasoning[cut:])
+        if found is not None:
+            return found
+    return _last_conclusion(reasoning)
+
+
+def _last_conclusion(text: str) -> str | None:
     candidates: list[tuple[int, str]] = []
-    boxed_at = reasoning.rfind("\\boxed")
-    boxed = last_boxed(reasoning)
+    boxed = last_boxed(text)
     if boxed is not None:
-        candidates.append((boxed_at, boxed))
-    for pattern in (*_CONCLUSION_PATTERNS, _SHORT_CONCLUSION):
-        for m in pattern.finditer(reasoning):
+        candidates.append((text.rfind("\\boxed"), boxed))
+    lowered = text.lower()
+    for pattern, cue in _CUES:
+        if not any(c in lowered for c in cue):
+            continue  # a substring test is far cheaper than a case-insensitive regex scan
+        for m in pattern.finditer(text):
             candidates.append((m.start(), m.group(1)))
     for _, raw in sorted(candidates, key=lambda c: c[0], reverse=True):
         cleaned = _clean_conclusion(raw)
@@ -126,7 +153,7 @@ def reasoning_conclusion(reasoning: str | None) -> str | None:
 
 def _clean_conclusion(raw: str) -> str:
     text = raw.strip().strip("*`'\"“”").strip()
-    text = text.rstrip(",;:!").strip().strip("*`'\"“”").strip()
+    text = text.rstrip(",;:!.").strip().strip("*`'\"“”").strip()
     if "\\boxed" in text:
         text = last_boxed(text) or text
     lone = _LONE_LETTER.fullmatch(text)

@@ -15,7 +15,7 @@ from curation.geometry import Box3D, Camera
 
 BOX_ENCODINGS = ("euler9", "uvd9", "quat10", "tag9", "invalid")
 
-_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_NUM = r"(?<![\d.])[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _SEP = r"\s*(?:is|of|:|=)?\s*(?:about\s+|approximately\s+)?"
 _DEG = r"\s*(?:°|degrees?|deg)?"
 _HFOV = re.compile(
@@ -24,12 +24,12 @@ _HFOV = re.compile(
 _VFOV = re.compile(
     rf"(?:\bvfov\b|vertical\s+field\s+of\s+view)(?:\s*\(\s*vfov\s*\))?{_SEP}({_NUM}){_DEG}", re.IGNORECASE
 )
-_SIZE_WXH = re.compile(r"(\d+)\s*[x×X*]\s*(\d+)\s*(?:pixels?|px)\b", re.IGNORECASE)
+_SIZE_WXH = re.compile(r"(?<!\d)(\d+)\s*[x×X*]\s*(\d+)\s*(?:pixels?|px)\b", re.IGNORECASE)
 _SIZE_WORDS = re.compile(
     r"\bwidth\s*(?:is|of|:|=)?\s*(\d+).{0,40}?\bheight\s*(?:is|of|:|=)?\s*(\d+)", re.IGNORECASE | re.DOTALL
 )
 _SIZE_WIDE = re.compile(
-    r"(\d+)\s*(?:pixels?|px)\s+wide\b.{0,40}?(\d+)\s*(?:pixels?|px)\s+(?:high|tall)\b", re.IGNORECASE | re.DOTALL
+    r"(?<!\d)(\d+)\s*(?:pixels?|px)\s+wide\b.{0,40}?(\d+)\s*(?:pixels?|px)\s+(?:high|tall)\b", re.IGNORECASE | re.DOTALL
 )
 
 
@@ -58,7 +58,7 @@ _UVD_HINT = re.compile(r"\buvd\b|\[\s*u\s*,\s*v\s*,|\(\s*u\s*,\s*v\s*[,)]", re.I
 _CLAUSE_BREAK = re.compile(r"[.;,:!?\]\)\}\n]|\band\b|\bor\b|\bwhile\b|\bbetween\b", re.IGNORECASE)
 _TRAILING_FILLER = re.compile(
     r"(?:\s|\(|\bis\b|\bare\b|\bat\b|\blocated\b|\bplaced\b|\bwith\b|\bhas\b|\bits\b|\bgiven\b|\bby\b|"
-    r"\brepresented\b|\bdenoted\b|\bas\b|\bin\b|\bbounding\b|\b3d\b|<ref>|</ref>|<[^<>]*>|[\"'`*])+$",
+    r"\brepresented\b|\bdenoted\b|\bas\b|\bin\b|\bbounding\b|\b3d\b|<[^<>]*>|[\"'`*])+$",
     re.IGNORECASE,
 )
 _DETERMINER = re.compile(r"\b(?:the|a|an|this|that|one|another)\b", re.IGNORECASE)
