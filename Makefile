@@ -21,9 +21,12 @@ install: system-deps $(VENV)/.installed
 system-deps:
 	@dpkg -s libusb-1.0-0 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq libusb-1.0-0; }
 
-# What only the tests need: Debian's Chromium for Playwright (never `playwright install`).
+# What only the tests need: Debian's Chromium for Playwright (never `playwright install`) and a PostgreSQL server
+# (the state database must work on it; the tests start a throwaway cluster).
 test-deps:
 	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium fonts-dejavu-core; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
 # The demo data set, generated and ingested once when the data home has no catalog.
 demo-data: install

@@ -7,7 +7,8 @@ Rules the functions keep (tests/test_state.py tells them as stories):
   source and note come from the latest one; fixed_answer / fixed_reasoning from the latest review that set
   them (last write wins per field), so an approval after a fix approves the fixed text.
 - Several curators at once: on SQLite every write transaction is ``BEGIN IMMEDIATE`` (writers queue on
-  busy_timeout instead of failing), so concurrent flags and reviews all land and the audit keeps each one.
+  busy_timeout instead of failing), on PostgreSQL it first takes one transaction-level advisory lock, so
+  concurrent flags and reviews all land and the audit keeps each one.
 - Jobs move queued -> running -> completed | failed | cancelled by conditional UPDATEs, so two workers never
   claim the same job and a cancelled job cannot be marked completed.
 """
@@ -65,6 +66,7 @@ from db.models import (
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _IMMEDIATE = "curator_sqlite_immediate"  # execution option: this transaction will write
 _PG_MIGRATION_LOCK = 0x5653_5443  # advisory-lock key serialising concurrent `upgrade head` on PostgreSQL
+_PG_WRITE_LOCK = 0x5653_5457  # advisory-lock key every PostgreSQL write transaction queues on (see _pg_engine)
 STATE_MATCH_KEY = b"curator.state_match"  # schema metadata of state_sample_ids: b"include" | b"exclude"
 
 
@@ -228,7 +230,7 @@ class StateDB:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A transaction that commits on success; on SQLite it holds the write lock from its first statement."""
+        """A transaction that commits on success; it holds the write lock (SQLite, PostgreSQL) from its start."""
         with self._write.begin() as session:
             yield session
 
@@ -275,9 +277,26 @@ def _sqlite_engine(db_url: str) -> Engine:
     return engine
 
 
+def _pg_engine(db_url: str) -> Engine:
+    engine = create_engine(db_url, pool_pre_ping=True)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # PostgreSQL's BEGIN IMMEDIATE: without it two READ COMMITTED writers both pass a read-then-write step
+        # (add_flag's "already flagged?", add_review's old/new fold for the audit) and store duplicates or a
+        # broken audit chain. One writer at a time, as on SQLite; readers are never blocked.
+        if conn.get_execution_options().get(_IMMEDIATE, False):
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
+
+    return engine
+
+
 def _make_engine(db_url: str) -> Engine:
-    if make_url(db_url).get_backend_name() == "sqlite":
+    backend = make_url(db_url).get_backend_name()
+    if backend == "sqlite":
         return _sqlite_engine(db_url)
+    if backend == "postgresql":
+        return _pg_engine(db_url)
     return create_engine(db_url, pool_pre_ping=True)
 
 
