@@ -43,7 +43,16 @@ run: demo-data
 	$(BIN)/streamlit run app/Home.py --server.headless true --server.address 127.0.0.1 --server.port $(PORT) \
 		--browser.gatherUsageStats false
 
-test: install test-deps
+# Label Studio lives in its own environment: in the app's it would downgrade pyarrow and pull ~90 packages.
+.venv-ls/bin/label-studio: requirements-ls.txt
+	@test -x .venv-ls/bin/python || $(PYTHON) -m venv .venv-ls
+	.venv-ls/bin/pip install -q -r requirements-ls.txt
+	@touch $@
+
+labelstudio: install .venv-ls/bin/label-studio
+	scripts/labelstudio.sh
+
+test: install test-deps .venv-ls/bin/label-studio
 	$(BIN)/python -m pytest
 
 lint: install

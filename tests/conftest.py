@@ -14,7 +14,7 @@ from .shards import small_vst_tree
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-pytest_plugins = ["tests.pg_server"]
+pytest_plugins = ["tests.pg_server", "tests.ls_server"]
 
 DEMO_SAMPLES = 300
 DEMO_SEED = 7

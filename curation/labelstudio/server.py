@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -30,6 +31,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlparse
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -59,11 +61,11 @@ class Credentials:
     token: str
 
     @classmethod
-    def generate(cls) -> "Credentials":
+    def generate(cls) -> Credentials:
         return cls("curator@example.com", secrets.token_urlsafe(18), secrets.token_hex(20))
 
     @classmethod
-    def load(cls, path: Path) -> "Credentials":
+    def load(cls, path: Path) -> Credentials:
         try:
             raw = json.loads(path.read_text())
             return cls(str(raw["username"]), str(raw["password"]), str(raw["token"]))
@@ -96,6 +98,17 @@ class LabelStudioServer:
         """The folder the projects' local-files storages point at."""
         return self.files_root / MEDIA_SUBDIR
 
+    def wait_ready(self, timeout: float = 180.0) -> Self:
+        """Block until the server answers on our port with our token (stopping it if it never does)."""
+        try:
+            wait_healthy(self, timeout)
+        except BaseException:
+            self.stop()
+            raise
+        if self.process is not None:
+            (self.data_dir / CONNECTION_FILE).write_text(json.dumps({"url": self.url, "pid": self.process.pid}))
+        return self
+
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -116,7 +129,7 @@ class LabelStudioServer:
         self.process = None
         (self.data_dir / CONNECTION_FILE).unlink(missing_ok=True)
 
-    def __enter__(self) -> "LabelStudioServer":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -160,6 +173,8 @@ def port_is_free(port: int, host: str = HOST) -> bool:
         if s.connect_ex((host, port)) == 0:
             return False
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the server does: connections of a stopped server lingering in TIME_WAIT do not block it.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -262,11 +277,14 @@ def start_server(
     venv: Path = DEFAULT_VENV,
     template: Path | None = None,
     timeout: float = 180.0,
+    wait: bool = True,
 ) -> LabelStudioServer:
     """Start Label Studio on 127.0.0.1 with its SQLite database and credentials in ``data_dir``.
 
     ``files_root`` is the folder it serves under /data/local-files/ (default ``data_dir/files``);
     ``port`` None picks a free one. The credentials are generated on the first start and reused.
+    ``wait=False`` returns as soon as the process runs (it boots in the background); call
+    ``server.wait_ready()`` before using it.
     """
     data_dir = Path(data_dir).resolve()
     files_root = Path(files_root).resolve() if files_root else data_dir / "files"
@@ -306,17 +324,15 @@ def start_server(
     )
     log.close()
     server = LabelStudioServer(f"http://{HOST}:{port}", port, data_dir, files_root, credentials, log_path, process)
-    try:
-        wait_healthy(server, timeout)
-    except BaseException:
-        server.stop()
-        raise
-    (data_dir / CONNECTION_FILE).write_text(json.dumps({"url": server.url, "pid": process.pid}))
+    if wait:
+        server.wait_ready(timeout)
     return server
 
 
-def template_dir(venv: Path = DEFAULT_VENV) -> Path:
-    return Path(venv) / TEMPLATE_DIR
+def template_dir(venv: Path = DEFAULT_VENV, requirements: Path = REQUIREMENTS) -> Path:
+    """Keyed by the pinned requirements, so a new Label Studio version migrates a fresh template."""
+    digest = hashlib.sha1(Path(requirements).read_bytes()).hexdigest()[:10] if Path(requirements).exists() else "x"
+    return Path(venv) / f"{TEMPLATE_DIR}-{digest}"
 
 
 def ensure_template(venv: Path = DEFAULT_VENV, timeout: float = 180.0) -> Path:
@@ -372,6 +388,9 @@ def _run(args: argparse.Namespace) -> int:
         "Ctrl-C stops it.",
         flush=True,
     )
+    # Ctrl-C and kill both end in stop(); SIGINT is set explicitly because a job started in the
+    # background by a non-interactive shell inherits it as ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while server.is_running():
