@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
 if [ ! -x "$PY" ]; then
-  echo "no app environment at .venv: run 'make setup' (or set PYTHON=...)" >&2
+  echo "no app environment at .venv: run 'make install' (or set PYTHON=...)" >&2
   exit 2
 fi
 exec "$PY" -m curation.labelstudio.server run "$@"
