@@ -40,8 +40,7 @@ run: demo-data
 	@$(BIN)/python -m curation stats
 	@echo "VST Curator: http://127.0.0.1:$(PORT)  (data home $(CURATOR_HOME); Ctrl-C stops app and worker)"
 	@$(BIN)/python -m curation worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/streamlit run app/Home.py --server.headless true --server.address 127.0.0.1 --server.port $(PORT) \
-		--browser.gatherUsageStats false
+	$(BIN)/python -m curation app --port $(PORT)
 
 # Label Studio lives in its own environment: in the app's it would downgrade pyarrow and pull ~90 packages.
 .venv-ls/bin/label-studio: requirements-ls.txt

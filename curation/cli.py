@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_stats)
 
     # Commands owned by their feature modules (checks/worker/failures, export, Label Studio).
-    for module in ("curation.cli_checks", "curation.cli_export", "curation.labelstudio.cli"):
+    for module in ("curation.cli_app", "curation.cli_checks", "curation.cli_export", "curation.labelstudio.cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -12,7 +12,7 @@ import duckdb
 import pyarrow as pa
 from tqdm import tqdm
 
-from db.catalog import SAMPLE_COLUMNS, open_catalog
+from db.catalog import SAMPLE_COLUMNS, open_for_writing
 
 from .canonical import canonical_select, content_hash_sql
 from .readers import ReaderError, RowError, detect_format, find_shards, read_shard
@@ -65,9 +65,8 @@ def ingest(
     settings.ensure_dirs()
     tax = load_taxonomy()
     select_sql = canonical_select(tax, source="staged_ids")
-    con = open_catalog(settings.catalog_path, read_only=False)
     clear_caches()
-    try:
+    with open_for_writing(settings.catalog_path) as con:
         run = con.execute("SELECT coalesce(max(ingest_run), 0) + 1 FROM ingest_runs").fetchone()[0]
         con.execute("INSERT INTO ingest_runs VALUES (?, now(), NULL, 0, 0, 0)", [run])
         summary = IngestSummary(ingest_run=run)
@@ -93,8 +92,6 @@ def ingest(
             [summary.files_ingested, summary.rows_ok, summary.rows_failed, run],
         )
         con.execute("CHECKPOINT")
-    finally:
-        con.close()
     summary.seconds = time.perf_counter() - started
     return summary
 

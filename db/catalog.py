@@ -6,6 +6,9 @@ DuckDB allows from many processes at once while no writer holds the file.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -111,6 +114,68 @@ def open_catalog(path: str | Path, read_only: bool = True, retries: int = 20) ->
             last = exc
             time.sleep(0.25)
     raise CatalogBusy(f"catalog {path} is locked by another process (an ingest?): {last}")
+
+
+def catalog_identity(path: str | Path) -> str:
+    """Changes when ingest replaces the catalog file: readers key their cached connections on it."""
+    try:
+        st = Path(path).stat()
+    except FileNotFoundError:
+        return "absent"
+    return f"{st.st_ino}:{st.st_mtime_ns}"
+
+
+@contextmanager
+def open_for_writing(path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-write connection for ingest, even while the app or the worker read the catalog.
+
+    DuckDB lets one process write a file only when no other process has it open. When readers hold it, ingest
+    writes a copy and swaps it in atomically at the end: readers keep the old file (its inode stays alive) until
+    they reopen, and every new connection sees the new catalog. Nothing is swapped if the ingest fails.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _ingest_lock(path):
+        try:
+            con = open_catalog(path, read_only=False, retries=1)
+        except CatalogBusy:
+            con = None
+        if con is None:
+            yield from _write_copy_and_swap(path)
+            return
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+@contextmanager
+def _ingest_lock(path: Path) -> Iterator[None]:
+    """One ingest at a time: a second one would copy a file that is being written."""
+    with open(path.with_name(path.name + ".lock"), "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CatalogBusy(f"another ingest is writing {path}; wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write_copy_and_swap(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    staging = path.with_name(path.name + ".ingest")
+    staging.unlink(missing_ok=True)
+    shutil.copyfile(path, staging)
+    con = open_catalog(staging, read_only=False, retries=1)
+    try:
+        yield con
+        con.execute("CHECKPOINT")
+        con.close()
+        os.replace(staging, path)
+    finally:
+        con.close()
+        staging.unlink(missing_ok=True)
 
 
 @contextmanager

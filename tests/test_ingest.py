@@ -177,3 +177,27 @@ def test_stats_json_shape(home, small_tree, capsys):
     assert set(out) == {"samples", "errors", "by_dataset", "by_group", "by_skill", "by_source"}
     assert out["samples"] == 8 and out["by_group"] == {"single": 6, "video": 2}
     assert out["by_dataset"] == {"vst-p": 6, "vst-r": 2}
+
+
+def test_ingest_while_the_app_reads_swaps_in_a_new_catalog(home, small_tree):
+    """The app and the worker keep read-only connections open; ingest must still land, and they see it on reopen."""
+    import subprocess
+    import sys
+    import textwrap
+
+    ingest([small_tree / "vst_p"], home, progress=False)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import duckdb, sys, time
+            con = duckdb.connect({str(home.catalog_path)!r}, read_only=True)
+            print(con.execute("SELECT count(*) FROM samples").fetchone()[0], flush=True)
+            sys.stdin.readline()
+            print(con.execute("SELECT count(*) FROM samples").fetchone()[0], flush=True)
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert reader.stdout.readline().strip() == "6"
+    s = ingest([small_tree / "vst_r"], home, progress=False)  # the reader holds the file: copy, write, swap
+    assert s.rows_ok == 2 and s.samples_total == 8
+    out, _ = reader.communicate("\n", timeout=60)
+    assert out.strip() == "6"  # the old connection keeps its snapshot
+    assert len(rows(home)) == 8  # a new connection sees the new catalog
+    assert not home.catalog_path.with_name(home.catalog_path.name + ".ingest").exists()

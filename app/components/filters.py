@@ -1,0 +1,151 @@
+"""The filter lives in the URL (FilterSpec.to_query_params), so a view can be shared and survives a reload; the
+sidebar widgets are seeded from the URL and write every change back to it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import streamlit as st
+from pydantic import ValidationError
+
+from curation.query import DIMENSIONS, FilterSpec
+from db.models import FLAG_REASONS
+
+DIMENSION_LABELS = {
+    "skills": "Skill",
+    "groups": "Group",
+    "datasets": "Dataset",
+    "sources": "Source",
+    "types": "Type",
+    "answer_kinds": "Answer kind",
+    "subsets": "Subset",
+}
+_TRISTATE = {"any": None, "yes": True, "no": False}
+REVIEW_STATES = ["any", "unreviewed", "reviewed", "approved", "rejected", "fixed"]
+_SYNCED = "flt__synced"  # the spec the widgets were last seeded from / wrote to the URL
+_PREFIX = "flt_"
+_OVERRIDE = "flt__override"
+
+
+def spec_from_url() -> FilterSpec:
+    """The filter in the page's query string; a malformed one is reported and dropped, never a traceback."""
+    params = st.query_params.to_dict()
+    try:
+        return FilterSpec.from_query_params(params)
+    except (ValidationError, ValueError) as exc:
+        first = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": ("?",), "msg": str(exc)}
+        where = ".".join(str(p) for p in first.get("loc", ())) or "query string"
+        st.warning(f"The link's filter has a bad value in `{where}` ({first.get('msg')}); showing everything.")
+        return FilterSpec()
+
+
+def write_url(spec: FilterSpec, **extra: str) -> None:
+    """Replace the query string with the filter plus page-specific keys (e.g. ``id``)."""
+    params = {**spec.to_query_params(), **{k: v for k, v in extra.items() if v}}
+    if params != st.query_params.to_dict():
+        st.query_params.from_dict(params)
+
+
+def url_params(spec: FilterSpec, **extra: str) -> dict[str, str]:
+    return {**spec.to_query_params(), **{k: v for k, v in extra.items() if v}}
+
+
+def _tristate(value: bool | None) -> str:
+    return {None: "any", True: "yes", False: "no"}[value]
+
+
+def _seed_widgets(spec: FilterSpec) -> None:
+    ss = st.session_state
+    for name in DIMENSIONS:
+        ss[_PREFIX + name] = list(getattr(spec, name))
+    ss[_PREFIX + "text"] = spec.text
+    ss[_PREFIX + "has_reasoning"] = _tristate(spec.has_reasoning)
+    ss[_PREFIX + "has_problems"] = _tristate(spec.has_problems)
+    ss[_PREFIX + "flagged"] = _tristate(spec.flagged)
+    ss[_PREFIX + "flag_reasons"] = list(spec.flag_reasons)
+    ss[_PREFIX + "review"] = spec.review or "any"
+    ss[_PREFIX + "reviewers"] = ", ".join(spec.reviewers)
+    ss[_PREFIX + "failed_checks"] = ", ".join(spec.failed_checks)
+    ss[_PREFIX + "passed_checks"] = ", ".join(spec.passed_checks)
+    ss[_SYNCED] = spec.model_dump_json()
+
+
+def _csv(text: str) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def _reset() -> None:
+    _seed_widgets(FilterSpec())
+    st.session_state[_OVERRIDE] = True  # the widgets now win over the (old) URL on the coming run
+
+
+def _spec_from_widgets(keep: FilterSpec) -> FilterSpec:
+    ss = st.session_state
+    review = ss[_PREFIX + "review"]
+    return FilterSpec(
+        **{name: list(ss[_PREFIX + name]) for name in DIMENSIONS},
+        text=(ss[_PREFIX + "text"] or "").strip(),
+        has_reasoning=_TRISTATE[ss[_PREFIX + "has_reasoning"]],
+        has_problems=_TRISTATE[ss[_PREFIX + "has_problems"]],
+        flagged=_TRISTATE[ss[_PREFIX + "flagged"]],
+        flag_reasons=list(ss[_PREFIX + "flag_reasons"]),
+        review=None if review == "any" else review,
+        reviewers=_csv(ss[_PREFIX + "reviewers"]),
+        failed_checks=_csv(ss[_PREFIX + "failed_checks"]),
+        passed_checks=_csv(ss[_PREFIX + "passed_checks"]),
+        score_below=dict(keep.score_below),
+    )
+
+
+def current_spec() -> FilterSpec:
+    """The filter for this run: the sidebar widgets' values, or the URL's when the URL changed under them (a
+    pasted link, the back button, a first visit). The URL is updated to match."""
+    ss = st.session_state
+    url_spec = spec_from_url()
+    seeded = all(_PREFIX + name in ss for name in DIMENSIONS)
+    override = ss.pop(_OVERRIDE, False)
+    if not override and (not seeded or ss.get(_SYNCED) != url_spec.model_dump_json()):
+        _seed_widgets(url_spec)
+        return url_spec
+    spec = _spec_from_widgets(FilterSpec() if override else url_spec)
+    ss[_SYNCED] = spec.model_dump_json()
+    write_url(spec)
+    return spec
+
+
+def sidebar_filters(spec: FilterSpec, facet_counts: Mapping[str, Mapping[str, int]]) -> None:
+    """Sidebar widgets for every catalog dimension (options with their facet counts), text search and the state
+    and check filters; their values become the filter on the next run (see current_spec)."""
+    ss = st.session_state
+    sb = st.sidebar
+    sb.header("Filter")
+    sb.text_input("Search question / answer / reasoning", key=_PREFIX + "text",
+                  placeholder='words, "a phrase", chair AND table')
+    for name, label in DIMENSION_LABELS.items():
+        counts = facet_counts.get(name, {})
+        selected = list(ss.get(_PREFIX + name) or [])
+        options = list(counts) + [v for v in selected if v not in counts]
+        sb.multiselect(label, options, key=_PREFIX + name,
+                       format_func=lambda v, c=counts: f"{v} ({c.get(v, 0):,})")
+    c1, c2 = sb.columns(2)
+    c1.selectbox("Has reasoning", list(_TRISTATE), key=_PREFIX + "has_reasoning")
+    c2.selectbox("Ingest problems", list(_TRISTATE), key=_PREFIX + "has_problems")
+    sb.subheader("Curation state")
+    c1, c2 = sb.columns(2)
+    c1.selectbox("Flagged", list(_TRISTATE), key=_PREFIX + "flagged")
+    c2.selectbox("Review", REVIEW_STATES, key=_PREFIX + "review")
+    sb.multiselect("Flag reasons", list(FLAG_REASONS), key=_PREFIX + "flag_reasons")
+    sb.text_input("Reviewers (comma separated)", key=_PREFIX + "reviewers")
+    with sb.expander("Check results", expanded=bool(spec.failed_checks or spec.passed_checks or spec.score_below)):
+        st.text_input("Failed checks (comma separated)", key=_PREFIX + "failed_checks")
+        st.text_input("Passed checks (comma separated)", key=_PREFIX + "passed_checks")
+        if spec.score_below:
+            thresholds = ", ".join(f"{k} < {v}" for k, v in spec.score_below.items())
+            st.caption(f"Score thresholds from the link: {thresholds}")
+    sb.button("Reset filters", on_click=_reset, key="flt_reset_btn")
+
+
+def describe(spec: FilterSpec) -> str:
+    """A short human line for the current filter ('skill=si_distance · flagged=yes')."""
+    parts = [f"{k}={v}" for k, v in spec.to_query_params().items()]
+    return " · ".join(parts) if parts else "everything"

@@ -1,0 +1,91 @@
+"""Browse: filter the catalog (sidebar, facet counts, text search), page through the matches by keyset, and open
+a sample by clicking its row. The filter lives in the URL."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repo root, for `app` and `curation`
+
+import streamlit as st  # noqa: E402
+
+from app.components import data, filters  # noqa: E402
+from curation.query import FilterSpec  # noqa: E402
+from curation.views import table_rows  # noqa: E402
+
+PAGE_SIZE = 50
+SAMPLE_PAGE = "pages/2_Sample.py"
+COLUMNS = ["sample_id", "skill", "question", "answer", "source", "dataset", "sample_group", "answer_kind",
+           "n_images", "n_videos", "has_reasoning"]
+
+
+def cursor_for(spec: FilterSpec) -> list[str | None]:
+    """The keyset cursors of the pages seen so far under this filter (a new filter starts at page 1)."""
+    ss = st.session_state
+    if ss.get("browse_spec") != spec.model_dump_json():
+        ss["browse_spec"] = spec.model_dump_json()
+        ss["browse_cursors"] = [None]
+    return ss["browse_cursors"]
+
+
+def open_sample(spec: FilterSpec, sample_id: str) -> None:
+    st.switch_page(SAMPLE_PAGE, query_params=filters.url_params(spec, id=sample_id))
+
+
+def results(b: data.Backend, spec: FilterSpec) -> None:
+    cursors = cursor_for(spec)
+    total = data.count(b, spec)
+    page = data.page(b, spec, cursors[-1], PAGE_SIZE)
+    first = (len(cursors) - 1) * PAGE_SIZE
+    st.markdown(f"**{total:,}** samples match · {filters.describe(spec)}")
+    if not page.rows:
+        st.info("No sample matches this filter. Loosen it in the sidebar, or reset it.")
+        return
+    rows = table_rows(page.rows)
+    event = st.dataframe(
+        [{c: r.get(c) for c in COLUMNS} for r in rows],
+        key=f"browse_table_{len(cursors)}", on_select="rerun", selection_mode="single-row", hide_index=True,
+        height=38 + 35 * min(len(rows), 15),
+        column_config={"sample_id": st.column_config.TextColumn("sample", width="medium"),
+                       "question": st.column_config.TextColumn(width="large")},
+    )
+    picked = event.selection.rows if event and event.selection else []
+    if picked:
+        open_sample(spec, rows[picked[0]]["sample_id"])
+    c = st.columns([1, 1, 3, 2])
+    if c[0].button("◀ Previous", disabled=len(cursors) == 1, key="browse_prev"):
+        cursors.pop()
+        st.rerun()
+    if c[1].button("Next ▶", disabled=page.next_after is None, key="browse_next"):
+        cursors.append(page.next_after)
+        st.rerun()
+    c[2].caption(f"page {len(cursors)} · rows {first + 1:,}–{first + len(rows):,} of {total:,}")
+    if c[3].button("Review this filter one by one", key="browse_review", type="primary"):
+        open_sample(spec, rows[0]["sample_id"])  # the first sample of this page
+    with st.expander("Open a sample by id"):
+        sid = st.selectbox("Sample on this page", [r["sample_id"] for r in rows], key="browse_pick")
+        if st.button("Open", key="browse_open"):
+            open_sample(spec, sid)
+
+
+def main() -> None:
+    st.set_page_config(page_title="VST Curator · Browse", page_icon=":material/search:", layout="wide")
+    st.title("Browse")
+    try:
+        b = data.backend()
+    except data.AppDataError as exc:
+        st.error(str(exc))
+        return
+    spec = filters.current_spec()
+    try:
+        facet_counts = data.facets(b, spec)
+    except Exception as exc:
+        st.error(f"The filter cannot be applied: {exc}")
+        facet_counts = {}
+    filters.sidebar_filters(spec, facet_counts)
+    try:
+        results(b, spec)
+    except Exception as exc:  # e.g. a text index that is missing: a message, not a traceback
+        st.error(f"The filter cannot be applied: {exc}")
+
+
+main()

@@ -1,0 +1,99 @@
+"""Sample view and review queue: one sample (``?id=...``) with its turns, reasoning, media with boxes drawn in and
+its 3D scene; flag / approve / reject / fix / undo; step through the filter in the URL with j/k."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repo root, for `app` and `curation`
+
+import streamlit as st  # noqa: E402
+
+from app.components import data, filters, review, sample_view  # noqa: E402
+from curation.query import FilterSpec  # noqa: E402
+from curation.reasoning import split_reasoning  # noqa: E402
+
+BROWSE_PAGE = "pages/1_Browse.py"
+
+
+def go_to(spec: FilterSpec, sample_id: str) -> None:
+    filters.write_url(spec, id=sample_id)
+    st.rerun()
+
+
+def ask_for_id(spec: FilterSpec) -> None:
+    st.info("No sample chosen: open one from Browse, or type its id.")
+    sid = st.text_input("Sample id", key="sample_id_input")
+    if sid.strip():
+        go_to(spec, sid.strip())
+    st.page_link(BROWSE_PAGE, label="Browse", icon=":material/search:", query_params=filters.url_params(spec))
+
+
+def header(row: dict, spec: FilterSpec, b: data.Backend) -> tuple[str | None, str | None]:
+    """Title, facts and the review-queue steps (previous / next sample under the filter)."""
+    sid = row["sample_id"]
+    st.title(f"Sample {sid}")
+    facts = [row.get("dataset"), row.get("skill"), row.get("sample_group"), row.get("source"), row.get("kind"),
+             f"type {row.get('type')}" if row.get("type") else None,
+             f"scene {row['scene_id']}" if row.get("scene_id") else None,
+             f"{Path(row['source_file']).name} row {row.get('row_index')}"]
+    st.caption(" · ".join(str(f) for f in facts if f))
+    try:
+        prev_id, next_id = b.query.neighbours(spec, sid)
+    except Exception as exc:
+        st.warning(f"The review queue cannot step through this filter: {exc}")
+        prev_id = next_id = None
+    c = st.columns([1, 1, 4, 2])
+    if c[0].button("◀ Prev", key="btn_prev", disabled=prev_id is None, help="k: previous sample in the filter"):
+        go_to(spec, prev_id)
+    if c[1].button("Next ▶", key="btn_next", disabled=next_id is None, help="j: next sample in the filter"):
+        go_to(spec, next_id)
+    c[2].caption(f"Queue: {filters.describe(spec)} · keys: j next, k previous, a approve, r reject, f flag")
+    c[3].page_link(BROWSE_PAGE, label="Back to Browse", icon=":material/search:", query_params=filters.url_params(spec))
+    for p in row.get("problems") or []:
+        st.warning(f"Ingest problem `{p.get('code')}` in `{p.get('field')}`: {p.get('message')}")
+    return prev_id, next_id
+
+
+def main() -> None:
+    st.set_page_config(page_title="VST Curator · Sample", page_icon=":material/view_in_ar:", layout="wide")
+    try:
+        b = data.backend()
+    except data.AppDataError as exc:
+        st.error(str(exc))
+        return
+    spec = filters.spec_from_url()
+    sid = (st.query_params.get("id") or "").strip()
+    if not sid:
+        ask_for_id(spec)
+        return
+    try:
+        row = b.query.sample(sid)
+    except Exception as exc:
+        st.error(f"Sample {sid} cannot be read from the catalog: {exc}")
+        return
+    if row is None:
+        st.error(f"There is no sample `{sid}` in the catalog (re-ingested under a new id, or a mistyped link).")
+        ask_for_id(spec)
+        return
+    _, next_id = header(row, spec, b)
+    review.keyboard_shortcuts()
+    first_answer = next((t.get("text") for t in row.get("turns") or [] if t.get("role") in ("gpt", "assistant")),
+                        row.get("answer"))
+    parts = split_reasoning(first_answer or "")
+    with st.container(border=True):
+        review.review_panel(b.state, sid, parts.final if parts.reasoning is not None else row.get("answer"),
+                            parts.reasoning, next_id, lambda target: go_to(spec, target))
+    sc = data.scene_of(b.settings, row)
+    geom = data.geometry(row, sc)
+    left, right = st.columns([3, 2])
+    with left:
+        st.subheader("Media")
+        sample_view.media(row, geom)
+    with right:
+        st.subheader("Conversation")
+        sample_view.conversation(row)
+    st.subheader("3D view")
+    sample_view.scene(sc, geom, b.settings, list(row.get("media") or []))
+
+
+main()
