@@ -143,7 +143,7 @@ def push_section(b: data.Backend, status: overview.ServerStatus) -> None:
     if blocker:
         st.info(blocker)
     clicked = st.button(f"Push {n_push:,} sample(s) to Label Studio", key="ls_push_btn", type="primary",
-                   disabled=bool(blocker) or not sure)
+                        disabled=bool(blocker) or not sure)
     if clicked:
         run_push(b, chosen, project.strip(), int(limit) if limit else None, predictions, n_push)
 
