@@ -61,6 +61,10 @@ def results(b: data.Backend, spec: FilterSpec) -> None:
     c[2].caption(f"page {len(cursors)} · rows {first + 1:,}–{first + len(rows):,} of {total:,}")
     if c[3].button("Review this filter one by one", key="browse_review", type="primary"):
         open_sample(spec, rows[0]["sample_id"])  # the first sample of this page
+    # Sidebar links drop the query string: these carry the filter to the pages that act on it.
+    links = st.columns([1, 1, 3])
+    links[0].page_link("pages/5_Label_Studio.py", label="Send to Label Studio", icon=":material/send:",
+                       query_params=filters.url_params(spec))
     with st.expander("Open a sample by id"):
         sid = st.selectbox("Sample on this page", [r["sample_id"] for r in rows], key="browse_pick")
         if st.button("Open", key="browse_open"):
