@@ -64,7 +64,11 @@ def ingest(
     started = time.perf_counter()
     settings.ensure_dirs()
     tax = load_taxonomy()
-    select_sql = canonical_select(tax, source="staged_ids")
+    select_sql = canonical_select(
+        tax,
+        source="(SELECT r.*, i.sample_id, i.content_hash, ?::VARCHAR AS dataset, ?::VARCHAR AS subset, "
+        "?::INTEGER AS ingest_run FROM raw_stage r JOIN staged_ids i USING (row_index))",
+    )
     clear_caches()
     with open_for_writing(settings.catalog_path) as con:
         run = con.execute("SELECT coalesce(max(ingest_run), 0) + 1 FROM ingest_runs").fetchone()[0]
@@ -174,40 +178,40 @@ def _ingest_file(
 
 
 def _insert_canonical(con, select_sql: str, dataset: str, subset: str | None, run: int) -> int:
+    # sample_id: the source id when present and unique in the dataset, else the content hash (numbered when exact
+    # copies share one) — DESIGN.md "Stable sample identity". Computed on a narrow table (row, ids, hash): the
+    # window functions would otherwise drag every list column through them.
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE staged AS
-        SELECT *, ?::VARCHAR AS dataset, ?::VARCHAR AS subset, ?::INTEGER AS ingest_run,
-               {content_hash_sql()} AS content_hash
-        FROM raw_stage""",
-        [dataset, subset, run],
-    )
-    # sample_id: the source id when present and unique in the dataset, else the content hash
-    # (numbered when exact copies share one) — DESIGN.md "Stable sample identity".
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE staged_ids AS
-        WITH taken AS (
-            SELECT sample_id AS id FROM samples
-            UNION SELECT source_id FROM samples WHERE dataset = ? AND source_id IS NOT NULL
+        f"""CREATE OR REPLACE TEMP TABLE staged_ids AS
+        WITH hashed AS (
+            SELECT row_index, source_id, source_file, {content_hash_sql()} AS content_hash FROM raw_stage
+        ), taken AS (  -- probe the catalog with this file's ids only: the catalog can hold millions
+            SELECT sample_id AS id FROM samples WHERE sample_id IN (SELECT source_id FROM hashed)
+            UNION SELECT source_id FROM samples
+            WHERE dataset = ? AND source_id IN (SELECT source_id FROM hashed)
         ), counted AS (
-            SELECT s.*,
-                count(*) OVER (PARTITION BY s.source_id) AS id_uses,
-                row_number() OVER (PARTITION BY s.content_hash ORDER BY s.row_index) AS copy_no,
+            SELECT h.*,
+                count(*) OVER (PARTITION BY h.source_id) AS id_uses,
+                row_number() OVER (PARTITION BY h.content_hash ORDER BY h.row_index) AS copy_no,
                 t.id IS NOT NULL AS id_taken
-            FROM staged s LEFT JOIN taken t ON t.id = s.source_id
+            FROM hashed h LEFT JOIN taken t ON t.id = h.source_id
+        ), proposed AS (
+            SELECT *, 'h' || substr(content_hash, 1, 20)
+                      || CASE WHEN copy_no > 1 THEN '-' || copy_no ELSE '' END AS hash_id
+            FROM counted
         )
-        SELECT c.* EXCLUDE (id_uses, copy_no, id_taken),
-            CASE WHEN nullif(trim(c.source_id), '') IS NOT NULL AND c.id_uses = 1 AND NOT c.id_taken
-                 THEN c.source_id
-                 ELSE 'h' || substr(c.content_hash, 1, 20)
-                      || CASE WHEN c.copy_no > 1 THEN '-' || c.copy_no ELSE '' END
-                      || CASE WHEN h.id IS NOT NULL THEN '-' || substr(md5(c.source_file), 1, 6) ELSE '' END
+        SELECT p.row_index, p.content_hash,
+            CASE WHEN nullif(trim(p.source_id), '') IS NOT NULL AND p.id_uses = 1 AND NOT p.id_taken
+                 THEN p.source_id
+                 ELSE p.hash_id || CASE WHEN h.id IS NOT NULL THEN '-' || substr(md5(p.source_file), 1, 6) ELSE '' END
             END AS sample_id
-        FROM counted c LEFT JOIN (SELECT sample_id AS id FROM samples) h
-          ON h.id = 'h' || substr(c.content_hash, 1, 20) || CASE WHEN c.copy_no > 1 THEN '-' || c.copy_no ELSE '' END""",
+        FROM proposed p LEFT JOIN (
+            SELECT sample_id AS id FROM samples WHERE sample_id IN (SELECT hash_id FROM proposed)
+        ) h ON h.id = p.hash_id""",
         [dataset],
     )
     cols = ", ".join(name for name, _ in SAMPLE_COLUMNS)
-    con.execute(f"INSERT INTO samples ({cols}) {select_sql}")
+    con.execute(f"INSERT INTO samples ({cols}) {select_sql}", [dataset, subset, run])
     n = con.execute("SELECT count(*) FROM staged_ids").fetchone()[0]
-    con.execute("DROP TABLE staged; DROP TABLE staged_ids")
+    con.execute("DROP TABLE staged_ids")
     return n
