@@ -1,0 +1,221 @@
+"""What an export format is, and the SQL every writer starts from: the selected catalog rows with fixes,
+downgrades and placeholder conversion applied (relation ``e``), computed by DuckDB so millions of rows stay fast.
+
+Rows come from the catalog's ``samples`` next to one of two Arrow tables the pipeline registers, both with columns
+ord, out_id, copy, component, downgrade, fix_gpt, fix_answer:
+
+- ``mask``: one row per catalog row in scan order (NULL ord where the row is not exported), read with a
+  POSITIONAL JOIN: no hash join and no sort, and the output keeps the catalog's order;
+- ``extra``: one row per exported copy with its sample_id (up-sampled copies), joined and sorted by ord.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import pyarrow as pa
+
+from .media_store import MEDIA_EXTS
+
+WHITESPACE = "' ' || chr(9) || chr(10) || chr(13)"  # DuckDB's trim() alone strips spaces only
+IMAGE_ITEM = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+IMAGES = pa.list_(IMAGE_ITEM)
+# Columns the pipeline reads from every writer's SELECT besides the format's own (tallies for the manifest, media).
+TALLY_COLUMNS = ("_component", "_skill", "_source", "_group", "_dataset")
+HELPER_COLUMNS = ("_sample_id", "_media", "_source_file", "_row_group", "_row_in_group", *TALLY_COLUMNS)
+
+
+@dataclass(frozen=True)
+class FormatContext:
+    """What a format's SQL may depend on besides the rows."""
+
+    has_videos: bool  # any selected row has a video (verl adds a videos column only then)
+    media_prefix: str = ""  # '' (paths relative to the export folder) or an absolute folder ending in '/'
+    dataset_name: str = "vst_mixture"
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """A training format: how its records are selected from ``e`` and how its files are laid out."""
+
+    name: str
+    description: str
+    media: Literal["embedded", "files"]  # bytes inside the data files, or content-addressed files beside them
+    file_kind: Literal["parquet", "jsonl", "json"]
+    placeholders: Literal["vst", "tags"]  # <|image_pad|>/<|video_pad|> or <image>/<video>
+    select: Callable[[FormatContext], str]  # SELECT list over e: Parquet columns, or one `_json` text per record
+    schema: Callable[[FormatContext], pa.Schema] | None = None  # Parquet formats
+    media_columns: Callable[[list[list[dict]], list[list[bytes]], FormatContext], dict[str, pa.Array]] | None = None
+    extra_files: Callable[[FormatContext, list[str]], dict[str, bytes]] | None = None  # (ctx, data files) -> files
+    partition_by_skill: bool = False  # <out>/<skill>/part-*.parquet, like the public VST release
+    ensure_tags: bool = True  # rows with media but no placeholder get one per item (trainers count them)
+    data_dir: str = "data"
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def media_relpath_sql(item: str, prefix: str = "") -> str:
+    """Content-addressed path of a media item (a struct expression): prefix + media/ab/abcdef....ext, the extension
+    taken from the source path when it is a known media one (else .mp4 for videos, none for images)."""
+    path = f"coalesce({item}.path, '')"
+    # Plain suffix tests first (cheap at millions of items); a regex only for the odd upper-case extension.
+    whens = " ".join(f"WHEN suffix({path}, '.{e}') THEN '.{e}'" for e in MEDIA_EXTS)
+    upper = f"'(?i)\\.({'|'.join(MEDIA_EXTS)})$'"
+    ext = (f"CASE {whens} WHEN regexp_matches({path}, {upper}) THEN '.' || lower(regexp_extract({path}, {upper}, 1)) "
+           f"WHEN {item}.kind = 'video' THEN '.mp4' ELSE '' END")
+    return f"({_q(prefix)} || 'media/' || substr({item}.digest, 1, 2) || '/' || {item}.digest || {ext})"
+
+
+def media_paths_sql(kind: str, prefix: str = "") -> str:
+    """The list of relative paths of a row's media items of one kind (image | video)."""
+    count, other = ("n_videos", "n_images") if kind == "video" else ("n_images", "n_videos")
+    path = f"lambda m: {media_relpath_sql('m', prefix)}"
+    return (  # most rows hold one kind only: no filter needed then
+        f"CASE WHEN {count} = 0 THEN []::VARCHAR[] WHEN {other} = 0 THEN list_transform(media, {path}) "
+        f"ELSE list_transform(list_filter(media, lambda m: m.kind = {_q(kind)}), {path}) END"
+    )
+
+
+def _has_tag(x: str) -> str:
+    return " OR ".join(f"contains({x}, {_q(tag)})" for tag in ("<|image_pad|>", "<|video_pad|>", "<image>", "<video>"))
+
+
+def _strip_tags(x: str) -> str:
+    for tag in ("<|image_pad|>", "<|video_pad|>", "<image>", "<video>"):
+        x = f"replace({x}, {_q(tag)}, '')"
+    return x
+
+
+def _tag_prefix_sql(style: str) -> str:
+    """One placeholder per media item, in media order (empty when the row has no media): VST's run together
+    before the text as upstream writes them, <image>/<video> one per line as LLaVA-style trainers expect."""
+    if style == "vst":
+        return ("array_to_string(list_transform(media, lambda m: CASE WHEN m.kind = 'video' "
+                "THEN '<|video_pad|>' ELSE '<|image_pad|>' END), '')")
+    tags = ("array_to_string(list_transform(media, lambda m: CASE WHEN m.kind = 'video' "
+            "THEN '<video>' ELSE '<image>' END), chr(10))")
+    return f"CASE WHEN len(media) > 0 THEN {tags} || chr(10) ELSE '' END"
+
+
+_ROLE = ("CASE t.role WHEN 'human' THEN 'human' WHEN 'gpt' THEN 'gpt' WHEN 'user' THEN 'human' "
+         "WHEN 'assistant' THEN 'gpt' ELSE t.role END")
+_IS_GPT = "t.role IN ('gpt', 'assistant')"
+_IS_HUMAN = "t.role IN ('human', 'user')"
+
+
+def _text_sql(style: str, mode: str, ensure: bool) -> str:
+    """Text of turn t (index i) with media placeholders in the format's style.
+
+    convert: swap the placeholder style (and strip placeholders from answers, except in VST's own format); a row
+    with media but no placeholder at all (VST RL questions) gets one per item at the start of its first human turn
+    when ``ensure``. repair: strip every placeholder and re-prepend one per media item (upstream's fix for count
+    mismatches).
+    """
+    x = "coalesce(t.text, '')"
+    prefix = _tag_prefix_sql(style)
+    if mode == "repair":
+        return (f"CASE WHEN i = human_i THEN {prefix} || ltrim({_strip_tags(x)}, {WHITESPACE}) "
+                f"ELSE {_strip_tags(x)} END")
+    if style == "vst":
+        text = "replace(replace(t.text, '<image>', '<|image_pad|>'), '<video>', '<|video_pad|>')"
+        gpt = "t.text"
+    else:
+        text = "replace(replace(t.text, '<|image_pad|>', '<image>'), '<|video_pad|>', '<video>')"
+        gpt = f"CASE WHEN contains({x}, '<') THEN {_strip_tags(x)} ELSE t.text END"
+    if ensure:
+        text = f"CASE WHEN tagless AND i = human_i THEN {prefix} || {text} ELSE {text} END"
+    return f"CASE WHEN {_IS_GPT} THEN {gpt} ELSE {text} END"
+
+
+def effective_rows_sql(style: str, placeholders: str = "convert", ensure_tags: bool = True, *,
+                       source: Literal["mask", "extra"] = "mask", fixes: bool = True, downgrades: bool = True) -> str:
+    """WITH ... e AS (...): one row per exported copy, text ready for the format (ends before the final SELECT).
+
+    ``fixes`` / ``downgrades`` say whether the rows hold any: the SQL leaves out what is not needed, which matters
+    at millions of rows.
+    """
+    if placeholders not in ("convert", "repair"):
+        raise ValueError(f"placeholders is {placeholders!r}; use 'convert' or 'repair'")
+    answer = "coalesce(m.fix_answer, s.answer)" if fixes else "s.answer"
+    fix_gpt = "m.fix_gpt" if fixes else "NULL::VARCHAR"
+    gpt_i = (f"CASE WHEN {fix_gpt} IS NOT NULL OR m.downgrade THEN "
+             f"coalesce(list_position(list_transform(s.turns, lambda t: {_IS_GPT}), true), 0) ELSE 0 END"
+             if fixes or downgrades else "0")
+    human_i = (f"CASE WHEN s.turns[1].role IN ('human', 'user') THEN 1 ELSE "
+               f"coalesce(list_position(list_transform(s.turns, lambda t: {_IS_HUMAN}), true), 0) END")
+    type_ = ("CASE WHEN m.downgrade THEN coalesce(nullif(regexp_replace(coalesce(s.type, ''), '_?thought', '', 'g'), "
+             "''), 'qa') ELSE s.type END" if downgrades else "s.type")
+    tagless = "false"
+    if ensure_tags and placeholders == "convert":
+        # Only rows whose first human turn has no placeholder pay for the look at every turn.
+        first = "coalesce(turns0[human_i].text, '')"
+        every = "array_to_string(list_transform(turns0, lambda t: coalesce(t.text, '')), ' ')"
+        # CASE, not AND: DuckDB evaluates every operand of an AND, but only the CASE branches a row reaches.
+        tagless = (f"CASE WHEN len(media) = 0 OR human_i = 0 THEN false WHEN {_has_tag(first)} THEN false "
+                   f"ELSE NOT ({_has_tag(every)}) END")
+    edit = "turns0"
+    if fixes or downgrades:
+        edit = f"""list_transform(turns0, lambda t, i: struct_pack(role := t.role, text := CASE
+      WHEN NOT ({_IS_GPT}) THEN t.text
+      WHEN downgrade AND i = gpt_i THEN answer
+      WHEN downgrade THEN trim(regexp_replace(coalesce(t.text, ''), '(?s)^.*</think>', ''))
+      WHEN i = gpt_i AND fix_gpt IS NOT NULL THEN fix_gpt
+      ELSE t.text END))"""
+    rows = ("FROM samples s POSITIONAL JOIN mask m WHERE m.ord IS NOT NULL" if source == "mask"
+            else "FROM extra m JOIN samples s USING (sample_id)")
+    return f"""
+WITH j AS (
+  SELECT m.ord, coalesce(m.out_id, s.sample_id) AS out_id, m.copy, m.component::VARCHAR AS component, m.downgrade,
+         s.sample_id, s.dataset, s.skill, s.source, s.sample_group, s.kind, s.data_source, s.meta_info, s.media,
+         s.n_images, s.n_videos, s.rl_modes, s.question_type, s.answer_kind, s.source_file, s.row_group,
+         s.row_in_group, s.row_index, s.question AS plain_question, {type_} AS type, {answer} AS answer,
+         {fix_gpt} AS fix_gpt, s.turns AS turns0, {human_i} AS human_i, {gpt_i} AS gpt_i
+  {rows}
+), k AS (
+  SELECT * EXCLUDE (turns0), {tagless} AS tagless, {edit} AS turns1 FROM j
+), e AS (
+  SELECT * EXCLUDE (turns1),
+    list_transform(turns1, lambda t, i: struct_pack(role := {_ROLE},
+      text := {_text_sql(style, placeholders, ensure_tags)})) AS turns
+  FROM k
+)"""
+
+
+def helper_select() -> str:
+    """The helper columns the pipeline adds to every writer's SELECT (media pointers and manifest tallies)."""
+    return ("sample_id AS _sample_id, media AS _media, source_file AS _source_file, row_group AS _row_group, "
+            "row_in_group AS _row_in_group, component AS _component, skill AS _skill, "
+            "coalesce(source, '(none)') AS _source, sample_group AS _group, dataset AS _dataset")
+
+
+def question_sql() -> str:
+    """The first human turn's text (placeholders already in the format's style)."""
+    return "CASE WHEN human_i > 0 THEN turns[human_i].text END"
+
+
+def rl_meta_sql() -> str:
+    """VST RL meta_info: the row's own JSON object when it has one, else modes derived from the answer kind."""
+    mode = ("CASE answer_kind WHEN 'choice' THEN 'multi_choices_score' WHEN 'number' THEN 'relaxed_score' "
+            "WHEN 'bbox3d' THEN 'bbox3d' ELSE 'vqa_score' END")
+    qtype = ("CASE answer_kind WHEN 'choice' THEN 'multi_choices' WHEN 'number' THEN 'numeric' "
+             "WHEN 'bbox3d' THEN 'bbox3d' ELSE 'open' END")
+    return (
+        "CASE WHEN meta_info IS NOT NULL AND json_valid(meta_info) AND json_type(meta_info) = 'OBJECT' "
+        f"THEN meta_info ELSE to_json(struct_pack(mode := coalesce(rl_modes, [{mode}]), "
+        f"question_type := coalesce(question_type, {qtype})))::VARCHAR END"
+    )
+
+
+def reward_modes_sql() -> str:
+    mode = ("CASE answer_kind WHEN 'choice' THEN 'multi_choices_score' WHEN 'number' THEN 'relaxed_score' "
+            "WHEN 'bbox3d' THEN 'bbox3d' ELSE 'vqa_score' END")
+    return f"coalesce(rl_modes, [{mode}])"
+
+
+def embedded_items(media: list[dict], data: list[bytes], kinds: tuple[str, ...] = ("image", "video")) -> list[dict]:
+    """{bytes, path} structs for a row's media of the given kinds, in the row's order (path as in the source)."""
+    return [{"bytes": b, "path": m.get("path") or ""} for m, b in zip(media, data) if m.get("kind") in kinds]

@@ -1,0 +1,328 @@
+"""Write one export: stream the selected rows out of DuckDB in output order, attach or store their media, and cut
+the records into shards. Memory stays bounded by a few batches (plus one row group per open Parquet partition).
+
+Text formats come out in the catalog's row order (ingest order), then up-sampled copies: the rows are read with
+a positional join against a mask over the catalog, which keeps that order without a join or a sort (every
+batch's ``ord`` is checked, so a broken order can never pass silently). Formats with embedded media come out
+sorted by where the rows sit in their shards, so that each row group is read once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from queue import Queue
+from threading import Thread
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm import tqdm
+
+from .base import TALLY_COLUMNS, ExportFormat, FormatContext, effective_rows_sql, helper_select, media_relpath_sql
+from .media_store import MediaMissing, MediaReader, MediaStore
+from .shards import ParquetShards, TextShards
+
+# (sql, params, Arrow tables to register) -> a DuckDB relation over the catalog (``samples``) and those tables.
+RelationFn = Callable[[str, list, dict[str, pa.Table]], Any]
+
+SELECTION_SCHEMA = pa.schema(
+    [
+        ("ord", pa.int64()),  # position in the output
+        ("sample_id", pa.string()),
+        ("out_id", pa.string()),  # the id written: sample_id, or sample_id~N for the N-th up-sampled copy
+        ("copy", pa.int32()),
+        ("component", pa.string()),
+        ("downgrade", pa.bool_()),  # reasoning trace removed, kept as a direct answer
+        ("pos", pa.int64()),  # the catalog row (DuckDB rowid) the sample sits in
+    ]
+)
+FIXES_SCHEMA = pa.schema([("sample_id", pa.string()), ("gpt_text", pa.string()), ("answer", pa.string())])
+_POSITIONAL = True  # tests switch it off to hold the sorted path to the same bytes
+_ROW_COLUMNS = ["ord", "sample_id", "out_id", "copy", "component", "downgrade", "fix_gpt", "fix_answer"]
+TALLY_NAMES = {"_component": "by_component", "_skill": "by_skill", "_source": "by_source", "_group": "by_group",
+               "_dataset": "by_dataset"}
+
+
+@dataclass
+class ExportPlan:
+    """Everything one export needs besides the catalog."""
+
+    fmt: ExportFormat
+    out_dir: Path  # where the files go now (the caller may rename the folder afterwards)
+    selection: pa.Table  # SELECTION_SCHEMA
+    fixes: pa.Table | None = None  # FIXES_SCHEMA: the first assistant turn's new text and the new final answer
+    placeholders: str = "convert"  # convert | repair (strip and re-prepend one tag per media item)
+    shard_bytes: int | None = 1_000_000_000
+    shard_rows: int | None = None
+    row_group_rows: int | None = None  # Parquet; default 64 with media, 8192 without
+    write_media: bool = True  # False: records reference media files that are not written (dry text exports)
+    media_prefix: str = ""  # prefix of media paths in path-based records ('' = relative to the export folder)
+    dataset_name: str = "vst_mixture"
+    progress: bool = False
+    batch_rows: int = 8192
+    counts: dict[str, dict[str, int]] | None = None  # the selection's tallies (saves a pass for text formats)
+
+
+@dataclass
+class ExportResult:
+    data_files: list[Path]
+    extra_files: list[Path]
+    rows: int
+    counts: dict[str, dict[str, int]]
+    left_out: list[dict[str, str]] = field(default_factory=list)
+    media: dict[str, int] = field(default_factory=dict)
+    sha256: dict[Path, str] = field(default_factory=dict)  # hashes taken while writing (the rest are read back)
+
+
+def write_export(plan: ExportPlan, relation: RelationFn) -> ExportResult:
+    fmt = plan.fmt
+    out = Path(plan.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    selection = plan.selection.select(SELECTION_SCHEMA.names).cast(SELECTION_SCHEMA)
+    fixes = (plan.fixes if plan.fixes is not None else FIXES_SCHEMA.empty_table()).select(FIXES_SCHEMA.names)
+    has_videos = has_media = True
+    if fmt.media == "embedded":
+        has_videos, has_media = relation(
+            "SELECT coalesce(bool_or(s.n_videos > 0), false), coalesce(bool_or(len(s.media) > 0), false) "
+            "FROM sel JOIN samples s USING (sample_id)", [], {"sel": selection}).fetchall()[0]
+    ctx = FormatContext(has_videos=bool(has_videos), media_prefix=plan.media_prefix, dataset_name=plan.dataset_name)
+    left_out: list[dict[str, str]] = []
+    skip: list[str] = []
+    store = MediaStore(out)
+    if fmt.media == "files" and plan.write_media:
+        skip = _store_media(relation, selection, store, left_out, plan)
+    rows_table = _rows_with_fixes(selection, fixes, skip)
+    sql_of = _sql_builder(fmt, ctx, plan, fixes.num_rows > 0, bool(pc.any(selection.column("downgrade")).as_py()))
+    bar = tqdm(total=rows_table.num_rows, desc=f"export {fmt.name}", unit="row", disable=not plan.progress)
+    sha: dict[Path, str] = {}
+    if fmt.file_kind == "parquet":
+        # Media are read shard by shard, row group by row group: sort by where the rows sit in their shards.
+        order = "ORDER BY source_file, row_index, copy, out_id"
+        batches = relation(sql_of("extra") + f" {order}", [], {"extra": rows_table.select(_ROW_COLUMNS)}) \
+            .to_arrow_reader(256)
+        tally: dict[str, Counter] = {name: Counter() for name in TALLY_COLUMNS}
+        data_files, rows = _write_parquet(fmt, ctx, plan, batches, has_media, tally, left_out, bar, out)
+        counts = {TALLY_NAMES[k]: dict(sorted(c.items())) for k, c in tally.items()}
+    else:
+        data_files, sha = _write_text(fmt, plan, relation, rows_table, sql_of, out, bar)
+        rows = rows_table.num_rows
+        # Text records carry nothing but their JSON: the counts come from the selection (less what was skipped).
+        counts = plan.counts if plan.counts is not None and not skip else _tally(relation, rows_table)
+    bar.close()
+    extra: list[Path] = []
+    if fmt.extra_files:
+        rel = [p.relative_to(out).as_posix() for p in data_files]
+        for name, content in fmt.extra_files(ctx, rel).items():
+            (out / name).write_bytes(content)
+            extra.append(out / name)
+    media = {"files": store.files, "bytes": store.bytes, "reused": store.reused}
+    return ExportResult(data_files, extra, rows, counts, sorted(left_out, key=lambda r: r["sample_id"]), media, sha)
+
+
+def _rows_with_fixes(selection: pa.Table, fixes: pa.Table, skip: list[str]) -> pa.Table:
+    """The selection with each row's fix (NULL when none), less the samples to skip; order kept."""
+    if skip:
+        selection = selection.filter(pc.invert(pc.is_in(selection.column("sample_id"),
+                                                        value_set=pa.array(skip, pa.string()))))
+    if fixes.num_rows == 0:
+        none = pa.nulls(selection.num_rows, pa.string())
+        return selection.append_column("fix_gpt", none).append_column("fix_answer", none)
+    at = pc.index_in(selection.column("sample_id"), value_set=fixes.column("sample_id"))
+    return selection.append_column("fix_gpt", fixes.column("gpt_text").take(at)) \
+                    .append_column("fix_answer", fixes.column("answer").take(at))
+
+
+def _sql_builder(fmt: ExportFormat, ctx: FormatContext, plan: ExportPlan, fixes: bool,
+                 downgrades: bool) -> Callable[[str], str]:
+    def sql(source: str) -> str:
+        base = effective_rows_sql(fmt.placeholders, plan.placeholders, fmt.ensure_tags, source=source,
+                                  fixes=fixes, downgrades=downgrades)
+        if fmt.file_kind == "parquet":
+            select = f"SELECT ord, {fmt.select(ctx)}, {helper_select()} FROM e"
+        else:
+            select = f"SELECT ord, {fmt.select(ctx)} FROM e"
+        return f"{base}\n{select}"
+    return sql
+
+
+def _sources(relation: RelationFn, rows: pa.Table) -> list[tuple[str, dict[str, pa.Table], bool]]:
+    """Where the text rows come from, in output order: (source, tables, needs ORDER BY ord).
+
+    First copies through a positional join with a mask over the catalog (catalog order, no join, no sort), then
+    the up-sampled copies joined and sorted; everything joined and sorted when the catalog's rowids are not in scan
+    order (they are, in a DuckDB table that is only appended to and deleted from).
+    """
+    rowids = relation("SELECT rowid FROM samples", [], {}).to_arrow_table().column(0).to_numpy()
+    copies = pc.max(rows.column("copy")).as_py() or 1
+    first = rows if copies == 1 else rows.filter(pc.equal(rows.column("copy"), 1))
+    pos = first.column("pos").to_numpy()
+    at = np.searchsorted(rowids, pos)
+    positional = (_POSITIONAL and len(rowids) > 0 and bool(np.all(np.diff(rowids) > 0))
+                  and bool(np.all(at < len(rowids))) and np.array_equal(rowids[np.minimum(at, len(rowids) - 1)], pos))
+    if not positional:
+        return [("extra", {"extra": rows.select(_ROW_COLUMNS)}, True)]
+    index = np.full(len(rowids), -1, dtype=np.int64)
+    index[at] = np.arange(first.num_rows)
+    take = pa.array(index, mask=index < 0)
+    # First copies are written under their sample_id, which the catalog row has: out_id stays NULL in the mask.
+    mask = pa.table({
+        "ord": first.column("ord").take(take),
+        "out_id": pa.nulls(len(rowids), pa.string()),
+        "copy": pa.nulls(len(rowids), pa.int32()).fill_null(1),
+        "component": first.column("component").dictionary_encode().take(take),
+        "downgrade": first.column("downgrade").take(take),
+        "fix_gpt": first.column("fix_gpt").take(take),
+        "fix_answer": first.column("fix_answer").take(take),
+    })
+    out = [("mask", {"mask": mask}, False)]
+    if copies > 1:
+        later = rows.filter(pc.greater(rows.column("copy"), 1))
+        out.append(("extra", {"extra": later.select(_ROW_COLUMNS)}, True))
+    return out
+
+
+def _write_text(fmt: ExportFormat, plan: ExportPlan, relation: RelationFn, rows: pa.Table,
+                sql_of: Callable[[str], str], out: Path, bar) -> tuple[list[Path], dict[Path, str]]:
+    """Stream the records out of DuckDB (each with its separator) into shards; a second thread writes and hashes
+    while DuckDB computes the next batch."""
+    shards = TextShards(out / fmt.data_dir, array=fmt.file_kind == "json", shard_bytes=plan.shard_bytes,
+                        shard_rows=plan.shard_rows)
+    line = "',' || chr(10) || _json" if fmt.file_kind == "json" else "_json || chr(10)"
+    queue: Queue = Queue(maxsize=4)
+    failure: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            while (records := queue.get()) is not None:
+                shards.write(records)
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+            while queue.get() is not None:
+                pass
+
+    thread = Thread(target=writer, name="export-writer", daemon=True)
+    thread.start()
+    last = -1
+    try:
+        for source, tables, order in _sources(relation, rows):
+            sql = f"SELECT ord, {line} AS _line FROM ({sql_of(source)})" + (" ORDER BY ord" if order else "")
+            for batch in relation(sql, [], tables).to_arrow_reader(plan.batch_rows):
+                if failure:
+                    break
+                ords = batch.column("ord").to_numpy()
+                # The order is part of determinism: it is checked, never assumed.
+                if len(ords) and (ords[0] <= last or (len(ords) > 1 and bool(np.any(np.diff(ords) <= 0)))):
+                    raise RuntimeError("export rows came out of order; please report this")
+                last = int(ords[-1]) if len(ords) else last
+                queue.put(batch.column("_line"))
+                bar.update(batch.num_rows)
+    finally:
+        queue.put(None)
+        thread.join()
+    if failure:
+        raise failure[0]
+    files = shards.close()
+    if shards.rows != rows.num_rows:
+        raise RuntimeError(f"export wrote {shards.rows} records for {rows.num_rows} rows; please report this")
+    return files, dict(shards.sha256)
+
+
+def _tally(relation: RelationFn, rows: pa.Table) -> dict[str, dict[str, int]]:
+    """Rows per component / skill / source / group / dataset of what is written."""
+    result = relation(
+        "SELECT r.component, s.skill, coalesce(s.source, '(none)'), s.sample_group, s.dataset, count(*) "
+        "FROM r JOIN samples s USING (sample_id) GROUP BY ALL", [], {"r": rows.select(["sample_id", "component"])})
+    tally: dict[str, Counter] = {name: Counter() for name in TALLY_COLUMNS}
+    for *keys, n in result.fetchall():
+        for name, key in zip(TALLY_COLUMNS, keys):
+            tally[name][key if key is not None else "(none)"] += n
+    return {TALLY_NAMES[k]: dict(sorted(c.items())) for k, c in tally.items()}
+
+
+def _count(tally: dict[str, Counter], batch: pa.RecordBatch | pa.Table) -> None:
+    for name in TALLY_COLUMNS:
+        for item in pc.value_counts(batch.column(name)).to_pylist():
+            tally[name][item["values"] if item["values"] is not None else "(none)"] += item["counts"]
+
+
+def _store_media(relation: RelationFn, selection: pa.Table, store: MediaStore, left_out: list,
+                 plan: ExportPlan) -> list[str]:
+    """Write every selected media item once (content-addressed); the samples whose media fail are returned."""
+    sql = (
+        "SELECT s.sample_id, s.media, s.source_file, s.row_group, s.row_in_group, "
+        f"list_transform(s.media, lambda m: {media_relpath_sql('m')}) AS relpaths "
+        "FROM (SELECT DISTINCT sample_id FROM sel) u "
+        "JOIN samples s USING (sample_id) WHERE len(s.media) > 0 "
+        "ORDER BY s.source_file, s.row_index, s.sample_id"  # shard by shard: each row group is read once
+    )
+    tables = {"sel": selection.select(["sample_id"])}
+    reader = MediaReader()
+    failed: list[str] = []
+    n = relation("SELECT count(DISTINCT sample_id) FROM sel", [], tables).fetchall()[0][0]
+    bar = tqdm(total=n, desc=f"media {plan.fmt.name}", unit="sample", disable=not plan.progress)
+    for batch in relation(sql, [], tables).to_arrow_reader(256):
+        for row in batch.to_pylist():
+            try:
+                data = reader.read_row(row)
+            except MediaMissing as exc:
+                failed.append(row["sample_id"])
+                left_out.append({"sample_id": row["sample_id"], "reason": f"media unreadable at export: {exc}"})
+                continue
+            for relpath, blob in zip(row["relpaths"], data):
+                store.put(relpath, blob)
+        bar.update(batch.num_rows)
+    bar.close()
+    return failed
+
+
+def _write_parquet(fmt: ExportFormat, ctx: FormatContext, plan: ExportPlan, batches: Iterator[pa.RecordBatch],
+                   has_media: bool, tally: dict[str, Counter], left_out: list, bar,
+                   out: Path) -> tuple[list[Path], int]:
+    schema = fmt.schema(ctx)
+    rg_rows = plan.row_group_rows or (64 if has_media else 8192)
+    writers: dict[str, ParquetShards] = {}
+    reader = MediaReader()
+    rows = 0
+    for batch in batches:
+        bar.update(batch.num_rows)
+        media_rows = batch.column("_media").to_pylist()
+        data: list[list[bytes]] = []
+        keep = np.ones(batch.num_rows, dtype=bool)
+        meta = batch.select(["_sample_id", "_source_file", "_row_group", "_row_in_group"]).to_pylist()
+        for i, (media, m) in enumerate(zip(media_rows, meta)):
+            row = {"sample_id": m["_sample_id"], "media": media, "source_file": m["_source_file"],
+                   "row_group": m["_row_group"], "row_in_group": m["_row_in_group"]}
+            try:
+                data.append(reader.read_row(row) if media else [])
+            except MediaMissing as exc:
+                keep[i] = False
+                data.append([])
+                left_out.append({"sample_id": m["_sample_id"], "reason": f"media unreadable at export: {exc}"})
+        if not keep.all():
+            idx = np.flatnonzero(keep)
+            batch = batch.take(pa.array(idx))
+            media_rows = [media_rows[i] for i in idx]
+            data = [data[i] for i in idx]
+        if batch.num_rows == 0:
+            continue
+        extra = fmt.media_columns(media_rows, data, ctx)
+        columns = [extra[f.name] if f.name in extra else batch.column(f.name) for f in schema]
+        table = pa.Table.from_arrays([c.cast(f.type) for c, f in zip(columns, schema)], schema=schema)
+        _count(tally, batch)
+        rows += batch.num_rows
+        parts = batch.column("_skill").to_pylist() if fmt.partition_by_skill else [fmt.data_dir] * batch.num_rows
+        for part in dict.fromkeys(parts):
+            idx = [i for i, p in enumerate(parts) if p == part]
+            sub = table if len(idx) == table.num_rows else table.take(pa.array(idx))
+            name = part or "unknown"
+            if name not in writers:
+                writers[name] = ParquetShards(out / name, schema, rg_rows, plan.shard_bytes, plan.shard_rows)
+            writers[name].write(sub)
+    files: list[Path] = []
+    for name in sorted(writers):
+        files.extend(writers[name].close())
+    return files, rows

@@ -1,0 +1,67 @@
+"""verl RL Parquet: data_source, prompt [{role, content with <image>}], images (embedded), ability,
+reward_model {style: rule, ground_truth}, extra_info {split, index, answer, question (no placeholders), sample_id,
+reward_modes}."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from .base import IMAGES, WHITESPACE, ExportFormat, FormatContext, embedded_items, question_sql, reward_modes_sql
+
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+EXTRA_INFO = pa.struct(
+    [
+        ("split", pa.string()),
+        ("index", pa.int64()),
+        ("answer", pa.string()),
+        ("question", pa.string()),
+        ("sample_id", pa.string()),
+        ("reward_modes", pa.list_(pa.string())),
+    ]
+)
+
+
+def _schema(ctx: FormatContext) -> pa.Schema:
+    fields = [
+        ("data_source", pa.string()),
+        ("prompt", pa.list_(MESSAGE)),
+        ("images", IMAGES),
+        ("ability", pa.string()),
+        ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
+        ("extra_info", EXTRA_INFO),
+    ]
+    if ctx.has_videos:  # verl reads a videos column only when the data has videos
+        fields.insert(3, ("videos", IMAGES))
+    return pa.schema(fields)
+
+
+def _select(ctx: FormatContext) -> str:
+    system = ("list_transform(list_filter(turns, lambda t: t.role = 'system'), "
+              "lambda t: struct_pack(role := 'system', content := t.text))")
+    prompt = f"list_concat({system}, [struct_pack(role := 'user', content := {question_sql()})])"
+    return (
+        f"coalesce(data_source, dataset) AS data_source, {prompt} AS prompt, skill AS ability, "
+        "struct_pack(style := 'rule', ground_truth := answer) AS reward_model, "
+        f"struct_pack(split := 'train', \"index\" := ord, answer := answer, "
+        f"question := trim(plain_question, {WHITESPACE}), "
+        f"sample_id := sample_id, reward_modes := {reward_modes_sql()}) AS extra_info"
+    )
+
+
+def _media(media: list[list[dict]], data: list[list[bytes]], ctx: FormatContext) -> dict[str, pa.Array]:
+    out = {"images": pa.array([embedded_items(m, d, ("image",)) for m, d in zip(media, data)], IMAGES)}
+    if ctx.has_videos:
+        out["videos"] = pa.array([embedded_items(m, d, ("video",)) for m, d in zip(media, data)], IMAGES)
+    return out
+
+
+FORMAT = ExportFormat(
+    name="verl",
+    description="verl RL Parquet (prompt with <image> tags, embedded images, rule reward with ground truth)",
+    media="embedded",
+    file_kind="parquet",
+    placeholders="tags",
+    select=_select,
+    schema=_schema,
+    media_columns=_media,
+)
