@@ -9,6 +9,7 @@ from __future__ import annotations
 from .taxonomy import Taxonomy
 
 NUM = r"(-?[0-9]+(?:\.[0-9]+)?)"
+WS = "chr(32) || chr(10) || chr(13) || chr(9)"  # trim() alone strips spaces only
 _NUMBER_ANSWER = (
     r"^(?:about |approximately |around |~)?-?[0-9][0-9,]*(?:\.[0-9]+)?\s*"
     r"(?:m|cm|mm|km|meters?|metres?|centimeters?|centimetres?|millimeters?|feet|foot|ft|inches|inch|in)?\.?$"
@@ -38,10 +39,10 @@ WITH base AS (
 ), parsed AS (
   SELECT *,
     trim(replace(replace(replace(replace(coalesce(first_human, ''),
-      '<|image_pad|>', ''), '<|video_pad|>', ''), '<image>', ''), '<video>', '')) AS q,
+      '<|image_pad|>', ''), '<|video_pad|>', ''), '<image>', ''), '<video>', ''), {WS}) AS q,
     CASE WHEN contains(coalesce(first_gpt, ''), '</think>')
-         THEN trim(regexp_extract(first_gpt, '(?s).*</think>(.*)$', 1))
-         ELSE trim(coalesce(first_gpt, '')) END AS a,
+         THEN trim(regexp_extract(first_gpt, '(?s).*</think>(.*)$', 1), {WS})
+         ELSE trim(coalesce(first_gpt, ''), {WS}) END AS a,
     coalesce(thought, nullif(regexp_extract(coalesce(first_gpt, ''), '(?s)<think>(.*?)</think>', 1), '')) AS r,
     thought IS NOT NULL OR contains(coalesce(first_gpt, ''), '<think>') AS has_r,
     CASE WHEN n_vid > 0 THEN 'video' WHEN n_img > 1 THEN 'multi' WHEN n_img = 1 THEN 'single' ELSE 'text' END AS grp,
@@ -137,6 +138,7 @@ SELECT
   row_index,
   ingest_run
 FROM cams
+ORDER BY row_index
 """
 
 

@@ -247,6 +247,14 @@ class CatalogQuery:
             cur.register(name, table)
         return cur.execute(sql, params or [])
 
+    def cursor(self, tables: dict[str, pa.Table] | None = None) -> duckdb.DuckDBPyConnection:
+        """A fresh read-only cursor with Arrow tables registered; ``cursor.sql(...)`` streams relations without
+        the extra copy an ``execute`` result makes (exports, selections)."""
+        cur = self._con.cursor()
+        for name, table in (tables or {}).items():
+            cur.register(name, table)
+        return cur
+
     def count(self, spec: FilterSpec) -> int:
         c = self.compile(spec)
         return int(self._cursor(c).execute(f"SELECT count(*) FROM samples s WHERE {c.where}", c.params).fetchone()[0])

@@ -13,6 +13,8 @@ from .raw import RAW_SCHEMA, ReaderError, RowError
 from .vst_parquet import parquet_kind, read_vst_parquet
 
 SUFFIXES = (".parquet", ".json", ".jsonl")
+# Files that sit beside shards but are not samples: export manifests, the demo's ground truth.
+NOT_SHARDS = {"manifest.json", "dataset_info.json", "demo_manifest.json", "defects.parquet"}
 
 
 def detect_format(path: Path) -> str | None:
@@ -44,7 +46,8 @@ def find_shards(paths: list[Path]) -> list[Path]:
     found: list[Path] = []
     for p in paths:
         if p.is_dir():
-            found.extend(f for f in sorted(p.rglob("*")) if f.is_file() and f.suffix in SUFFIXES)
+            found.extend(f for f in sorted(p.rglob("*"))
+                         if f.is_file() and f.suffix in SUFFIXES and f.name not in NOT_SHARDS)
         else:
             found.append(p)
     return found
