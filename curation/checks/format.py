@@ -1,0 +1,291 @@
+"""Format checks: placeholders vs media, think tags, extractable answers, RL modes, known types, meta_info, ids."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from curation.answers import extract_choice, parse_options
+from curation.scoring import VALID_RL_MODES
+
+from .base import OUTCOME_SCHEMA, Check, CheckContext, GlobalCheck, Outcome, SqlCheck, conform
+from .priors import load_priors
+from .registry import register
+
+HUMAN_ROLES = "('human', 'user')"
+# Text of the human turns / the answer turns of a sample, as SQL over ``batch s``.
+HUMAN_TEXT = (
+    f"array_to_string(list_transform(list_filter(s.turns, lambda t: t.role IN {HUMAN_ROLES}), "
+    "lambda t: coalesce(t.text, '')), chr(10))"
+)
+ANSWER_TEXT = (
+    f"array_to_string(list_transform(list_filter(s.turns, lambda t: t.role NOT IN {HUMAN_ROLES} "
+    "AND t.role <> 'system'), lambda t: coalesce(t.text, '')), chr(10))"
+)
+FIRST_ANSWER = (
+    f"coalesce(list_filter(s.turns, lambda t: t.role NOT IN {HUMAN_ROLES} AND t.role <> 'system')[1].text, '')"
+)
+_IMAGE_PH = r"'<\|image_pad\|>|<image>'"
+_VIDEO_PH = r"'<\|video_pad\|>|<video>'"
+_ANY_PH = r"'<\|image_pad\|>|<\|video_pad\|>|<image>|<video>'"
+
+
+@register
+class Placeholders(SqlCheck):
+    name = "format.placeholders"
+    description = "One media placeholder per image/video in the human turns, none in the answers."
+    applies_to = "SFT samples, and RL samples whose question holds placeholders"
+    columns = ("sample_id", "kind", "turns", "n_images", "n_videos")
+    score_meaning = "placeholders minus media items (0 is right)"
+    query = f"""
+    WITH x AS (
+      SELECT s.sample_id, s.kind, coalesce(s.n_images, 0) AS ni, coalesce(s.n_videos, 0) AS nv,
+             {HUMAN_TEXT} AS h, {ANSWER_TEXT} AS g
+      FROM batch s
+    ), c AS (
+      SELECT *, len(regexp_extract_all(h, {_IMAGE_PH})) AS pi, len(regexp_extract_all(h, {_VIDEO_PH})) AS pv,
+             len(regexp_extract_all(g, {_ANY_PH})) AS pg
+      FROM x
+    )
+    SELECT sample_id, pi = ni AND pv = nv AND pg = 0 AS passed, (pi + pv + pg - ni - nv)::DOUBLE AS score,
+      CASE WHEN pi = ni AND pv = nv AND pg = 0 THEN NULL
+           WHEN pi = ni AND pv = nv THEN format('turns: {{}} media placeholder(s) inside answer turns', pg)
+           ELSE format('turns: human turns hold {{}} image and {{}} video placeholder(s) for {{}} image(s) and '
+                       || '{{}} video(s) in media', pi, pv, ni, nv) END AS reason
+    FROM c WHERE kind = 'sft' OR pi + pv + pg > 0
+    """
+
+
+@register
+class ThinkTags(SqlCheck):
+    name = "format.think_tags"
+    description = ("Exactly one <think>...</think> block first in the answer, then a non-empty answer "
+                   "(the upstream format reward).")
+    applies_to = "reasoning samples: a `type` containing 'thought', or think tags in the answer"
+    columns = ("sample_id", "kind", "type", "turns")
+    score_meaning = "upstream format reward (1 well formed, 0 not)"
+    query = f"""
+    WITH x AS (SELECT s.sample_id, s.kind, s.type, {FIRST_ANSWER} AS g FROM batch s),
+    c AS (
+      SELECT *, len(regexp_extract_all(g, '<think>')) AS o, len(regexp_extract_all(g, '</think>')) AS cl,
+             len(regexp_extract_all(g, '(?s)<think>.*?</think>')) AS blocks,
+             trim(regexp_extract(g, '(?s)^.*</think>(.*)$', 1)) AS after,
+             starts_with(ltrim(g), '<think>') AS first
+      FROM x
+      WHERE contains(g, '<think>') OR contains(g, '</think>')
+         OR (kind = 'sft' AND contains(lower(coalesce(type, '')), 'thought'))
+    )
+    SELECT sample_id,
+      o = 1 AND cl = 1 AND first AND instr(g, '<think>') < instr(g, '</think>') AND after <> '' AS passed,
+      CASE WHEN blocks = 1 AND after <> '' THEN 1.0 ELSE 0.0 END AS score,
+      CASE WHEN o = 1 AND cl = 1 AND first AND instr(g, '<think>') < instr(g, '</think>') AND after <> '' THEN NULL
+           WHEN o = 0 AND cl = 0 THEN 'turns: the answer has no <think> block (type ' || coalesce(type, '?') || ')'
+           WHEN o <> 1 OR cl <> 1 THEN format('turns: the answer has {{}} <think> and {{}} </think> tag(s); '
+                                               || 'exactly one of each is needed', o, cl)
+           WHEN NOT first THEN 'turns: text before <think> (the block must come first)'
+           WHEN instr(g, '<think>') > instr(g, '</think>') THEN 'turns: </think> comes before <think>'
+           ELSE 'turns: no answer text after </think>' END AS reason
+    FROM c
+    """
+
+
+_NUMERIC_QUESTION = (
+    r"how many|how far|distance|how (tall|long|wide|high|big|deep)|\bin (meters|metres|centimeters|centimetres)\b"
+    r"|(height|length|width|depth|size) of"
+)
+_NUMBER_ANSWER = r"\d|\b(zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\b"
+_EMPTY_BOXES = r"^\s*(```(json)?)?\s*\[\s*\]\s*(```)?\s*$"
+
+
+@register
+class AnswerExtractable(Check):
+    name = "format.answer_extractable"
+    description = ("The answer can be read as its kind asks: an offered option letter, a number (with unit), "
+                   "or bbox3d JSON of 9 numbers per box.")
+    applies_to = "choice questions, numeric questions, 3D box answers and RL rows with those modes"
+    columns = ("sample_id", "question", "answer", "answer_kind", "rl_modes", "boxes_3d")
+    score_meaning = "none"
+
+    # Boxes and numbers are vectorised SQL; choice letters follow the Python reference rule (curation.answers).
+    _sql = f"""
+    WITH x AS (
+      SELECT s.sample_id, coalesce(s.answer, '') AS a, s.boxes_3d AS b,
+        s.answer_kind = 'bbox3d' OR list_contains(coalesce(s.rl_modes, []), 'bbox3d') AS want_boxes,
+        list_contains(coalesce(s.rl_modes, []), 'relaxed_score')
+          OR regexp_matches(coalesce(s.question, ''), '{_NUMERIC_QUESTION}', 'i') AS want_number
+      FROM batch s
+      WHERE s.answer_kind IS DISTINCT FROM 'choice'
+        AND NOT list_contains(coalesce(s.rl_modes, []), 'multi_choices_score')
+    ), boxes AS (
+      SELECT sample_id,
+        regexp_matches(a, '{_EMPTY_BOXES}') OR (b IS NOT NULL AND len(list_filter(b,
+          lambda v: len(v.bbox) NOT IN (9, 10) OR len(list_filter(v.bbox, lambda n: n IS NULL)) > 0)) = 0) AS passed,
+        CASE WHEN b IS NULL THEN 'answer: no parsable bbox3d JSON list of {{"label", "bbox_3d"}} objects'
+             ELSE 'answer: a box has ' || list_filter(b, lambda v: len(v.bbox) NOT IN (9, 10))[1].bbox::VARCHAR
+                  || ' (9 numbers expected)' END AS why
+      FROM x WHERE want_boxes
+    ), numbers AS (
+      SELECT sample_id, regexp_matches(a, '{_NUMBER_ANSWER}', 'i') AS passed,
+        'answer: no number in ' || left(a, 80) AS why
+      FROM x WHERE want_number AND NOT want_boxes
+    )
+    SELECT sample_id, passed, NULL::DOUBLE AS score, CASE WHEN passed THEN NULL ELSE why END AS reason FROM boxes
+    UNION ALL
+    SELECT sample_id, passed, NULL::DOUBLE, CASE WHEN passed THEN NULL ELSE why END FROM numbers
+    """
+    # A lone letter the question offers as an option line (or a question with no option lines) is decided in SQL;
+    # every other choice answer goes through the reference rule (curation.answers).
+    _choice_rows = r"""
+    WITH c AS (
+      SELECT s.sample_id, s.question, s.answer,
+             upper(regexp_extract(coalesce(s.answer, ''), '^\s*\(?([A-Fa-f])\)?[.:]?\s*$', 1)) AS letter,
+             regexp_extract_all(coalesce(s.question, ''), '(?m)^\s*\(?([A-Z])(?:\)|\s*[:.)])\s*\S', 1) AS offered
+      FROM batch s
+      WHERE s.answer_kind = 'choice' OR list_contains(coalesce(s.rl_modes, []), 'multi_choices_score')
+    )
+    SELECT sample_id, question, answer, letter <> '' AND (len(offered) = 0 OR list_contains(offered, letter)) AS fast
+    FROM c
+    """
+
+    def run(self, batch: pa.Table, ctx: CheckContext) -> pa.Table:
+        con = ctx.duckdb()
+        con.register("batch", batch)
+        try:
+            vectorised = conform(con.sql(self._sql).to_arrow_table())
+            con.execute(f"CREATE OR REPLACE TEMP TABLE choice_rows AS {self._choice_rows}")
+            fast = conform(con.sql("SELECT sample_id, TRUE AS passed, NULL::DOUBLE AS score, NULL::VARCHAR AS reason "
+                                   "FROM choice_rows WHERE fast").to_arrow_table())
+            rows = con.sql("SELECT sample_id, question, answer FROM choice_rows WHERE NOT fast").to_arrow_table()
+            con.execute("DROP TABLE choice_rows")
+        finally:
+            con.unregister("batch")
+        slow = rows.to_pylist()
+        outcomes = [self.check_choice(r) for r in slow]
+        choices = pa.table(
+            [[r["sample_id"] for r in slow], [o.passed for o in outcomes], [o.score for o in outcomes],
+             [o.reason for o in outcomes]],
+            schema=OUTCOME_SCHEMA,
+        )
+        return pa.concat_tables([vectorised, fast, choices])
+
+    @staticmethod
+    def check_choice(row: dict[str, Any]) -> Outcome:
+        answer = row.get("answer") or ""
+        options = parse_options(row.get("question") or "")
+        letter = extract_choice(answer)
+        if letter is None:
+            return Outcome(False, None, f"answer: no option letter in {answer[:80]!r}")
+        if options and letter not in options:
+            return Outcome(False, None, f"answer: letter {letter} is not among the offered options {''.join(options)}")
+        return Outcome(True)
+
+
+@register
+class RlModeValid(SqlCheck):
+    name = "format.rl_mode"
+    description = "RL rows name at least one mode, and every mode is one VST's reward defines."
+    applies_to = "RL samples (and any sample whose meta_info names a mode)"
+    columns = ("sample_id", "kind", "rl_modes", "meta_info")
+    score_meaning = "none"
+    _valid = "[" + ", ".join(f"'{m}'" for m in VALID_RL_MODES) + "]"
+    query = f"""
+    WITH x AS (
+      SELECT s.sample_id, coalesce(s.rl_modes, []) AS modes,
+             list_filter(coalesce(s.rl_modes, []), lambda m: m IS NULL OR NOT list_contains({_valid}, m)) AS bad
+      FROM batch s WHERE s.kind = 'rl' OR s.rl_modes IS NOT NULL
+    )
+    SELECT sample_id, len(modes) > 0 AND len(bad) = 0 AS passed, NULL::DOUBLE AS score,
+      CASE WHEN len(modes) > 0 AND len(bad) = 0 THEN NULL
+           WHEN len(modes) = 0 THEN 'meta_info.mode: missing (meta_info must be a JSON object with a mode list)'
+           ELSE 'meta_info.mode: ' || array_to_string(bad, ', ') || ' is not a valid RL mode (valid: '
+                || array_to_string({_valid}, ', ') || ')' END AS reason
+    FROM x
+    """
+
+
+@register
+class TypeKnown(SqlCheck):
+    name = "format.type_known"
+    description = ("The free-form `type` tag is a known value (misspellings like 'unknow' fail); the list is in "
+                   "checks/priors.yaml.")
+    applies_to = "samples with a `type`"
+    columns = ("sample_id", "type")
+    score_meaning = "none"
+    query = """
+    SELECT s.sample_id,
+      lower(trim(s.type)) IN (SELECT t FROM known_types)
+        OR regexp_matches(lower(s.type), '^[a-z][a-z0-9_-]*thought[a-z0-9_-]*$') AS passed,
+      NULL::DOUBLE AS score,
+      CASE WHEN lower(trim(s.type)) IN (SELECT t FROM known_types)
+             OR regexp_matches(lower(s.type), '^[a-z][a-z0-9_-]*thought[a-z0-9_-]*$') THEN NULL
+           ELSE 'type: ' || s.type || ' is not a known type' END AS reason
+    FROM batch s WHERE s.type IS NOT NULL
+    """
+
+    def tables(self) -> dict[str, pa.Table]:
+        known = list(load_priors().known_types) + [str(t).lower() for t in self.params.get("known_types", [])]
+        return {"known_types": pa.table({"t": pa.array(known, pa.string())})}
+
+
+@register
+class MetaInfoValid(SqlCheck):
+    name = "format.meta_info"
+    description = ("meta_info is valid JSON: an object for RL rows, a list with one entry per media item for SFT "
+                   "Parquet rows.")
+    applies_to = "samples with meta_info"
+    columns = ("sample_id", "kind", "meta_info", "n_images", "n_videos", "source_format")
+    score_meaning = "none"
+    query = """
+    WITH x AS (
+      SELECT s.sample_id, s.kind, s.meta_info AS m, coalesce(s.n_images, 0) + coalesce(s.n_videos, 0) AS nm,
+             json_valid(s.meta_info) AS ok
+      FROM batch s WHERE s.meta_info IS NOT NULL
+    ), y AS (
+      SELECT *,
+        CASE WHEN NOT ok THEN 'meta_info: not valid JSON: ' || left(m, 60)
+             WHEN kind = 'rl' AND json_type(m) <> 'OBJECT' THEN 'meta_info: RL meta_info must be a JSON object'
+             WHEN kind = 'sft' AND json_type(m) = 'ARRAY' AND nm > 0 AND json_array_length(m) <> nm
+               THEN format('meta_info: {} entries for {} media item(s)', json_array_length(m), nm)
+        END AS why
+      FROM x
+    )
+    SELECT sample_id, why IS NULL AS passed, NULL::DOUBLE AS score, why AS reason FROM y
+    """
+
+
+@register
+class IdsUnique(GlobalCheck):
+    name = "format.ids_unique"
+    description = ("Source ids are unique across the catalog (params ids_scope='dataset': within a dataset); upstream "
+                   "converters regenerate or copy ids. The first sample with an id passes, later ones fail naming it.")
+    applies_to = "samples with a source id"
+    columns = ("sample_id", "source_id", "dataset", "source_file", "row_index")
+    score_meaning = "how many samples share the id"
+
+    def run_global(self, gctx: Any) -> Iterator[pa.Table]:
+        # Upstream ids are uuids: a collision anywhere is suspicious; ids_scope='dataset' allows reuse across datasets.
+        scope = "dataset, " if self.params.get("ids_scope") == "dataset" else ""
+        sql = """
+        WITH shared AS (
+          SELECT {scope}source_id, count(*) AS n FROM samples
+          WHERE source_id IS NOT NULL AND trim(source_id) <> '' GROUP BY ALL HAVING count(*) > 1
+        ), g AS (
+          SELECT {g_scope}s.source_id, any_value(shared.n) AS n,
+                 arg_min(struct_pack(id := s.sample_id, f := s.source_file, r := s.row_index),
+                         (s.source_file, s.row_index, s.sample_id)) AS first
+          FROM samples s JOIN shared ON shared.source_id = s.source_id {scope_join_shared}
+          GROUP BY ALL
+        )
+        SELECT s.sample_id, g.n IS NULL OR g.first.id = s.sample_id AS passed, coalesce(g.n, 1)::DOUBLE AS score,
+          CASE WHEN g.n IS NULL OR g.first.id = s.sample_id THEN NULL
+               ELSE format('id: {} is also the id of sample {} ({} row {})', s.source_id, g.first.id, g.first.f,
+                           g.first.r) END AS reason
+        FROM samples s LEFT JOIN g ON g.source_id = s.source_id {scope_join}
+        WHERE s.source_id IS NOT NULL AND trim(s.source_id) <> ''
+        """.replace("{scope}", scope).replace("{g_scope}", "s.dataset, " if scope else "")
+        sql = sql.replace("{scope_join_shared}", "AND shared.dataset = s.dataset" if scope else "")
+        sql = sql.replace("{scope_join}", "AND g.dataset = s.dataset" if scope else "")
+        for batch in gctx.catalog_batches(sql):
+            yield conform(pa.Table.from_batches([batch]))

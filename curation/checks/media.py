@@ -1,0 +1,256 @@
+"""Media checks: images decode, are big enough, not too elongated, fit the RL token budget; videos exist and decode."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from PIL import Image
+
+from curation.media import MediaError, read_media_bytes
+from curation.readers.media_refs import resolve_media_path
+
+from .base import Outcome, RowCheck, SqlCheck
+from .registry import register
+
+MIN_SIDE = 28
+MAX_ASPECT = 100.0
+# Upstream RL limits (vst-format.md §2): pixels per image in [4·28², 4096·28²], total tokens < 8192, <= 4 images.
+PATCH = 28
+MIN_PIXELS = 4 * PATCH * PATCH
+MAX_PIXELS = 4096 * PATCH * PATCH
+MAX_TOKENS = 8192
+MAX_IMAGES = 4
+
+# The images of a sample as (index in media, width, height) for SQL checks over ``batch s``.
+_IMAGES = (
+    "list_filter(list_transform(s.media, lambda m, i: struct_pack(i := i - 1, k := m.kind, w := m.width, "
+    "h := m.height)), lambda x: x.k = 'image' AND x.w > 0 AND x.h > 0)"
+)
+
+
+def image_tokens(width: int, height: int, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS) -> int:
+    """Qwen2.5-VL's smart_resize: the visual tokens (28x28 patches) one image costs after clamping its pixels."""
+    h_bar = max(PATCH, round(height / PATCH) * PATCH)
+    w_bar = max(PATCH, round(width / PATCH) * PATCH)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(PATCH, math.floor(height / beta / PATCH) * PATCH)
+        w_bar = max(PATCH, math.floor(width / beta / PATCH) * PATCH)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / PATCH) * PATCH
+        w_bar = math.ceil(width * beta / PATCH) * PATCH
+    return (h_bar // PATCH) * (w_bar // PATCH)
+
+
+def tokens_sql(w: str, h: str, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS) -> str:
+    """:func:`image_tokens` as a DuckDB expression over two numeric expressions (round half to even, as Python)."""
+    hb = f"greatest({PATCH}, round_even({h} / {PATCH}.0, 0) * {PATCH})"
+    wb = f"greatest({PATCH}, round_even({w} / {PATCH}.0, 0) * {PATCH})"
+    down = f"sqrt({h} * {w} / {max_pixels}.0)"
+    up = f"sqrt({min_pixels}.0 / ({h} * {w}))"
+    return (
+        f"CASE WHEN {hb} * {wb} > {max_pixels} THEN "
+        f"(greatest({PATCH}, floor({h} / {down} / {PATCH}) * {PATCH}) / {PATCH}) * "
+        f"(greatest({PATCH}, floor({w} / {down} / {PATCH}) * {PATCH}) / {PATCH}) "
+        f"WHEN {hb} * {wb} < {min_pixels} THEN ceil({h} * {up} / {PATCH}) * ceil({w} * {up} / {PATCH}) "
+        f"ELSE ({hb} / {PATCH}) * ({wb} / {PATCH}) END"
+    )
+
+
+@register
+class MinSide(SqlCheck):
+    name = "media.min_side"
+    description = f"Every image's shorter side is at least {MIN_SIDE} px (one vision patch)."
+    applies_to = "samples with images whose size is known"
+    columns = ("sample_id", "media", "n_images")
+    score_meaning = "the smallest image side in pixels"
+
+    def sql(self) -> str:
+        limit = int(self.params.get("min_side", MIN_SIDE))
+        return f"""
+        WITH x AS (SELECT s.sample_id, {_IMAGES} AS im FROM batch s WHERE s.n_images > 0),
+        y AS (
+          SELECT sample_id, list_min(list_transform(im, lambda x: least(x.w, x.h))) AS ms,
+                 list_filter(im, lambda x: least(x.w, x.h) < {limit})[1] AS bad
+          FROM x WHERE len(im) > 0
+        )
+        SELECT sample_id, ms >= {limit} AS passed, ms::DOUBLE AS score,
+          CASE WHEN ms >= {limit} THEN NULL
+               ELSE format('media[{{}}]: image is {{}}x{{}} px; its shorter side is below {limit} px',
+                           bad.i, bad.w, bad.h) END AS reason
+        FROM y
+        """
+
+
+@register
+class AspectRatio(SqlCheck):
+    name = "media.aspect_ratio"
+    description = f"No image is more elongated than {MAX_ASPECT:.0f}:1 (the vision encoder rejects extreme ratios)."
+    applies_to = "samples with images whose size is known"
+    columns = ("sample_id", "media", "n_images")
+    score_meaning = "the largest long-side/short-side ratio (1 is square)"
+
+    def sql(self) -> str:
+        limit = float(self.params.get("max_aspect", MAX_ASPECT))
+        return f"""
+        WITH x AS (SELECT s.sample_id, {_IMAGES} AS im FROM batch s WHERE s.n_images > 0),
+        y AS (
+          SELECT sample_id, list_max(list_transform(im, lambda x: greatest(x.w, x.h) / least(x.w, x.h))) AS ratio,
+                 list_filter(im, lambda x: greatest(x.w, x.h) / least(x.w, x.h) > {limit})[1] AS bad
+          FROM x WHERE len(im) > 0
+        )
+        SELECT sample_id, ratio <= {limit} AS passed, ratio::DOUBLE AS score,
+          CASE WHEN ratio <= {limit} THEN NULL
+               ELSE format('media[{{}}]: image is {{}}x{{}} px, aspect ratio {{}}:1 exceeds {limit:g}:1',
+                           bad.i, bad.w, bad.h, round(ratio, 1)) END AS reason
+        FROM y
+        """
+
+
+@register
+class TokenBudget(SqlCheck):
+    name = "media.token_budget"
+    description = (f"RL rows fit the upstream image budget: pixels per image clamped to [4·28², 4096·28²], "
+                   f"total below {MAX_TOKENS} tokens, at most {MAX_IMAGES} images.")
+    applies_to = "RL samples with images"
+    columns = ("sample_id", "kind", "media", "n_images")
+    score_meaning = "visual tokens of all images after clamping"
+
+    def sql(self) -> str:
+        max_tokens = int(self.params.get("max_tokens", MAX_TOKENS))
+        max_images = int(self.params.get("max_images", MAX_IMAGES))
+        tok = tokens_sql("x.w", "x.h", int(self.params.get("min_pixels", MIN_PIXELS)),
+                         int(self.params.get("max_pixels", MAX_PIXELS)))
+        return f"""
+        WITH x AS (SELECT s.sample_id, s.n_images AS n, {_IMAGES} AS im FROM batch s
+                   WHERE s.kind = 'rl' AND s.n_images > 0),
+        y AS (SELECT sample_id, n, coalesce(list_sum(list_transform(im, lambda x: {tok})), 0) AS tokens FROM x)
+        SELECT sample_id, tokens < {max_tokens} AND n <= {max_images} AS passed, tokens::DOUBLE AS score,
+          CASE WHEN tokens < {max_tokens} AND n <= {max_images} THEN NULL
+               WHEN n > {max_images} THEN format('media: {{}} images; RL rows take at most {max_images}', n)
+               ELSE format('media: {{}} images cost {{}} visual tokens; the RL budget is below {max_tokens}',
+                           n, tokens::BIGINT) END AS reason
+        FROM y
+        """
+
+
+class _RowGroupImages:
+    """The `images` column of one Parquet row group at a time: a shard's rows come in order, one read serves many."""
+
+    def __init__(self, size: int = 2):
+        self._cache: OrderedDict[tuple[str, int], list] = OrderedDict()
+        self._size = size
+
+    def items(self, source_file: str, row_group: int, row_in_group: int) -> list:
+        key = (source_file, row_group)
+        if key not in self._cache:
+            table = pq.ParquetFile(source_file).read_row_group(row_group, columns=["images"])
+            self._cache[key] = table.column("images").to_pylist()
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return self._cache[key][row_in_group] or []
+
+
+def _embedded_bytes(reader: _RowGroupImages, row: dict[str, Any], index: int) -> bytes:
+    try:
+        items = reader.items(row["source_file"], int(row["row_group"]), int(row["row_in_group"]))
+    except Exception as exc:  # the shard moved or is damaged: say which file and row
+        raise MediaError(f"cannot read media[{index}] from {row['source_file']}: {exc}") from exc
+    raw = items[index] if index < len(items) else None
+    data = (raw.get("bytes") or raw.get("byres")) if isinstance(raw, dict) else None
+    if not data:
+        raise MediaError(f"media[{index}] in {row['source_file']} has no bytes")
+    return data
+
+
+def media_bytes(reader: _RowGroupImages, row: dict[str, Any], index: int) -> bytes:
+    item = row["media"][index]
+    if item.get("embedded") and row.get("row_group") is not None:
+        return _embedded_bytes(reader, row, index)
+    return read_media_bytes(row, index)
+
+
+@register
+class ImagesDecode(RowCheck):
+    name = "media.decodable"
+    description = "Every image's bytes are reachable and decode completely."
+    applies_to = "samples with images"
+    columns = ("sample_id", "media", "n_images", "source_file", "row_group", "row_in_group")
+    where = "s.n_images > 0"
+    cost = "media"
+    score_meaning = "none"
+
+    def __init__(self, params: dict[str, Any] | None = None):
+        super().__init__(params)
+        self._reader = _RowGroupImages()
+
+    def check(self, row: dict[str, Any]) -> Outcome | None:
+        for i, item in enumerate(row["media"] or []):
+            if item.get("kind") != "image":
+                continue
+            where = f"media[{i}] ({item.get('path') or 'embedded'})"
+            if item.get("problem") and not item.get("problem", "").startswith("undecodable"):
+                return Outcome(False, None, f"{where}: {item['problem']}")
+            try:
+                data = media_bytes(self._reader, row, i)
+                with Image.open(io.BytesIO(data)) as im:
+                    im.load()
+            except MediaError as exc:
+                return Outcome(False, None, f"{where}: {exc}")
+            except Exception as exc:  # PIL raises many types for broken data
+                return Outcome(False, None, f"{where}: does not decode as an image ({type(exc).__name__}: {exc})")
+        return Outcome(True)
+
+
+@register
+class VideoDecodes(RowCheck):
+    name = "media.video"
+    description = "Every video file is present and decodes (first frame), with at least one frame."
+    applies_to = "samples with videos"
+    columns = ("sample_id", "media", "n_videos", "source_file", "row_group", "row_in_group")
+    where = "s.n_videos > 0"
+    cost = "media"
+    score_meaning = "frames in the (first) video"
+
+    def check(self, row: dict[str, Any]) -> Outcome | None:
+        frames = None
+        for i, item in enumerate(row["media"] or []):
+            if item.get("kind") != "video":
+                continue
+            path = item.get("path") or ""
+            where = f"media[{i}] ({path or 'embedded'})"
+            if item.get("problem") == "missing_file":
+                shown = resolve_media_path(path, Path(row["source_file"]).parent)
+                return Outcome(False, None, f"{where}: video file is missing (looked for {shown})")
+            if item.get("problem"):
+                return Outcome(False, None, f"{where}: {item['problem']}")
+            try:
+                data = read_media_bytes(row, i)
+                n = _first_frame_and_count(data)
+            except MediaError as exc:
+                return Outcome(False, None, f"{where}: {exc}")
+            except Exception as exc:  # PyAV raises its own error family
+                return Outcome(False, None, f"{where}: video does not decode ({type(exc).__name__}: {exc})")
+            if n == 0:
+                return Outcome(False, 0.0, f"{where}: video has no frames")
+            frames = n if frames is None else frames
+        return Outcome(True, None if frames is None else float(frames))
+
+
+def _first_frame_and_count(data: bytes) -> int:
+    import av
+
+    with av.open(io.BytesIO(data), mode="r") as container:
+        stream = container.streams.video[0]
+        for frame in container.decode(stream):
+            frame.to_ndarray()  # really decode one frame
+            break
+        else:
+            return 0
+        return int(stream.frames or 1)
