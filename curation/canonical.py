@@ -138,7 +138,6 @@ SELECT
   row_index,
   ingest_run
 FROM cams
-ORDER BY row_index
 """
 
 

@@ -67,7 +67,7 @@ def ingest(
     select_sql = canonical_select(
         tax,
         source="(SELECT r.*, i.sample_id, i.content_hash, ?::VARCHAR AS dataset, ?::VARCHAR AS subset, "
-        "?::INTEGER AS ingest_run FROM raw_stage r JOIN staged_ids i USING (row_index))",
+        "?::INTEGER AS ingest_run FROM raw_stage r POSITIONAL JOIN (SELECT sample_id, content_hash FROM staged_ids) i)",
     )
     clear_caches()
     with open_for_writing(settings.catalog_path) as con:
@@ -207,7 +207,8 @@ def _insert_canonical(con, select_sql: str, dataset: str, subset: str | None, ru
             END AS sample_id
         FROM proposed p LEFT JOIN (
             SELECT sample_id AS id FROM samples WHERE sample_id IN (SELECT hash_id FROM proposed)
-        ) h ON h.id = p.hash_id""",
+        ) h ON h.id = p.hash_id
+        ORDER BY p.row_index""",
         [dataset],
     )
     cols = ", ".join(name for name, _ in SAMPLE_COLUMNS)
