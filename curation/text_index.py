@@ -37,7 +37,7 @@ class TextIndexWriter:
 
     def __init__(self, directory: Path, heap_bytes: int = 128 << 20):
         self.index = _open(directory, create=True)
-        self.writer = self.index.writer(heap_bytes, 1)
+        self.writer = self.index.writer(heap_bytes, 2)
 
     def replace_file(self, source_file: str, rows: Iterable[tuple[str, str | None, str | None, str | None]]) -> None:
         self.writer.delete_documents_by_term("source_file", source_file)
