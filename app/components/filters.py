@@ -3,7 +3,7 @@ sidebar widgets are seeded from the URL and write every change back to it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import streamlit as st
 from pydantic import ValidationError
@@ -65,13 +65,26 @@ def _seed_widgets(spec: FilterSpec) -> None:
     ss[_PREFIX + "flag_reasons"] = list(spec.flag_reasons)
     ss[_PREFIX + "review"] = spec.review or "any"
     ss[_PREFIX + "reviewers"] = ", ".join(spec.reviewers)
-    ss[_PREFIX + "failed_checks"] = ", ".join(spec.failed_checks)
-    ss[_PREFIX + "passed_checks"] = ", ".join(spec.passed_checks)
+    ss[_PREFIX + "failed_checks"] = list(spec.failed_checks)
+    ss[_PREFIX + "passed_checks"] = list(spec.passed_checks)
+    # One threshold has widgets; further ones (only a hand-made link has them) ride along untouched.
+    first = next(iter(spec.score_below.items()), None)
+    ss[_PREFIX + "score_check"] = first[0] if first else ""
+    ss[_PREFIX + "score_max"] = float(first[1]) if first else 0.5
     ss[_SYNCED] = spec.model_dump_json()
 
 
-def _csv(text: str) -> list[str]:
-    return [p.strip() for p in (text or "").split(",") if p.strip()]
+def _csv(text: str | Sequence[str]) -> list[str]:
+    parts = (text or "").split(",") if isinstance(text, str) else list(text or [])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _thresholds(keep: dict[str, float]) -> dict[str, float]:
+    """The threshold widgets' check and value in place of the first threshold of ``keep``."""
+    ss = st.session_state
+    rest = dict(list(keep.items())[1:])
+    check = (ss.get(_PREFIX + "score_check") or "").strip()
+    return {check: float(ss.get(_PREFIX + "score_max") or 0.0), **rest} if check else rest
 
 
 def _reset() -> None:
@@ -93,7 +106,7 @@ def _spec_from_widgets(keep: FilterSpec) -> FilterSpec:
         reviewers=_csv(ss[_PREFIX + "reviewers"]),
         failed_checks=_csv(ss[_PREFIX + "failed_checks"]),
         passed_checks=_csv(ss[_PREFIX + "passed_checks"]),
-        score_below=dict(keep.score_below),
+        score_below=_thresholds(dict(keep.score_below)),
     )
 
 
@@ -113,9 +126,11 @@ def current_spec() -> FilterSpec:
     return spec
 
 
-def sidebar_filters(spec: FilterSpec, facet_counts: Mapping[str, Mapping[str, int]]) -> None:
+def sidebar_filters(spec: FilterSpec, facet_counts: Mapping[str, Mapping[str, int]],
+                    check_names: Sequence[str] = ()) -> None:
     """Sidebar widgets for every catalog dimension (options with their facet counts), text search and the state
-    and check filters; their values become the filter on the next run (see current_spec)."""
+    and check filters (``check_names``: the checks with results); their values become the filter on the next run
+    (see current_spec)."""
     ss = st.session_state
     sb = st.sidebar
     sb.header("Filter")
@@ -137,11 +152,19 @@ def sidebar_filters(spec: FilterSpec, facet_counts: Mapping[str, Mapping[str, in
     sb.multiselect("Flag reasons", list(FLAG_REASONS), key=_PREFIX + "flag_reasons")
     sb.text_input("Reviewers (comma separated)", key=_PREFIX + "reviewers")
     with sb.expander("Check results", expanded=bool(spec.failed_checks or spec.passed_checks or spec.score_below)):
-        st.text_input("Failed checks (comma separated)", key=_PREFIX + "failed_checks")
-        st.text_input("Passed checks (comma separated)", key=_PREFIX + "passed_checks")
-        if spec.score_below:
-            thresholds = ", ".join(f"{k} < {v}" for k, v in spec.score_below.items())
-            st.caption(f"Score thresholds from the link: {thresholds}")
+        names = list(check_names)
+        for key, label in (("failed_checks", "Failed checks"), ("passed_checks", "Passed checks")):
+            chosen = list(ss.get(_PREFIX + key) or [])
+            st.multiselect(label, names + [n for n in chosen if n not in names], key=_PREFIX + key,
+                           accept_new_options=True, placeholder="a check name" if names else "no check results yet")
+        score_check = ss.get(_PREFIX + "score_check") or ""
+        options = [""] + names + ([score_check] if score_check and score_check not in names else [])
+        st.selectbox("Score below a threshold", options, key=_PREFIX + "score_check",
+                     format_func=lambda n: n or "no threshold", help="Samples whose score on this check is below")
+        st.number_input("Threshold", key=_PREFIX + "score_max", step=0.05, format="%.3g", disabled=not score_check)
+        if len(spec.score_below) > 1:
+            thresholds = ", ".join(f"{k} < {v}" for k, v in list(spec.score_below.items())[1:])
+            st.caption(f"Further score thresholds from the link: {thresholds}")
     sb.button("Reset filters", on_click=_reset, key="flt_reset_btn")
 
 

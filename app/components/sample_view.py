@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from curation.check_views import check_results_for
 from curation.media import MediaError
 from curation.scenes import MAX_BROWSER_POINTS, SampleScene, SceneError, cloud_in_camera_frame
 from curation.settings import Settings
@@ -158,3 +159,26 @@ def scene(sc: SampleScene, geom: SampleGeometry, settings: Settings, row_media: 
         st.caption("Orange: the video's camera path through the scene, and the camera of the frame shown above.")
     fig = scene_figure(geom, cloud, sc.other_cameras, trajectory=sc.trajectory, frame=frame)
     st.plotly_chart(fig, key="scene3d", config={"displaylogo": False}, width="stretch")
+
+
+def checks(settings: Settings, sample_id: str) -> None:
+    """The latest outcome of every check on this sample, failing ones first, in one collapsed line when all pass."""
+    try:
+        results = check_results_for(settings, sample_id)
+    except Exception as exc:  # unreadable result files must not hide the sample
+        st.warning(f"Check results cannot be read: {exc}")
+        return
+    if not results:
+        st.caption(":material/rule: No check has looked at this sample yet (run checks on the Checks page).")
+        return
+    failed = [r for r in results if not r["passed"]]
+    label = (f":red[:material/error:] Checks: {len(failed)} of {len(results)} failed" if failed
+             else f":green[:material/check_circle:] Checks: all {len(results)} passed")
+    with st.expander(label, expanded=bool(failed)):
+        st.dataframe(
+            [{"ok": "✓" if r["passed"] else "✗", "check": r["check"], "score": r["score"], "reason": r["reason"]}
+             for r in results],
+            hide_index=True, key="sample_checks", height=38 + 35 * min(len(results), 8),
+            column_config={"ok": st.column_config.TextColumn(width="small"),
+                           "reason": st.column_config.TextColumn(width="large")},
+        )

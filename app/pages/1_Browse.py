@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repo root, for `
 import streamlit as st  # noqa: E402
 
 from app.components import data, filters  # noqa: E402
+from curation.check_views import result_check_names  # noqa: E402
 from curation.query import FilterSpec  # noqa: E402
 from curation.views import table_rows  # noqa: E402
 
@@ -85,7 +86,7 @@ def main() -> None:
     except Exception as exc:
         st.error(f"The filter cannot be applied: {exc}")
         facet_counts = {}
-    filters.sidebar_filters(spec, facet_counts)
+    filters.sidebar_filters(spec, facet_counts, result_check_names(b.settings))
     try:
         results(b, spec)
     except Exception as exc:  # e.g. a text index that is missing: a message, not a traceback

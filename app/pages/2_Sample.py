@@ -76,6 +76,7 @@ def main() -> None:
         ask_for_id(spec)
         return
     _, next_id = header(row, spec, b)
+    sample_view.checks(b.settings, sid)
     review.keyboard_shortcuts()
     first_answer = next((t.get("text") for t in row.get("turns") or [] if t.get("role") in ("gpt", "assistant")),
                         row.get("answer"))
