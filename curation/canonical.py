@@ -18,6 +18,26 @@ _CHOICE_OPTIONS = r"(?m)^\s*\(?[A-F][\.\):]\s*\S"
 _CHOICE_ANSWER = r"^\(?[A-Fa-f]\)?[\.:]?$"
 
 
+def _stated(guard: str, pattern: str, sql_type: str) -> str:
+    """A number stated in the prompt; the regex runs only on prompts that contain ``guard`` (most do not)."""
+    return (
+        f"CASE WHEN contains(first_human, '{guard}') THEN "
+        f"TRY_CAST(nullif(regexp_extract(first_human, '{pattern}', 1), '') AS {sql_type}) END"
+    )
+
+
+_STATED = {  # numbers a prompt states about its camera
+    "hfov": _stated("fov", r"hfov\)?\s*(?:is|=|:)?\s*" + NUM, "DOUBLE"),
+    "vfov": _stated("fov", r"vfov\)?\s*(?:is|=|:)?\s*" + NUM, "DOUBLE"),
+    "stated_w": _stated("pixels", r"([0-9]+)\s*[x×]\s*[0-9]+\s*pixels", "INTEGER"),
+    "stated_h": _stated("pixels", r"[0-9]+\s*[x×]\s*([0-9]+)\s*pixels", "INTEGER"),
+    "fx": _stated("f_x", r"f_x\s*[=:]\s*" + NUM, "DOUBLE"),
+    "fy": _stated("f_x", r"f_y\s*[=:]\s*" + NUM, "DOUBLE"),
+    "cx": _stated("f_x", r"c_x\s*[=:]\s*" + NUM, "DOUBLE"),
+    "cy": _stated("f_x", r"c_y\s*[=:]\s*" + NUM, "DOUBLE"),
+}
+
+
 def _first(role: str) -> str:
     return f"list_filter(conversations, lambda t: t.role = '{role}')[1].text"
 
@@ -31,8 +51,8 @@ def canonical_select(tax: Taxonomy, source: str = "staged") -> str:
     return f"""
 WITH base AS (
   SELECT *,
-    {_first('human')} AS first_human,
-    {_first('gpt')} AS first_gpt,
+    {_first("human")} AS first_human,
+    {_first("gpt")} AS first_gpt,
     len(list_filter(media, lambda m: m.kind = 'image')) AS n_img,
     len(list_filter(media, lambda m: m.kind = 'video')) AS n_vid
   FROM {source}
@@ -47,14 +67,14 @@ WITH base AS (
     thought IS NOT NULL OR contains(coalesce(first_gpt, ''), '<think>') AS has_r,
     CASE WHEN n_vid > 0 THEN 'video' WHEN n_img > 1 THEN 'multi' WHEN n_img = 1 THEN 'single' ELSE 'text' END AS grp,
     CASE WHEN json_valid(meta_info) THEN meta_info END AS meta_json,
-    CASE WHEN contains(first_human, 'fov') THEN TRY_CAST(nullif(regexp_extract(first_human, 'hfov\\)?\\s*(?:is|=|:)?\\s*{NUM}', 1), '') AS DOUBLE) END AS hfov,
-    CASE WHEN contains(first_human, 'fov') THEN TRY_CAST(nullif(regexp_extract(first_human, 'vfov\\)?\\s*(?:is|=|:)?\\s*{NUM}', 1), '') AS DOUBLE) END AS vfov,
-    CASE WHEN contains(first_human, 'pixels') THEN TRY_CAST(nullif(regexp_extract(first_human, '([0-9]+)\\s*[x×]\\s*[0-9]+\\s*pixels', 1), '') AS INTEGER) END AS stated_w,
-    CASE WHEN contains(first_human, 'pixels') THEN TRY_CAST(nullif(regexp_extract(first_human, '[0-9]+\\s*[x×]\\s*([0-9]+)\\s*pixels', 1), '') AS INTEGER) END AS stated_h,
-    CASE WHEN contains(first_human, 'f_x') THEN TRY_CAST(nullif(regexp_extract(first_human, 'f_x\\s*[=:]\\s*{NUM}', 1), '') AS DOUBLE) END AS fx,
-    CASE WHEN contains(first_human, 'f_x') THEN TRY_CAST(nullif(regexp_extract(first_human, 'f_y\\s*[=:]\\s*{NUM}', 1), '') AS DOUBLE) END AS fy,
-    CASE WHEN contains(first_human, 'f_x') THEN TRY_CAST(nullif(regexp_extract(first_human, 'c_x\\s*[=:]\\s*{NUM}', 1), '') AS DOUBLE) END AS cx,
-    CASE WHEN contains(first_human, 'f_x') THEN TRY_CAST(nullif(regexp_extract(first_human, 'c_y\\s*[=:]\\s*{NUM}', 1), '') AS DOUBLE) END AS cy,
+    {_STATED["hfov"]} AS hfov,
+    {_STATED["vfov"]} AS vfov,
+    {_STATED["stated_w"]} AS stated_w,
+    {_STATED["stated_h"]} AS stated_h,
+    {_STATED["fx"]} AS fx,
+    {_STATED["fy"]} AS fy,
+    {_STATED["cx"]} AS cx,
+    {_STATED["cy"]} AS cy,
     list_filter(media, lambda m: m.kind = 'image')[1] AS img0
   FROM base
 ), cams AS (
@@ -70,9 +90,9 @@ SELECT
   dataset,
   subset,
   grp AS sample_group,
-  {tax.skill_sql('subset', 'grp', 'q', 'type')} AS skill,
+  {tax.skill_sql("subset", "grp", "q", "type")} AS skill,
   data_source,
-  {tax.source_sql('data_source')} AS source,
+  {tax.source_sql("data_source")} AS source,
   type,
   kind,
   conversations AS turns,

@@ -73,15 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_stats)
 
-    # Commands owned by their feature modules (checks/worker/failures, export, Label Studio).
+    # Commands owned by their feature modules: the app, checks/worker/failures, export, Label Studio.
     for module in ("curation.cli_app", "curation.cli_checks", "curation.cli_export", "curation.labelstudio.cli"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        (getattr(mod, "register", None) or mod.add_parser)(sub)
+        importlib.import_module(module).register(sub)
     return p
 
 

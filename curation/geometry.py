@@ -28,7 +28,7 @@ class Camera:
     height: int
 
     @classmethod
-    def from_fov(cls, hfov_deg: float, vfov_deg: float, width: int, height: int) -> "Camera":
+    def from_fov(cls, hfov_deg: float, vfov_deg: float, width: int, height: int) -> Camera:
         fx = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
         fy = (height / 2.0) / math.tan(math.radians(vfov_deg) / 2.0)
         return cls(fx, fy, width / 2.0, height / 2.0, int(width), int(height))
@@ -56,7 +56,7 @@ class Box3D:
     angles: tuple[float, float, float]  # pitch, yaw, roll as fractions of pi
 
     @classmethod
-    def from_vst(cls, label: str, values: list[float] | tuple[float, ...]) -> "Box3D":
+    def from_vst(cls, label: str, values: list[float] | tuple[float, ...]) -> Box3D:
         if len(values) != 9:
             raise ValueError(f"a VST 3D box has 9 numbers, got {len(values)}")
         v = [float(x) for x in values]

@@ -4,9 +4,10 @@ with curation state (flags/reviews) and check results. Used by the app, the CLI,
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
@@ -70,7 +71,7 @@ class FilterSpec(BaseModel):
     def is_empty(self) -> bool:
         return self == FilterSpec()
 
-    def without(self, name: str) -> "FilterSpec":
+    def without(self, name: str) -> FilterSpec:
         return self.model_copy(update={name: type(self).model_fields[name].get_default(call_default_factory=True)})
 
     # --- URL query string (shareable views) -----------------------------------------------------
@@ -90,7 +91,7 @@ class FilterSpec(BaseModel):
         return out
 
     @classmethod
-    def from_query_params(cls, params: dict[str, str | list[str]]) -> "FilterSpec":
+    def from_query_params(cls, params: dict[str, str | list[str]]) -> FilterSpec:
         """Parse a URL query dict; unknown keys are ignored so old links keep working."""
         data: dict[str, Any] = {}
         for name, f in cls.model_fields.items():

@@ -24,7 +24,7 @@ class Settings:
     labelstudio_token: str = ""
     labelstudio_files_root: Path = field(default=Path("."))
 
-    def ensure_dirs(self) -> "Settings":
+    def ensure_dirs(self) -> Settings:
         for p in (self.home, self.text_index_dir, self.results_dir, self.exports_dir, self.media_cache_dir):
             p.mkdir(parents=True, exist_ok=True)
         return self

@@ -49,7 +49,8 @@ class Taxonomy:
         for grp, rules in self.wording_rules.items():
             for pattern, skill in rules:
                 parts.append(
-                    f"WHEN {group} = {_lit(grp)} AND regexp_matches({question}, {_lit(pattern)}, 'i') THEN {_lit(skill)}"
+                    f"WHEN {group} = {_lit(grp)} AND regexp_matches({question}, {_lit(pattern)}, 'i') "
+                    f"THEN {_lit(skill)}"
                 )
         for grp, mapping in self.type_rules.items():
             for tname, skill in mapping.items():
@@ -58,9 +59,7 @@ class Taxonomy:
         return " ".join(parts)
 
     def source_sql(self, data_source: str) -> str:
-        whens = " ".join(
-            f"WHEN regexp_matches({data_source}, {_lit(p)}, 'i') THEN {_lit(s)}" for p, s in self.sources
-        )
+        whens = " ".join(f"WHEN regexp_matches({data_source}, {_lit(p)}, 'i') THEN {_lit(s)}" for p, s in self.sources)
         return f"CASE {whens} ELSE nullif(lower(trim({data_source})), '') END"
 
     def scene_sql(self, paths: str) -> str:

@@ -1,4 +1,4 @@
-"""The demo generator: a curator asks for synthetic VST-like data and gets every skill, exact formats, and known defects."""
+"""The demo generator: a curator asks for synthetic VST-like data and gets every skill, exact formats, known defects."""
 
 from __future__ import annotations
 
@@ -23,26 +23,61 @@ from curation.geometry import Box3D, Camera, project_points, rotation_matrix
 SAMPLES, SEED = 250, 3
 
 VST_P_IMAGE_SKILLS = [
-    "si_3d_detection", "si_depth_comparison", "si_scene_caption", "si_3d_grounding", "si_distance", "si_measurement",
-    "mi_correspondence", "mi_object_object_relation", "mi_camera_motion", "mi_3d_detection", "mi_camera_camera",
+    "si_3d_detection",
+    "si_depth_comparison",
+    "si_scene_caption",
+    "si_3d_grounding",
+    "si_distance",
+    "si_measurement",
+    "mi_correspondence",
+    "mi_object_object_relation",
+    "mi_camera_motion",
+    "mi_3d_detection",
+    "mi_camera_camera",
     "mi_scene_caption",
 ]
-COT_SKILLS = ["cot_sr_si", "cot_sr_camera_motion", "cot_sr_object_object", "cot_sr_camera_camera", "cot_gr_math",
-              "cot_gr_ocr", "cot_gr_knowledge"]
+COT_SKILLS = [
+    "cot_sr_si",
+    "cot_sr_camera_motion",
+    "cot_sr_object_object",
+    "cot_sr_camera_camera",
+    "cot_gr_math",
+    "cot_gr_ocr",
+    "cot_gr_knowledge",
+]
 RL_SKILLS = [s.replace("cot_", "rl_") for s in COT_SKILLS]
 VALID_MODES = {"vqa_score", "relaxed_score", "anls_score", "math_score", "multi_choices_score", "bbox3d"}
 
 # The formats exactly as vst-format.md §1 and §2 state them (written out here, not imported from the generator).
 TURNS = pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())]))
 IMAGES = pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
-SFT_SCHEMA = pa.schema([("id", pa.string()), ("conversations", TURNS), ("images", IMAGES), ("data_source", pa.string()),
-                        ("type", pa.string()), ("meta_info", pa.string())])
-RL_SCHEMA = pa.schema([("id", pa.string()), ("images", IMAGES), ("question", pa.string()), ("answer", pa.string()),
-                       ("meta_info", pa.string())])
+SFT_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("conversations", TURNS),
+        ("images", IMAGES),
+        ("data_source", pa.string()),
+        ("type", pa.string()),
+        ("meta_info", pa.string()),
+    ]
+)
+RL_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("images", IMAGES),
+        ("question", pa.string()),
+        ("answer", pa.string()),
+        ("meta_info", pa.string()),
+    ]
+)
 
-HFOV_RE = re.compile(r"horizontal field of view \(hfov\) is ([\d.]+) degrees and vertical field of view \(vfov\) is "
-                     r"([\d.]+) degrees; the image is (\d+)x(\d+) pixels\.")
-INTRINSICS_RE = re.compile(r"The camera intrinsics are f_x = ([\d.]+), f_y = ([\d.]+), c_x = ([\d.]+), c_y = ([\d.]+)\.")
+HFOV_RE = re.compile(
+    r"horizontal field of view \(hfov\) is ([\d.]+) degrees and vertical field of view \(vfov\) is "
+    r"([\d.]+) degrees; the image is (\d+)x(\d+) pixels\."
+)
+INTRINSICS_RE = re.compile(
+    r"The camera intrinsics are f_x = ([\d.]+), f_y = ([\d.]+), c_x = ([\d.]+), c_y = ([\d.]+)\."
+)
 BOX_IN_PROMPT_RE = re.compile(r"The (.+?) is at bbox_3d (\[[^\]]+\]) and the (.+?) at bbox_3d (\[[^\]]+\])\.")
 
 
@@ -95,8 +130,11 @@ def first_letter(answer: str) -> str | None:
 
 
 def file_hashes(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 # ---------------------------------------------------------------- layout and formats
@@ -109,15 +147,24 @@ def test_every_skill_has_its_folder_and_the_manifest_counts_them(demo: Path):
         assert (demo / "vst_r/cot" / skill / "part-00000.parquet").is_file(), skill
     for skill in RL_SKILLS:
         assert (demo / "vst_r/rl" / skill / "part-00000.parquet").is_file(), skill
-    for rel in ["vst_p/video/video_train.json", "vst_r/rl_json/rl_extra.json", "benchmarks/vsi_bench.jsonl",
-                "defects.parquet", "demo_manifest.json", "vst_p/si_distance/part-00001.parquet"]:
+    for rel in [
+        "vst_p/video/video_train.json",
+        "vst_r/rl_json/rl_extra.json",
+        "benchmarks/vsi_bench.jsonl",
+        "defects.parquet",
+        "demo_manifest.json",
+        "vst_p/si_distance/part-00001.parquet",
+    ]:
         assert (demo / rel).is_file(), rel
     manifest = json.loads((demo / "demo_manifest.json").read_text())
     assert manifest["seed"] == SEED and manifest["samples"] == SAMPLES
     assert sum(manifest["skills"].values()) == SAMPLES
     assert len([s for s in manifest["skills"] if s.startswith("video_")]) == 7
-    rows_in_files = sum(n for rel, n in manifest["files"].items()
-                        if rel.startswith(("vst_p/", "vst_r/")) and rel.endswith((".parquet", ".json")))
+    rows_in_files = sum(
+        n
+        for rel, n in manifest["files"].items()
+        if rel.startswith(("vst_p/", "vst_r/")) and rel.endswith((".parquet", ".json"))
+    )
     assert rows_in_files == SAMPLES
     assert sorted(manifest["defects"]) == sorted(DEFECT_TYPES)
 
@@ -223,9 +270,9 @@ def test_answer_boxes_land_on_the_pixels_of_their_objects(demo: Path, defects):
             for item in answer_boxes(row["conversations"][1]["value"]):
                 box = Box3D.from_vst(item["label"], item["bbox_3d"])
                 assert all(s > 0 for s in box.size) and all(-1 < a < 1 for a in box.angles)
-                (u, v), = project_points(camera, np.asarray([box.center]))[0]
+                ((u, v),) = project_points(camera, np.asarray([box.center]))[0]
                 assert 0 <= u < camera.width and 0 <= v < camera.height and box.center[2] > 0
-                patch = img[int(v) - 1:int(v) + 2, int(u) - 1:int(u) + 2].reshape(-1, 3)
+                patch = img[int(v) - 1 : int(v) + 2, int(u) - 1 : int(u) + 2].reshape(-1, 3)
                 colour = np.median(patch, axis=0)
                 colours = [o["color"] for o in scene["objects"] if o["label"] == item["label"]]
                 assert min(np.abs(colour - c).max() for c in colours) < 40, (rel, i, item)
@@ -263,8 +310,10 @@ def test_box_angles_are_the_rotation_the_geometry_module_expects():
             box = obj.box_in_camera(pose)
             assert np.allclose(rotation_matrix(canonical_angles(box.rotation)), box.rotation, atol=1e-9)
             world_corners = pose.camera_to_world(box.corners())
-            assert np.allclose(sorted(map(tuple, world_corners.round(6))),
-                               sorted(map(tuple, pose.camera_to_world(obj.corners_in_camera(pose)).round(6))))
+            assert np.allclose(
+                sorted(map(tuple, world_corners.round(6))),
+                sorted(map(tuple, pose.camera_to_world(obj.corners_in_camera(pose)).round(6))),
+            )
             assert max(abs(a) for a in box.angles) < 1
 
 
@@ -311,8 +360,21 @@ def test_defects_point_at_real_rows_that_really_have_the_defect(demo: Path, defe
         elif kind == "invalid_rl_mode":
             assert not set(json.loads(row["meta_info"])["mode"]) <= VALID_MODES
         elif kind == "unknown_type":
-            assert row["type"] not in ("bbox_3d", "depth", "distance", "qa", "caption", "correspondence",
-                                       "multi_image", "caption-multi-view", "video") and "thought" not in row["type"]
+            assert (
+                row["type"]
+                not in (
+                    "bbox_3d",
+                    "depth",
+                    "distance",
+                    "qa",
+                    "caption",
+                    "correspondence",
+                    "multi_image",
+                    "caption-multi-view",
+                    "video",
+                )
+                and "thought" not in row["type"]
+            )
 
 
 def _fails(fn) -> bool:
@@ -340,8 +402,15 @@ def test_same_seed_gives_byte_identical_files(demo: Path, tmp_path: Path):
 
 def test_benchmark_overlap_rows_copy_a_benchmark_question(demo: Path, defects):
     bench = [json.loads(line) for line in (demo / "benchmarks/vsi_bench.jsonl").read_text().splitlines()]
-    assert bench and set(bench[0]) == {"id", "dataset", "scene_name", "question_type", "question", "ground_truth",
-                                       "options"}
+    assert bench and set(bench[0]) == {
+        "id",
+        "dataset",
+        "scene_name",
+        "question_type",
+        "question",
+        "ground_truth",
+        "options",
+    }
     questions = {b["question"] for b in bench}
     rows = json.loads((demo / "vst_p/video/video_train.json").read_text())
     for i, row in enumerate(rows):

@@ -70,8 +70,9 @@ def test_bad_input_is_recorded_and_the_rest_lands(home, tmp_path):
     s = ingest([src], home, progress=False)
     assert s.rows_ok == 3 and s.rows_failed == 2 and s.files_failed == 2
     errors = rows(home, "SELECT file, row_index, field, reason FROM ingest_errors ORDER BY file, row_index")
-    assert any(e["file"].endswith("broken.parquet") and e["row_index"] is None and "Parquet" in e["reason"]
-               for e in errors)
+    assert any(
+        e["file"].endswith("broken.parquet") and e["row_index"] is None and "Parquet" in e["reason"] for e in errors
+    )
     assert any(e["file"].endswith("notes.json") and "not valid JSON" in e["reason"] for e in errors)
     skipped = {(e["row_index"], e["field"], e["reason"]) for e in errors if e["file"].endswith("part-00000.parquet")}
     assert skipped == {(3, "conversations", "no turns"), (4, "conversations", "no human turn with text")}
@@ -86,8 +87,9 @@ def test_misspelt_byres_key_is_read(home, tmp_path):
     import pyarrow as pa
 
     byres = pa.list_(pa.struct([("byres", pa.binary()), ("path", pa.string())]))
-    row = sft_row(0, "What is the distance between the chair and the table?", "1.8",
-                  images=[{"byres": png(80, 60), "path": ""}])
+    row = sft_row(
+        0, "What is the distance between the chair and the table?", "1.8", images=[{"byres": png(80, 60), "path": ""}]
+    )
     write_sft(tmp_path / "vst_p" / "si_distance" / "part-00001.parquet", [row], images_type=byres)
     ingest([tmp_path / "vst_p"], home, progress=False)
     (r,) = rows(home)
@@ -129,23 +131,34 @@ def test_missing_path_is_reported_not_fatal(home, tmp_path, small_tree):
     assert s.rows_ok == 2 and any("does not exist" in e.reason for e in s.errors)
 
 
-@pytest.mark.parametrize("answer,kind", [("B", "choice"), ("3.5", "number"), ("152 cm", "number"),
-                                         ('```json\n[{"bbox_3d": [1,2,3,1,1,1,0,0,0], "label": "chair"}]\n```',
-                                          "bbox3d"), ("A wooden chair near the window.", "text")])
+@pytest.mark.parametrize(
+    "answer,kind",
+    [
+        ("B", "choice"),
+        ("3.5", "number"),
+        ("152 cm", "number"),
+        ('```json\n[{"bbox_3d": [1,2,3,1,1,1,0,0,0], "label": "chair"}]\n```', "bbox3d"),
+        ("A wooden chair near the window.", "text"),
+    ],
+)
 def test_answer_kind(home, tmp_path, answer, kind):
     write_sft(tmp_path / "vst_p" / "x" / "p.parquet", [sft_row(0, "Question?", answer)])
     ingest([tmp_path / "vst_p"], home, progress=False)
     (r,) = rows(home)
     assert r["answer_kind"] == kind
     if kind == "bbox3d":
-        assert r["boxes_3d"] == [{"label": "chair", "bbox": [1.0, 2.0, 3.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0],
-                                  "encoding": "euler9"}]
+        assert r["boxes_3d"] == [
+            {"label": "chair", "bbox": [1.0, 2.0, 3.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0], "encoding": "euler9"}
+        ]
 
 
 def test_think_split_and_camera_from_prompt(home, tmp_path):
-    q = ("The camera intrinsics are f_x = 346.4, f_y = 346.4, c_x = 200.0, c_y = 150.0. Detect the chair "
-         "(represented by bbox [10, 20, 110, 220]).")
-    a = '<think>The chair is left.</think> ```json\n[{"bbox_3d": [0.1,0.2,3,0.5,0.9,0.5,0,0.25,0], "label": "chair"}]\n```'
+    q = (
+        "The camera intrinsics are f_x = 346.4, f_y = 346.4, c_x = 200.0, c_y = 150.0. Detect the chair "
+        "(represented by bbox [10, 20, 110, 220])."
+    )
+    a = ('<think>The chair is left.</think> ```json\n'
+         '[{"bbox_3d": [0.1,0.2,3,0.5,0.9,0.5,0,0.25,0], "label": "chair"}]\n```')
     write_sft(tmp_path / "vst_r" / "cot_sr_si" / "p.parquet", [sft_row(0, q, a, type_="bbox_3d_thought")])
     ingest([tmp_path / "vst_r"], home, progress=False)
     (r,) = rows(home)
@@ -158,8 +171,10 @@ def test_think_split_and_camera_from_prompt(home, tmp_path):
 
 
 def test_fov_camera(home, tmp_path):
-    q = ("The camera's horizontal field of view (hfov) is 60.0 degrees and vertical field of view (vfov) is 46.8 "
-         "degrees; the image is 400x300 pixels. Detect all chairs.")
+    q = (
+        "The camera's horizontal field of view (hfov) is 60.0 degrees and vertical field of view (vfov) is 46.8 "
+        "degrees; the image is 400x300 pixels. Detect all chairs."
+    )
     write_sft(tmp_path / "vst_p" / "si_3d_detection" / "p.parquet", [sft_row(0, q, "[]")])
     ingest([tmp_path / "vst_p"], home, progress=False)
     (r,) = rows(home)
@@ -187,13 +202,21 @@ def test_ingest_while_the_app_reads_swaps_in_a_new_catalog(home, small_tree):
 
     ingest([small_tree / "vst_p"], home, progress=False)
     reader = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import duckdb, sys, time
             con = duckdb.connect({str(home.catalog_path)!r}, read_only=True)
             print(con.execute("SELECT count(*) FROM samples").fetchone()[0], flush=True)
             sys.stdin.readline()
             print(con.execute("SELECT count(*) FROM samples").fetchone()[0], flush=True)
-        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert reader.stdout.readline().strip() == "6"
     s = ingest([small_tree / "vst_r"], home, progress=False)  # the reader holds the file: copy, write, swap
     assert s.rows_ok == 2 and s.samples_total == 8

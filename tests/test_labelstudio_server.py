@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import func, select
 
-from curation.labelstudio.cli import add_parser
+from curation.labelstudio.cli import register
 from curation.labelstudio.client import (
     Connection,
     LabelStudioAuthError,
@@ -227,7 +227,7 @@ def test_a_wrong_token_or_a_stopped_server_writes_nothing_and_says_why(trip, cap
     assert _state_counts(trip.settings) == before
 
     parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers(dest="command"))
+    register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["ls", "pull"])
     assert args.func(args, down) == 2
     assert "Label Studio is not reachable" in capsys.readouterr().err
@@ -243,7 +243,7 @@ def test_a_personal_access_token_works_as_well_as_the_legacy_token(trip, ls_clie
 
 def test_status_lists_the_pushed_projects(trip, capsys):
     parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers(dest="command"))
+    register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["ls", "status"])
     assert args.func(args, trip.settings) == 0
     out = capsys.readouterr().out

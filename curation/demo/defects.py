@@ -18,14 +18,38 @@ from .video_questions import BenchItem, training_text
 from .world import World
 
 DEFECT_TYPES = [
-    "placeholder_mismatch", "duplicate_id", "unknown_type", "unit_mixing", "missing_video", "extreme_aspect",
-    "tiny_image", "token_budget", "invalid_rl_mode", "unextractable_choice", "cot_conclusion_mismatch",
-    "think_tags", "bbox_nonpositive_size", "bbox_angle_range", "bbox_behind_camera", "bbox_outside_fov",
-    "implausible_size", "exact_duplicate", "near_duplicate", "benchmark_overlap", "wrong_answer",
-    "invalid_meta_json", "corrupt_image",
+    "placeholder_mismatch",
+    "duplicate_id",
+    "unknown_type",
+    "unit_mixing",
+    "missing_video",
+    "extreme_aspect",
+    "tiny_image",
+    "token_budget",
+    "invalid_rl_mode",
+    "unextractable_choice",
+    "cot_conclusion_mismatch",
+    "think_tags",
+    "bbox_nonpositive_size",
+    "bbox_angle_range",
+    "bbox_behind_camera",
+    "bbox_outside_fov",
+    "implausible_size",
+    "exact_duplicate",
+    "near_duplicate",
+    "benchmark_overlap",
+    "wrong_answer",
+    "invalid_meta_json",
+    "corrupt_image",
 ]
 _COPYABLE = ("sft", "video", "rl")
-_BOX_DEFECTS = ("bbox_nonpositive_size", "bbox_angle_range", "bbox_behind_camera", "bbox_outside_fov", "implausible_size")
+_BOX_DEFECTS = (
+    "bbox_nonpositive_size",
+    "bbox_angle_range",
+    "bbox_behind_camera",
+    "bbox_outside_fov",
+    "implausible_size",
+)
 
 
 @dataclass(frozen=True)
@@ -74,8 +98,11 @@ class DefectInjector:
 
     def candidates(self, defect: str) -> list[DemoRow]:
         ok = ELIGIBLE[defect]
-        rows = [r for r in self.rows if r.defect is None and not r.locked and not r.file.endswith("part-00001.parquet")
-                and ok(r)]
+        rows = [
+            r
+            for r in self.rows
+            if r.defect is None and not r.locked and not r.file.endswith("part-00001.parquet") and ok(r)
+        ]
         if defect == "benchmark_overlap" and not self.bench:
             return []
         if defect in ("exact_duplicate", "near_duplicate"):
@@ -117,21 +144,26 @@ class DefectInjector:
         pad = VIDEO_PAD if row.layout == "video" else IMAGE_PAD
         text = row.turns[0][1]
         if self.rng.random() < 0.5 and text.startswith(pad):
-            row.turns[0][1] = text[len(pad):].lstrip("\n") if text.count(pad) == 1 else text[len(pad):]
+            row.turns[0][1] = text[len(pad) :].lstrip("\n") if text.count(pad) == 1 else text[len(pad) :]
         else:
             row.turns[0][1] = pad + text
 
     def _duplicate_id(self, row: DemoRow) -> None:
         # Half the time the collision crosses subsets, as regenerated uuids from different converters do.
         cross = self.rng.random() < 0.5
-        others = [r for r in self.rows if r is not row and r.layout in _COPYABLE and r.defect is None
-                  and (r.file != row.file) == cross] or [r for r in self.rows if r is not row and r.defect is None]
+        others = [
+            r
+            for r in self.rows
+            if r is not row and r.layout in _COPYABLE and r.defect is None and (r.file != row.file) == cross
+        ] or [r for r in self.rows if r is not row and r.defect is None]
         other = others[int(self.rng.integers(len(others)))]
         other.locked = True
         row.id = other.id
 
     def _unknown_type(self, row: DemoRow) -> None:
-        row.type = "unknow" if self.rng.random() < 0.6 else str(self.rng.choice(["misc_v2", "tmp", "spatial_new", "qa2"]))
+        row.type = (
+            "unknow" if self.rng.random() < 0.6 else str(self.rng.choice(["misc_v2", "tmp", "spatial_new", "qa2"]))
+        )
 
     def _unit_mixing(self, row: DemoRow) -> None:
         row.turns[self._answer_turn(row)][1] = row.hooks["unit_mixing"]
@@ -163,8 +195,11 @@ class DefectInjector:
         cot = row.hooks["cot"]
         trace, letter = f"{cot['think']} So the answer is {cot['letter']}.", cot["letter"]
         variant = int(self.rng.integers(3))
-        row.turns[1][1] = [f"{trace} {letter}", f"<think>{trace} {letter}",
-                           f"<think>{trace}</think><think>Let me double-check: yes.</think> {letter}"][variant]
+        row.turns[1][1] = [
+            f"{trace} {letter}",
+            f"<think>{trace} {letter}",
+            f"<think>{trace}</think><think>Let me double-check: yes.</think> {letter}",
+        ][variant]
 
     def _benchmark_overlap(self, row: DemoRow) -> None:
         item = self.bench.pop(int(self.rng.integers(len(self.bench))))
@@ -192,7 +227,7 @@ class DefectInjector:
         self._copy_from_partner(row)
         text = row.turns[0][1]
         pads = re.match(r"^((?:<\|image_pad\|>|<\|video_pad\|>)*\n?)", text).group(1)  # type: ignore[union-attr]
-        row.turns[0][1] = pads + ph.reword(text[len(pads):])
+        row.turns[0][1] = pads + ph.reword(text[len(pads) :])
 
     # -------------------------------------------------------------- images
 
@@ -220,7 +255,9 @@ class DefectInjector:
         i = self._pick_image(row)
         old = row.media[i]
         # Either a truncated JPEG (the header parses, decoding fails) or bytes that are no image at all.
-        data = old.data[: len(old.data) // 3] if self.rng.random() < 0.5 else b"\x00not an image\x00" + self.rng.bytes(64)
+        data = (
+            old.data[: len(old.data) // 3] if self.rng.random() < 0.5 else b"\x00not an image\x00" + self.rng.bytes(64)
+        )
         row.media = list(row.media)
         row.media[i] = Media(data, old.path, old.width, old.height)
 

@@ -25,16 +25,39 @@ from .world import World, build_world
 # Rows per skill in the full VST sets (thousands, vst-format.md §6). The demo takes square roots so
 # rare skills still get rows, and leans toward the families that carry most defect kinds.
 FULL_COUNTS_K: dict[str, float] = {
-    "si_3d_detection": 1586, "si_depth_comparison": 412, "si_scene_caption": 106, "si_3d_grounding": 170,
-    "si_distance": 251, "si_measurement": 175,
-    "mi_correspondence": 361, "mi_object_object_relation": 230, "mi_camera_motion": 88, "mi_3d_detection": 600,
-    "mi_camera_camera": 63, "mi_scene_caption": 35,
-    "video_measurement": 3, "video_object_counting": 12, "video_spatiotemporal": 10,
-    "video_object_object_relation": 19, "video_route_plan": 4, "video_scene_caption": 5, "video_others": 35,
-    "cot_sr_si": 15, "cot_sr_camera_motion": 6, "cot_sr_object_object": 15, "cot_sr_camera_camera": 6,
-    "cot_gr_math": 31, "cot_gr_ocr": 9, "cot_gr_knowledge": 24,
-    "rl_sr_si": 2, "rl_sr_camera_motion": 1, "rl_sr_object_object": 5, "rl_sr_camera_camera": 2,
-    "rl_gr_math": 8, "rl_gr_ocr": 2, "rl_gr_knowledge": 10,
+    "si_3d_detection": 1586,
+    "si_depth_comparison": 412,
+    "si_scene_caption": 106,
+    "si_3d_grounding": 170,
+    "si_distance": 251,
+    "si_measurement": 175,
+    "mi_correspondence": 361,
+    "mi_object_object_relation": 230,
+    "mi_camera_motion": 88,
+    "mi_3d_detection": 600,
+    "mi_camera_camera": 63,
+    "mi_scene_caption": 35,
+    "video_measurement": 3,
+    "video_object_counting": 12,
+    "video_spatiotemporal": 10,
+    "video_object_object_relation": 19,
+    "video_route_plan": 4,
+    "video_scene_caption": 5,
+    "video_others": 35,
+    "cot_sr_si": 15,
+    "cot_sr_camera_motion": 6,
+    "cot_sr_object_object": 15,
+    "cot_sr_camera_camera": 6,
+    "cot_gr_math": 31,
+    "cot_gr_ocr": 9,
+    "cot_gr_knowledge": 24,
+    "rl_sr_si": 2,
+    "rl_sr_camera_motion": 1,
+    "rl_sr_object_object": 5,
+    "rl_sr_camera_camera": 2,
+    "rl_gr_math": 8,
+    "rl_gr_ocr": 2,
+    "rl_gr_knowledge": 10,
 }
 FAMILY_BOOST = {"si": 1.0, "mi": 1.0, "video": 2.0, "cot": 1.5, "rl": 2.5}
 ALL_GENERATORS = {**GENERATORS, **VIDEO_GENERATORS, **COT_GENERATORS, **RL_GENERATORS}
@@ -85,8 +108,9 @@ def allocate(samples: int) -> dict[str, int]:
     return counts
 
 
-def generate_demo(out_dir: Path, samples: int = 2000, seed: int = 0, defect_rate: float = 0.08,
-                  progress: bool = True) -> DemoSummary:
+def generate_demo(
+    out_dir: Path, samples: int = 2000, seed: int = 0, defect_rate: float = 0.08, progress: bool = True
+) -> DemoSummary:
     """Write a synthetic VST-like dataset with known defects under ``out_dir`` (same seed, same bytes)."""
     return build_demo(Path(out_dir), DemoConfig(samples=samples, seed=seed, defect_rate=defect_rate), progress)
 
@@ -155,8 +179,9 @@ def build_demo(out_dir: Path, config: DemoConfig, progress: bool = True) -> Demo
     return DemoSummary(out_dir, len(rows), n_defects, len(written) + 1, time.perf_counter() - t0)
 
 
-def _write_all(out_dir: Path, world: World, rows: list[DemoRow], bench: list, config: DemoConfig,
-               progress: bool) -> dict[str, int]:
+def _write_all(
+    out_dir: Path, world: World, rows: list[DemoRow], bench: list, config: DemoConfig, progress: bool
+) -> dict[str, int]:
     """Write every file; returns {relative path: rows} (0 for media and scene files)."""
     by_file: dict[str, list[DemoRow]] = {}
     for r in rows:
@@ -179,7 +204,9 @@ def _write_all(out_dir: Path, world: World, rows: list[DemoRow], bench: list, co
 
     rooms = world.rooms + world.bench_rooms
     for k, room in enumerate(tqdm(rooms, desc="demo scenes", disable=not progress, unit="room")):
-        for p in write_scene(room, out_dir / "scenes", np.random.default_rng([config.seed, 5, k]), config.points_per_room):
+        for p in write_scene(
+            room, out_dir / "scenes", np.random.default_rng([config.seed, 5, k]), config.points_per_room
+        ):
             written[p.relative_to(out_dir).as_posix()] = 0
     video_dir = out_dir / writer.VIDEO_JSON.rsplit("/", 1)[0] / "videos"
     for room_id, index in sorted(world.used_videos):
@@ -194,8 +221,14 @@ def _write_all(out_dir: Path, world: World, rows: list[DemoRow], bench: list, co
     return written
 
 
-def _manifest(config: DemoConfig, counts: dict[str, int], rows: list[DemoRow], world: World,
-              written: dict[str, int], out_dir: Path) -> dict:
+def _manifest(
+    config: DemoConfig,
+    counts: dict[str, int],
+    rows: list[DemoRow],
+    world: World,
+    written: dict[str, int],
+    out_dir: Path,
+) -> dict:
     defect_counts = Counter(r.defect for r in rows if r.defect)
     return {
         "generator": "curation.demo",
@@ -212,9 +245,9 @@ def _manifest(config: DemoConfig, counts: dict[str, int], rows: list[DemoRow], w
         "files": dict(sorted(written.items())),
         "conventions": {
             "boxes": "camera frame of the first image: X right, Y down, Z forward; [x, y, z, x_size, y_size, "
-                     "z_size, pitch, yaw, roll], metres, angles = radians / pi, rounded to 2 decimals",
+            "z_size, pitch, yaw, roll], metres, angles = radians / pi, rounded to 2 decimals",
             "distances": "object-object distances are between box centres; depth comparisons by distance from "
-                         "the camera centre (depth order agrees)",
+            "the camera centre (depth order agrees)",
             "duplicates": "defects.parquet marks the copy, not the original it was copied from",
             "video_rows": "all video skills share vst_p/video/video_train.json; rows are told apart by wording",
         },

@@ -31,8 +31,14 @@ def view_media(views: list[View]) -> list[Media]:
     return [Media(v.jpeg, v.path, v.camera.width, v.camera.height) for v in views]
 
 
-def sft_row(skill: str, rng: np.random.Generator, views: list[View], qa: list[tuple[str, str]], type_: str,
-            hooks: dict | None = None) -> DemoRow:
+def sft_row(
+    skill: str,
+    rng: np.random.Generator,
+    views: list[View],
+    qa: list[tuple[str, str]],
+    type_: str,
+    hooks: dict | None = None,
+) -> DemoRow:
     """A VST-P SFT row over ``views``: placeholders open the first human turn, one per image."""
     turns: list[list[str]] = []
     for i, (q, a) in enumerate(qa):
@@ -40,8 +46,18 @@ def sft_row(skill: str, rng: np.random.Generator, views: list[View], qa: list[tu
         turns.append(["gpt", a])
     media = view_media(views)
     room = views[0].room
-    return DemoRow(skill, "sft", new_id(rng), turns, media, data_source(rng, room.source), type_,
-                   sft_meta_info(media), room_id=room.room_id, hooks=hooks or {})
+    return DemoRow(
+        skill,
+        "sft",
+        new_id(rng),
+        turns,
+        media,
+        data_source(rng, room.source),
+        type_,
+        sft_meta_info(media),
+        room_id=room.room_id,
+        hooks=hooks or {},
+    )
 
 
 def ref(view: View, s: SeenObject, always_box: bool = False) -> str:
@@ -61,8 +77,9 @@ def horizontal_place(view: View, s: SeenObject) -> str:
     return "on the left" if u < third else ("on the right" if u > 2 * third else "in the middle")
 
 
-def distinct_pair(rng: np.random.Generator, seen: list[SeenObject], ok: Callable[[SeenObject, SeenObject], bool]
-                  ) -> tuple[SeenObject, SeenObject] | None:
+def distinct_pair(
+    rng: np.random.Generator, seen: list[SeenObject], ok: Callable[[SeenObject, SeenObject], bool]
+) -> tuple[SeenObject, SeenObject] | None:
     """A random pair with different labels that satisfies ``ok``."""
     pairs = [(a, b) for a in seen for b in seen if a.label != b.label and ok(a, b)]
     if not pairs:
@@ -87,8 +104,10 @@ def depth_separated(a: SeenObject, b: SeenObject, margin: float = 0.3) -> bool:
 
 
 def boxes_sentence(a: SeenObject, b: SeenObject) -> str:
-    return (f"The {a.label} is at bbox_3d {ph.box_list_text(ph.box_values(a.box))} and the {b.label} at bbox_3d "
-            f"{ph.box_list_text(ph.box_values(b.box))}.")
+    return (
+        f"The {a.label} is at bbox_3d {ph.box_list_text(ph.box_values(a.box))} and the {b.label} at bbox_3d "
+        f"{ph.box_list_text(ph.box_values(b.box))}."
+    )
 
 
 def metres(x: float) -> str:
@@ -100,8 +119,10 @@ def caption_for_view(view: View) -> str:
     room = view.room
     counts = Counter(s.label for s in view.seen)
     parts = [ph.count_phrase(label, n) for label, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-    text = (f"This image shows part of a {room.kind} with {room.wall_name} and {room.floor_name}. "
-            f"In view there {'is' if len(view.seen) == 1 else 'are'} {ph.join_and(parts)}.")
+    text = (
+        f"This image shows part of a {room.kind} with {room.wall_name} and {room.floor_name}. "
+        f"In view there {'is' if len(view.seen) == 1 else 'are'} {ph.join_and(parts)}."
+    )
     near = sorted(view.answerable(), key=lambda s: s.distance)[:3]
     for s in near:
         text += f" The {s.label} stands {horizontal_place(view, s)}, about {s.distance:.1f} meters from the camera."
@@ -123,12 +144,16 @@ def si_3d_detection(world: World, rng: np.random.Generator, k: int) -> DemoRow |
         labels = sorted({s.label for s in objs})
         chosen = sorted(rng.choice(labels, size=min(len(labels), int(rng.integers(1, 3))), replace=False).tolist())
         objs = [s for s in objs if s.label in chosen]
-        q = (f"Find every {ph.join_and(chosen)} in the image and output their 3D bounding boxes as a JSON list of "
-             f"{{\"bbox_3d\": [x, y, z, x_size, y_size, z_size, pitch, yaw, roll], \"label\": ...}}. {cam}")
+        q = (
+            f"Find every {ph.join_and(chosen)} in the image and output their 3D bounding boxes as a JSON list of "
+            f'{{"bbox_3d": [x, y, z, x_size, y_size, z_size, pitch, yaw, roll], "label": ...}}. {cam}'
+        )
     else:
-        q = (f"Detect all the objects in the image and output their 3D bounding boxes in the camera coordinate "
-             f"system. {cam} Each box is [x, y, z, x_size, y_size, z_size, pitch, yaw, roll] in meters, with the "
-             f"angles divided by pi. Answer in JSON.")
+        q = (
+            f"Detect all the objects in the image and output their 3D bounding boxes in the camera coordinate "
+            f"system. {cam} Each box is [x, y, z, x_size, y_size, z_size, pitch, yaw, roll] in meters, with the "
+            f"angles divided by pi. Answer in JSON."
+        )
     items = box_items(objs)
     hooks = {"boxes": {"turn": 1, "items": items, "camera": view.camera, "fenced": True}}
     return sft_row("si_3d_detection", rng, [view], [(q, ph.boxes_block(items))], "bbox_3d", hooks)
@@ -180,8 +205,10 @@ def si_distance(world: World, rng: np.random.Generator, k: int) -> DemoRow | Non
         return None
     a, b = pair
     d = stated_distance(a, b)
-    q = (f"{boxes_sentence(a, b)} What is the distance between the {a.label} and the {b.label} in meters? "
-         f"{ph.SINGLE_WORD}")
+    q = (
+        f"{boxes_sentence(a, b)} What is the distance between the {a.label} and the {b.label} in meters? "
+        f"{ph.SINGLE_WORD}"
+    )
     factor = float(rng.choice([0.45, 0.55, 1.7, 2.2]))
     cm = f"{round(d * 100)}"
     hooks = {"wrong_answer": ph.fmt_number(d * factor), "unit_mixing": cm + " cm" if k % 2 == 0 else cm}
@@ -205,8 +232,15 @@ def si_measurement(world: World, rng: np.random.Generator, k: int) -> DemoRow | 
         hooks["unit_mixing"] = cm + " cm" if k % 8 == 1 else cm
     elif variant == 2:
         longest = max(o.width, o.height, o.depth)
-        qa = [((f"What is the length of the longest dimension (length, width, or height) of the {ref(view, s)} in "
-               f"centimeters? {ph.SINGLE_WORD}"), f"{round(longest * 100)}")]
+        qa = [
+            (
+                (
+                    f"What is the length of the longest dimension (length, width, or height) of the {ref(view, s)} in "
+                    f"centimeters? {ph.SINGLE_WORD}"
+                ),
+                f"{round(longest * 100)}",
+            )
+        ]
     else:
         picks = [objs[int(i)] for i in rng.choice(len(objs), size=3, replace=False)]
         qa = [(f"How tall is the {ref(view, p)}? {ph.SINGLE_WORD}", f"{round(p.obj.height * 100)} cm") for p in picks]
@@ -217,8 +251,10 @@ def si_scene_caption(world: World, rng: np.random.Generator, k: int) -> DemoRow 
     view = world.pick_view(rng, 2)
     if view is None:
         return None
-    q = ["Describe the scene in the image.",
-         "Please provide a detailed description of the room in the image, including the objects and their layout."][k % 2]
+    q = [
+        "Describe the scene in the image.",
+        "Please provide a detailed description of the room in the image, including the objects and their layout.",
+    ][k % 2]
     return sft_row("si_scene_caption", rng, [view], [(q, caption_for_view(view))], "caption")
 
 
@@ -237,7 +273,11 @@ def motion_phrase(t: np.ndarray, turn: float) -> str | None:
     tx, tz = float(t[0]), float(t[2])
     if max(abs(tx), abs(tz)) < 0.3 or 6 < abs(turn) < 12 or abs(abs(tx) - abs(tz)) < 0.15:
         return None
-    move = ("moved right" if tx > 0 else "moved left") if abs(tx) >= abs(tz) else ("moved forward" if tz > 0 else "moved backward")
+    move = (
+        ("moved right" if tx > 0 else "moved left")
+        if abs(tx) >= abs(tz)
+        else ("moved forward" if tz > 0 else "moved backward")
+    )
     rot = "kept facing the same way" if abs(turn) <= 6 else ("turned left" if turn > 0 else "turned right")
     return f"{move} and {rot}"
 
@@ -263,10 +303,14 @@ def mi_correspondence(world: World, rng: np.random.Generator, k: int) -> DemoRow
     others = [o for o in b.seen if o.obj.index != s.obj.index and o.rect != target.rect]
     if not others:
         return None
-    wrong = [ph.bbox2d_text(others[int(i)].rect) for i in rng.choice(len(others), size=min(3, len(others)), replace=False)]
+    wrong = [
+        ph.bbox2d_text(others[int(i)].rect) for i in rng.choice(len(others), size=min(3, len(others)), replace=False)
+    ]
     options, letter = ph.shuffle_options(rng, ph.bbox2d_text(target.rect), wrong)
-    q = (f"The object marked by bbox {ph.bbox2d_text(s.rect)} in the first image also appears in the second image. "
-         f"Which bounding box marks it in the second image?\n" + ph.options_block(options))
+    q = (
+        f"The object marked by bbox {ph.bbox2d_text(s.rect)} in the first image also appears in the second image. "
+        f"Which bounding box marks it in the second image?\n" + ph.options_block(options)
+    )
     hooks = {"unextractable": ph.bbox2d_text(target.rect)}
     return sft_row("mi_correspondence", rng, views, [(q, letter)], "correspondence", hooks)
 
@@ -286,9 +330,11 @@ def mi_object_object_relation(world: World, rng: np.random.Generator, k: int) ->
         if abs(dx) < 0.4:
             return None
         options, letter = ph.shuffle_options(rng, "right" if dx > 0 else "left", ["left" if dx > 0 else "right"])
-        q = (f"The first image shows a {p.label} (represented by bbox {ph.bbox2d_text(p.rect)}) and the second image "
-             f"a {q_seen.label} (represented by bbox {ph.bbox2d_text(q_seen.rect)}). Seen from the first camera, is the "
-             f"{q_seen.label} to the left or to the right of the {p.label}?\n" + ph.options_block(options))
+        q = (
+            f"The first image shows a {p.label} (represented by bbox {ph.bbox2d_text(p.rect)}) and the second image "
+            f"a {q_seen.label} (represented by bbox {ph.bbox2d_text(q_seen.rect)}). Seen from the first camera, is the "
+            f"{q_seen.label} to the left or to the right of the {p.label}?\n" + ph.options_block(options)
+        )
         correct = "right" if dx > 0 else "left"
     else:
         dp, dq = p.distance, float(np.linalg.norm(q_in_a.center))
@@ -296,9 +342,11 @@ def mi_object_object_relation(world: World, rng: np.random.Generator, k: int) ->
             return None
         correct = p.label if dp < dq else q_seen.label
         options, letter = ph.shuffle_options(rng, correct, [q_seen.label if dp < dq else p.label])
-        q = (f"The first image shows a {p.label} (represented by bbox {ph.bbox2d_text(p.rect)}) and the second image "
-             f"a {q_seen.label} (represented by bbox {ph.bbox2d_text(q_seen.rect)}). Which of the two is closer to the "
-             f"first camera?\n" + ph.options_block(options))
+        q = (
+            f"The first image shows a {p.label} (represented by bbox {ph.bbox2d_text(p.rect)}) and the second image "
+            f"a {q_seen.label} (represented by bbox {ph.bbox2d_text(q_seen.rect)}). Which of the two is closer to the "
+            f"first camera?\n" + ph.options_block(options)
+        )
     return sft_row("mi_object_object_relation", rng, views, [(q, letter)], "multi_image", {"unextractable": correct})
 
 
@@ -310,8 +358,7 @@ def mi_camera_motion(world: World, rng: np.random.Generator, k: int) -> DemoRow 
     if k % 3 == 2:
         if abs(turn) < 10:
             return None
-        q = (f"By how many degrees did the camera turn horizontally from the first image to the second? "
-             f"{ph.SINGLE_WORD}")
+        q = f"By how many degrees did the camera turn horizontally from the first image to the second? {ph.SINGLE_WORD}"
         return sft_row("mi_camera_motion", rng, views, [(q, f"{round(abs(turn))}")], "multi_image")
     correct = motion_phrase(t, turn)
     if correct is None:
@@ -337,16 +384,24 @@ def mi_3d_detection(world: World, rng: np.random.Generator, k: int) -> DemoRow |
         return None
     objs.sort(key=lambda bx: bx.center[2])
     items = [(bx.label, ph.box_values(bx)) for bx in objs]
-    q = (f"These images show the same room from different viewpoints. Detect the 3D bounding boxes of all the "
-         f"objects, in the camera coordinate system of the first image. {ph.camera_statement(first.camera, k)}")
+    q = (
+        f"These images show the same room from different viewpoints. Detect the 3D bounding boxes of all the "
+        f"objects, in the camera coordinate system of the first image. {ph.camera_statement(first.camera, k)}"
+    )
     hooks = {"boxes": {"turn": 1, "items": items, "camera": first.camera, "fenced": True}}
     return sft_row("mi_3d_detection", rng, views, [(q, ph.boxes_block(items))], "bbox_3d", hooks)
 
 
 def _inset(camera: Camera, margin: int = 4) -> Camera:
     """The same camera with its image shrunk by ``margin`` pixels on every side (centres safely inside)."""
-    return Camera(camera.fx, camera.fy, camera.cx - margin, camera.cy - margin,
-                  camera.width - 2 * margin, camera.height - 2 * margin)
+    return Camera(
+        camera.fx,
+        camera.fy,
+        camera.cx - margin,
+        camera.cy - margin,
+        camera.width - 2 * margin,
+        camera.height - 2 * margin,
+    )
 
 
 def mi_camera_camera(world: World, rng: np.random.Generator, k: int) -> DemoRow | None:
@@ -367,14 +422,20 @@ def mi_camera_camera(world: World, rng: np.random.Generator, k: int) -> DemoRow 
         if abs(t[0]) < 0.3 or abs(t[2]) < 0.3:
             return None
         correct = f"to the {'right' if t[0] > 0 else 'left'} and {'in front' if t[2] > 0 else 'behind'}"
-        wrong = [f"to the {h} and {f}" for h in ("left", "right") for f in ("in front", "behind")
-                 if f"to the {h} and {f}" != correct]
+        wrong = [
+            f"to the {h} and {f}"
+            for h in ("left", "right")
+            for f in ("in front", "behind")
+            if f"to the {h} and {f}" != correct
+        ]
         options, ans = ph.shuffle_options(rng, correct, wrong)
         q = "Where is the second camera relative to the first camera?\n" + ph.options_block(options)
         hooks["unextractable"] = correct
     else:
-        q = ("Give the position of the second camera in the coordinate system of the first camera (X right, Y down, "
-             "Z forward), in meters, as [x, y, z].")
+        q = (
+            "Give the position of the second camera in the coordinate system of the first camera (X right, Y down, "
+            "Z forward), in meters, as [x, y, z]."
+        )
         ans = ph.box_list_text([ph.r2(v) for v in t])
     return sft_row("mi_camera_camera", rng, views, [(q, ans)], "multi_image", hooks)
 
@@ -387,16 +448,24 @@ def mi_scene_caption(world: World, rng: np.random.Generator, k: int) -> DemoRow 
     seen = {s.obj.index: s.obj for v in views for s in v.seen}
     counts = Counter(o.label for o in seen.values())
     parts = [ph.count_phrase(label, n) for label, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-    text = (f"These images show a {room.kind} with {room.wall_name} and {room.floor_name}. Across the views there "
-            f"{'is' if len(seen) == 1 else 'are'} {ph.join_and(parts)}.")
+    text = (
+        f"These images show a {room.kind} with {room.wall_name} and {room.floor_name}. Across the views there "
+        f"{'is' if len(seen) == 1 else 'are'} {ph.join_and(parts)}."
+    )
     first = sorted(views[0].answerable(), key=lambda s: s.distance)[:2]
     for s in first:
-        text += f" In the first view the {s.label} is {horizontal_place(views[0], s)}, about {s.distance:.1f} meters away."
+        text += (
+            f" In the first view the {s.label} is {horizontal_place(views[0], s)}, about {s.distance:.1f} meters away."
+        )
     t, turn = relative_motion(views[0], views[1])
-    text += (f" The second view is taken {float(np.linalg.norm(t)):.1f} meters from the first, turned "
-             f"{abs(turn):.0f} degrees to the {'left' if turn > 0 else 'right'}.")
-    q = ["Describe the room shown in these images.",
-         "These are images of the same room from different viewpoints. Describe the room and its layout."][k % 2]
+    text += (
+        f" The second view is taken {float(np.linalg.norm(t)):.1f} meters from the first, turned "
+        f"{abs(turn):.0f} degrees to the {'left' if turn > 0 else 'right'}."
+    )
+    q = [
+        "Describe the room shown in these images.",
+        "These are images of the same room from different viewpoints. Describe the room and its layout.",
+    ][k % 2]
     return sft_row("mi_scene_caption", rng, views, [(q, text)], "caption-multi-view")
 
 

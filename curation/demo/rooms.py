@@ -46,24 +46,76 @@ LABEL_PRIORS: dict[str, ObjectPrior] = {
 
 # Which labels a kind of room draws from, with how many of each (min, max).
 ROOM_KINDS: dict[str, dict[str, tuple[int, int]]] = {
-    "bedroom": {"bed": (1, 1), "nightstand": (1, 2), "lamp": (0, 2), "dresser": (0, 1), "chair": (0, 2),
-                "plant": (0, 1), "tv": (0, 1), "door": (1, 1), "cabinet": (0, 1), "trash can": (0, 1)},
-    "living room": {"sofa": (1, 1), "table": (1, 1), "tv": (0, 1), "lamp": (1, 2), "chair": (1, 3),
-                    "bookshelf": (0, 1), "plant": (1, 2), "cabinet": (0, 1), "door": (1, 1)},
-    "office": {"desk": (1, 2), "chair": (2, 4), "bookshelf": (1, 2), "cabinet": (0, 1), "lamp": (0, 1),
-               "plant": (0, 2), "trash can": (1, 1), "door": (1, 1)},
-    "kitchen": {"table": (1, 1), "chair": (2, 4), "refrigerator": (1, 1), "cabinet": (1, 2),
-                "trash can": (1, 1), "plant": (0, 1), "lamp": (0, 1), "door": (1, 1)},
+    "bedroom": {
+        "bed": (1, 1),
+        "nightstand": (1, 2),
+        "lamp": (0, 2),
+        "dresser": (0, 1),
+        "chair": (0, 2),
+        "plant": (0, 1),
+        "tv": (0, 1),
+        "door": (1, 1),
+        "cabinet": (0, 1),
+        "trash can": (0, 1),
+    },
+    "living room": {
+        "sofa": (1, 1),
+        "table": (1, 1),
+        "tv": (0, 1),
+        "lamp": (1, 2),
+        "chair": (1, 3),
+        "bookshelf": (0, 1),
+        "plant": (1, 2),
+        "cabinet": (0, 1),
+        "door": (1, 1),
+    },
+    "office": {
+        "desk": (1, 2),
+        "chair": (2, 4),
+        "bookshelf": (1, 2),
+        "cabinet": (0, 1),
+        "lamp": (0, 1),
+        "plant": (0, 2),
+        "trash can": (1, 1),
+        "door": (1, 1),
+    },
+    "kitchen": {
+        "table": (1, 1),
+        "chair": (2, 4),
+        "refrigerator": (1, 1),
+        "cabinet": (1, 2),
+        "trash can": (1, 1),
+        "plant": (0, 1),
+        "lamp": (0, 1),
+        "door": (1, 1),
+    },
 }
 
 # Saturated object colours, far from the pale floor, wall and ceiling colours so a pixel names its object.
 OBJECT_PALETTE: list[tuple[int, int, int]] = [
-    (220, 40, 40), (40, 160, 60), (40, 70, 210), (230, 160, 20), (150, 40, 190), (20, 170, 190),
-    (240, 90, 170), (120, 80, 20), (110, 200, 40), (200, 100, 40), (70, 20, 110), (20, 100, 100),
-    (180, 180, 20), (90, 90, 90), (20, 40, 90), (160, 20, 90),
+    (220, 40, 40),
+    (40, 160, 60),
+    (40, 70, 210),
+    (230, 160, 20),
+    (150, 40, 190),
+    (20, 170, 190),
+    (240, 90, 170),
+    (120, 80, 20),
+    (110, 200, 40),
+    (200, 100, 40),
+    (70, 20, 110),
+    (20, 100, 100),
+    (180, 180, 20),
+    (90, 90, 90),
+    (20, 40, 90),
+    (160, 20, 90),
 ]
 FLOOR_COLOURS = {"oak floor": (196, 164, 120), "grey tiles": (165, 165, 160), "beige carpet": (214, 200, 170)}
-WALL_COLOURS = {"off-white walls": (236, 232, 222), "pale blue walls": (205, 220, 235), "light green walls": (212, 228, 204)}
+WALL_COLOURS = {
+    "off-white walls": (236, 232, 222),
+    "pale blue walls": (205, 220, 235),
+    "light green walls": (212, 228, 204),
+}
 CEILING_COLOUR = (248, 248, 246)
 
 # Image sizes and horizontal fields of view a room's capture device may have.
@@ -104,8 +156,9 @@ class RoomObject:
         """This object as a VST box in the frame of a camera at ``pose``."""
         center = pose.world_to_camera(np.asarray(self.center))
         rot = pose.rotation.T @ self.world_axes
-        return Box3D(self.label, tuple(float(v) for v in center), (self.width, self.height, self.depth),
-                     canonical_angles(rot))
+        return Box3D(
+            self.label, tuple(float(v) for v in center), (self.width, self.height, self.depth), canonical_angles(rot)
+        )
 
 
 @lru_cache(maxsize=4096)
@@ -204,8 +257,9 @@ class Room:
         ]
 
 
-def build_room(room_id: str, rng: np.random.Generator, n_cameras: int = 8, source: str = "scannet",
-               split: str = "train") -> Room:
+def build_room(
+    room_id: str, rng: np.random.Generator, n_cameras: int = 8, source: str = "scannet", split: str = "train"
+) -> Room:
     """Lay out a room of 5-15 objects and place ``n_cameras`` still cameras and 2 video tours in it."""
     kind = str(rng.choice(list(ROOM_KINDS)))
     width, depth = float(rng.uniform(4.0, 7.0)), float(rng.uniform(3.6, 6.0))
@@ -214,8 +268,19 @@ def build_room(room_id: str, rng: np.random.Generator, n_cameras: int = 8, sourc
     hfov = HFOVS[int(rng.integers(len(HFOVS)))]
     fx = (size[0] / 2.0) / math.tan(math.radians(hfov) / 2.0)
     camera = Camera(fx, fx, size[0] / 2.0, size[1] / 2.0, size[0], size[1])
-    room = Room(room_id, kind, width, depth, height, str(rng.choice(list(FLOOR_COLOURS))),
-                str(rng.choice(list(WALL_COLOURS))), [], camera, source=source, split=split)
+    room = Room(
+        room_id,
+        kind,
+        width,
+        depth,
+        height,
+        str(rng.choice(list(FLOOR_COLOURS))),
+        str(rng.choice(list(WALL_COLOURS))),
+        [],
+        camera,
+        source=source,
+        split=split,
+    )
     room.objects = _place_objects(room, rng)
     room.poses = [_place_camera(room, rng) for _ in range(n_cameras)]
     room.tours = [_tour(room, rng, clockwise=bool(k % 2)) for k in range(2)]
@@ -255,7 +320,10 @@ def _place_objects(room: Room, rng: np.random.Generator) -> list[RoomObject]:
             else:
                 yaw = float(rng.uniform(-math.pi, math.pi))
                 r = 0.5 * math.hypot(w, d)
-                xy = (float(rng.uniform(r + 0.1, room.width - r - 0.1)), float(rng.uniform(r + 0.1, room.depth - r - 0.1)))
+                xy = (
+                    float(rng.uniform(r + 0.1, room.width - r - 0.1)),
+                    float(rng.uniform(r + 0.1, room.depth - r - 0.1)),
+                )
             z = prior.elevation + h / 2
             cand = RoomObject(len(placed), label, (xy[0], xy[1], z), w, d, h, yaw, colours[order[len(placed)]])
             if _fits(cand, placed, centre):
@@ -311,7 +379,13 @@ def _centres_in_view(room: Room, pose: Pose) -> int:
     pts = pose.world_to_camera(np.array([o.center for o in room.objects]))
     z = np.maximum(pts[:, 2], 1e-6)
     u, v = cam.fx * pts[:, 0] / z + cam.cx, cam.fy * pts[:, 1] / z + cam.cy
-    ok = (pts[:, 2] > 0.8) & (u > 0.08 * cam.width) & (u < 0.92 * cam.width) & (v > 0.08 * cam.height) & (v < 0.92 * cam.height)
+    ok = (
+        (pts[:, 2] > 0.8)
+        & (u > 0.08 * cam.width)
+        & (u < 0.92 * cam.width)
+        & (v > 0.08 * cam.height)
+        & (v < 0.92 * cam.height)
+    )
     return int(ok.sum())
 
 
@@ -347,9 +421,15 @@ def sample_point_cloud(room: Room, rng: np.random.Generator, n_points: int) -> t
                 if axis == 1 and sign > 0:
                     continue  # the bottom face (local +y points down) touches the floor
                 others = [k for k in range(3) if k != axis]
-                origin = c + sign * half[axis] * ax[:, axis] - half[others[0]] * ax[:, others[0]] - half[others[1]] * ax[:, others[1]]
-                faces.append((origin, 2 * half[others[0]] * ax[:, others[0]], 2 * half[others[1]] * ax[:, others[1]],
-                              obj.color))
+                origin = (
+                    c
+                    + sign * half[axis] * ax[:, axis]
+                    - half[others[0]] * ax[:, others[0]]
+                    - half[others[1]] * ax[:, others[1]]
+                )
+                faces.append(
+                    (origin, 2 * half[others[0]] * ax[:, others[0]], 2 * half[others[1]] * ax[:, others[1]], obj.color)
+                )
     areas = np.array([np.linalg.norm(np.cross(u, v)) for _, u, v, _ in faces])
     counts = rng.multinomial(n_points, areas / areas.sum())
     origins = np.repeat(np.array([f[0] for f in faces]), counts, axis=0)
@@ -374,8 +454,10 @@ def write_point_cloud(path: Path, points: np.ndarray, colours: np.ndarray) -> No
 
 
 def _pose_json(pose: Pose) -> dict:
-    return {"position": [round(float(v), 4) for v in pose.position],
-            "rotation": [[round(float(v), 6) for v in row] for row in pose.rotation]}
+    return {
+        "position": [round(float(v), 4) for v in pose.position],
+        "rotation": [[round(float(v), 6) for v in row] for row in pose.rotation],
+    }
 
 
 def scene_json(room: Room) -> dict:
@@ -391,17 +473,30 @@ def scene_json(room: Room) -> dict:
         "floor": {"name": room.floor_name, "color": list(room.floor_color)},
         "walls": {"name": room.wall_name, "color": list(room.wall_color)},
         "objects": [
-            {"id": o.index, "label": o.label, "center": [round(v, 4) for v in o.center],
-             "size": [round(o.width, 4), round(o.depth, 4), round(o.height, 4)], "yaw": round(o.yaw, 5),
-             "color": list(o.color)}
+            {
+                "id": o.index,
+                "label": o.label,
+                "center": [round(v, 4) for v in o.center],
+                "size": [round(o.width, 4), round(o.depth, 4), round(o.height, 4)],
+                "yaw": round(o.yaw, 5),
+                "color": list(o.color),
+            }
             for o in room.objects
         ],
         "object_size_order": "size = [x extent, y extent, z extent (height)] before rotating by yaw about z",
         "camera_pose_convention": "rotation = world_from_camera (columns: camera X right, Y down, Z forward)",
-        "intrinsics": {"fx": round(cam.fx, 4), "fy": round(cam.fy, 4), "cx": cam.cx, "cy": cam.cy,
-                       "width": cam.width, "height": cam.height},
+        "intrinsics": {
+            "fx": round(cam.fx, 4),
+            "fy": round(cam.fy, 4),
+            "cx": cam.cx,
+            "cy": cam.cy,
+            "width": cam.width,
+            "height": cam.height,
+        },
         "cameras": [{"name": f"cam_{k:02d}", **_pose_json(p)} for k, p in enumerate(room.poses)],
-        "video_paths": [{"name": f"path{k}", "frames": [_pose_json(p) for p in tour]} for k, tour in enumerate(room.tours)],
+        "video_paths": [
+            {"name": f"path{k}", "frames": [_pose_json(p) for p in tour]} for k, tour in enumerate(room.tours)
+        ],
     }
 
 

@@ -18,13 +18,29 @@ IMAGES_TYPE = pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]
 # One upstream loader accepts this misspelling; the demo ships one small file that uses it.
 IMAGES_TYPE_BYRES = pa.list_(pa.struct([("byres", pa.binary()), ("path", pa.string())]))
 
-SFT_SCHEMA = pa.schema([("id", pa.string()), ("conversations", TURNS_TYPE), ("images", IMAGES_TYPE),
-                        ("data_source", pa.string()), ("type", pa.string()), ("meta_info", pa.string())])
+SFT_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("conversations", TURNS_TYPE),
+        ("images", IMAGES_TYPE),
+        ("data_source", pa.string()),
+        ("type", pa.string()),
+        ("meta_info", pa.string()),
+    ]
+)
 SFT_SCHEMA_BYRES = SFT_SCHEMA.set(2, pa.field("images", IMAGES_TYPE_BYRES))
-RL_SCHEMA = pa.schema([("id", pa.string()), ("images", IMAGES_TYPE), ("question", pa.string()),
-                       ("answer", pa.string()), ("meta_info", pa.string())])
-DEFECTS_SCHEMA = pa.schema([("file", pa.string()), ("row", pa.int64()), ("source_id", pa.string()),
-                            ("defect_type", pa.string())])
+RL_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("images", IMAGES_TYPE),
+        ("question", pa.string()),
+        ("answer", pa.string()),
+        ("meta_info", pa.string()),
+    ]
+)
+DEFECTS_SCHEMA = pa.schema(
+    [("file", pa.string()), ("row", pa.int64()), ("source_id", pa.string()), ("defect_type", pa.string())]
+)
 
 VIDEO_JSON = "vst_p/video/video_train.json"
 RL_JSON = "vst_r/rl_json/rl_extra.json"
@@ -46,8 +62,15 @@ def file_for(row: DemoRow) -> str:
 def write_parquet(path: Path, table: pa.Table) -> None:
     """Fixed writer options (no timestamps, fixed codec and row groups): same rows give the same bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, row_group_size=ROW_GROUP_SIZE, compression="snappy", version="2.6",
-                   use_dictionary=True, write_statistics=True)
+    pq.write_table(
+        table,
+        path,
+        row_group_size=ROW_GROUP_SIZE,
+        compression="snappy",
+        version="2.6",
+        use_dictionary=True,
+        write_statistics=True,
+    )
 
 
 def _images(row: DemoRow, key: str = "bytes") -> list[dict]:
@@ -89,8 +112,13 @@ def write_json(path: Path, obj: object) -> None:
 
 def write_video_json(path: Path, rows: list[DemoRow]) -> None:
     """LLaVA-style records; ``video`` is relative to the JSON file."""
-    write_json(path, [{"id": r.id, "conversations": _turns(r), "data_source": r.data_source, "video": r.video,
-                       "type": r.type} for r in rows])
+    write_json(
+        path,
+        [
+            {"id": r.id, "conversations": _turns(r), "data_source": r.data_source, "video": r.video, "type": r.type}
+            for r in rows
+        ],
+    )
 
 
 def write_rl_json(path: Path, rows: list[DemoRow]) -> list[Path]:
@@ -103,16 +131,27 @@ def write_rl_json(path: Path, rows: list[DemoRow]) -> list[Path]:
             img_path.parent.mkdir(parents=True, exist_ok=True)
             img_path.write_bytes(m.data)
             written.append(img_path)
-        records.append({"id": r.id, "images": [m.path for m in r.media], "question": r.turns[0][1],
-                        "answer": r.turns[1][1], "thought": r.thought, "answer_gt": r.answer_gt,
-                        "data_source": r.data_source, "meta_info": json.loads(r.meta_info)})
+        records.append(
+            {
+                "id": r.id,
+                "images": [m.path for m in r.media],
+                "question": r.turns[0][1],
+                "answer": r.turns[1][1],
+                "thought": r.thought,
+                "answer_gt": r.answer_gt,
+                "data_source": r.data_source,
+                "meta_info": json.loads(r.meta_info),
+            }
+        )
     write_json(path, records)
     return [*written, path]
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+    )
 
 
 def write_defects(path: Path, records: list[DefectRecord]) -> None:

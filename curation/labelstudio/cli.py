@@ -84,7 +84,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``ls`` with push / pull / status to the main parser's subcommands."""
     ls = subparsers.add_parser("ls", help="Label Studio round trip: push samples, pull verdicts, status")
     sub = ls.add_subparsers(dest="ls_command", required=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,7 +29,9 @@ def detect_format(path: Path) -> str | None:
     return None
 
 
-def read_shard(path: Path, on_error: Callable[[RowError], None], display_path: str | None = None) -> Iterator[pa.RecordBatch]:
+def read_shard(
+    path: Path, on_error: Callable[[RowError], None], display_path: str | None = None
+) -> Iterator[pa.RecordBatch]:
     """Raw batches of one shard, whatever its format. Raises ReaderError when the file as a whole is unusable."""
     shown = display_path or str(path)
     fmt = detect_format(path)
@@ -46,8 +48,9 @@ def find_shards(paths: list[Path]) -> list[Path]:
     found: list[Path] = []
     for p in paths:
         if p.is_dir():
-            found.extend(f for f in sorted(p.rglob("*"))
-                         if f.is_file() and f.suffix in SUFFIXES and f.name not in NOT_SHARDS)
+            found.extend(
+                f for f in sorted(p.rglob("*")) if f.is_file() and f.suffix in SUFFIXES and f.name not in NOT_SHARDS
+            )
         else:
             found.append(p)
     return found

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pyarrow as pa
 
@@ -51,7 +51,11 @@ def json_kind(path: Path) -> str | None:
             first = json.loads(body.splitlines()[0]) if body else {}
         except (json.JSONDecodeError, IndexError):
             return "llava-jsonl"
-        return "vst-rl-jsonl" if isinstance(first, dict) and "question" in first and "conversations" not in first else "llava-jsonl"
+        return (
+            "vst-rl-jsonl"
+            if isinstance(first, dict) and "question" in first and "conversations" not in first
+            else "llava-jsonl"
+        )
     if '"conversations"' in head:
         return "llava-json"
     if '"question"' in head:
@@ -65,7 +69,9 @@ def _json_text(value) -> str | None:
     return json.dumps(value, sort_keys=True)
 
 
-def read_json_records(path: Path, fmt: str, on_error: ErrorSink, display_path: str | None = None) -> Iterator[pa.RecordBatch]:
+def read_json_records(
+    path: Path, fmt: str, on_error: ErrorSink, display_path: str | None = None
+) -> Iterator[pa.RecordBatch]:
     shown = display_path or str(path)
     base = path.parent
     rows: list[dict] = []
@@ -128,7 +134,10 @@ def _rl_row(rec, base: Path) -> dict | tuple[str, str]:
     media = [path_item("image", str(im.get("path") if isinstance(im, dict) else im), base) for im in images]
     return {
         "source_id": None if rec.get("id") is None else str(rec.get("id")),
-        "conversations": [{"role": "human", "text": question}, {"role": "gpt", "text": "" if answer is None else str(answer)}],
+        "conversations": [
+            {"role": "human", "text": question},
+            {"role": "gpt", "text": "" if answer is None else str(answer)},
+        ],
         "thought": _json_text(rec.get("thought")),
         "media": media,
         "data_source": _json_text(rec.get("data_source")),

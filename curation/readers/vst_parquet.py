@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -47,7 +47,9 @@ def read_vst_parquet(path: Path, on_error: ErrorSink, display_path: str | None =
             table = pf.read_row_group(rg, columns=columns)
         except Exception as exc:
             n = pf.metadata.row_group(rg).num_rows
-            on_error(RowError(shown, None, None, f"row group {rg} (rows {row_base}-{row_base + n - 1}) unreadable: {exc}"))
+            on_error(
+                RowError(shown, None, None, f"row group {rg} (rows {row_base}-{row_base + n - 1}) unreadable: {exc}")
+            )
             row_base += n
             continue
         batch = _to_raw(table, fmt, path, shown, rg, row_base, on_error)
@@ -198,9 +200,16 @@ def _media(table: pa.Table, types: pa.Array, turns: pa.Array, base_dir: Path, sh
     # Unreadable items, all at once.
     problem = pc.if_else(pc.equal(paths, ""), "no_path", "missing_file")
     default = pa.StructArray.from_arrays(
-        [pa.array(kinds, pa.string()), pa.nulls(n_items, pa.string()), pa.nulls(n_items, pa.int32()),
-         pa.nulls(n_items, pa.int32()), paths, pa.nulls(n_items, pa.int64()), pa.array(np.zeros(n_items, bool)),
-         problem],
+        [
+            pa.array(kinds, pa.string()),
+            pa.nulls(n_items, pa.string()),
+            pa.nulls(n_items, pa.int32()),
+            pa.nulls(n_items, pa.int32()),
+            paths,
+            pa.nulls(n_items, pa.int64()),
+            pa.array(np.zeros(n_items, bool)),
+            problem,
+        ],
         fields=list(MEDIA_TYPE),
     )
     if len(readable):
