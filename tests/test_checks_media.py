@@ -28,7 +28,7 @@ def test_small_and_elongated_images_fail_with_their_size():
 def test_token_count_in_sql_matches_qwen_smart_resize(w, h):
     import duckdb
 
-    assert duckdb.sql(f"SELECT {tokens_sql(str(w), str(h))}").fetchall()[0][0] == image_tokens(w, h)
+    assert duckdb.connect().sql(f"SELECT {tokens_sql(str(w), str(h))}").fetchall()[0][0] == image_tokens(w, h)
 
 
 def test_rl_rows_over_the_image_token_budget_fail():

@@ -41,10 +41,10 @@ CASES = [
 @pytest.mark.parametrize("subset,group,question,type_", CASES)
 def test_sql_and_python_rules_agree(subset, group, question, type_):
     tax = load_taxonomy()
-    sql = tax.skill_sql("?::VARCHAR", "?::VARCHAR", "?::VARCHAR", "?::VARCHAR")
-    # skill_sql names each column several times; bind by building a one-row relation instead.
+    # skill_sql names each column several times; bind by building a one-row relation.
     sql = tax.skill_sql("subset", "grp", "q", "type")
-    got = duckdb.execute(f"SELECT {sql} FROM (SELECT ? AS subset, ? AS grp, ? AS q, ? AS type)",
-                         [subset, group, question, type_]).fetchone()[0]
+    with duckdb.connect() as con:  # its own connection: the module-level default one is shared by every test
+        got = con.execute(f"SELECT {sql} FROM (SELECT ? AS subset, ? AS grp, ? AS q, ? AS type)",
+                          [subset, group, question, type_]).fetchone()[0]
     assert got == tax.classify(subset, group, question, type_)
     assert got != "unknown" or question == "Zebra?"

@@ -32,7 +32,7 @@ def results(settings, check: str | None = None) -> list[dict]:
     import duckdb
 
     sql = f"SELECT * FROM {latest_results_sql(settings.results_dir)}"
-    rows = duckdb.sql(sql).to_arrow_table().to_pylist()
+    rows = duckdb.connect().sql(sql).to_arrow_table().to_pylist()
     return [r for r in rows if check is None or r["check_name"] == check]
 
 
@@ -164,6 +164,6 @@ def test_two_local_processes_give_the_same_results_as_one(catalog):
 
     def rows(run_id: str) -> set[tuple]:
         glob = f"{catalog.results_dir}/{run_id}/*/*.parquet"
-        return set(duckdb.sql(f"SELECT sample_id, check_name, passed, score FROM read_parquet('{glob}')").fetchall())
+        return set(duckdb.connect().sql(f"SELECT sample_id, check_name, passed, score FROM read_parquet('{glob}')").fetchall())
 
     assert two.units_done == one.units_done == 3 and rows(one.run_id) == rows(two.run_id)

@@ -16,7 +16,7 @@ pytest.importorskip("ray")
 def outcomes(settings, run_id: str) -> set[tuple]:
     glob = f"{settings.results_dir}/{run_id}/*/*.parquet"
     sql = f"SELECT sample_id, check_name, passed, score, reason FROM read_parquet('{glob}')"
-    return set(duckdb.sql(sql).fetchall())
+    return set(duckdb.connect().sql(sql).fetchall())
 
 
 @pytest.mark.slow
