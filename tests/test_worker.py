@@ -164,6 +164,7 @@ def test_two_local_processes_give_the_same_results_as_one(catalog):
 
     def rows(run_id: str) -> set[tuple]:
         glob = f"{catalog.results_dir}/{run_id}/*/*.parquet"
-        return set(duckdb.connect().sql(f"SELECT sample_id, check_name, passed, score FROM read_parquet('{glob}')").fetchall())
+        sql = f"SELECT sample_id, check_name, passed, score FROM read_parquet('{glob}')"
+        return set(duckdb.connect().sql(sql).fetchall())
 
     assert two.units_done == one.units_done == 3 and rows(one.run_id) == rows(two.run_id)
