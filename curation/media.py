@@ -4,6 +4,7 @@ images, video frames (PyAV) and cached thumbnails. Nothing here is ever copied i
 from __future__ import annotations
 
 import io
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,26 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from .readers.media_refs import resolve_media_path
+
+# Qwen2-VL / Qwen2.5-VL image budget (vst-format.md §2): 28x28-pixel tokens, pixels clamped to [4, 4096] tokens.
+TOKEN_PATCH = 28
+MIN_PIXELS, MAX_PIXELS = 4 * TOKEN_PATCH**2, 4096 * TOKEN_PATCH**2
+
+
+def smart_resize(height: int, width: int, factor: int = TOKEN_PATCH, min_pixels: int = MIN_PIXELS,
+                 max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """Qwen2-VL's resize rule: sides multiples of 28, pixel count clamped to [min_pixels, max_pixels]."""
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
 
 
 class MediaError(Exception):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from PIL import Image
 
-from curation.media import MediaError, read_media_bytes
+from curation.media import MAX_PIXELS, MIN_PIXELS, TOKEN_PATCH, MediaError, read_media_bytes, smart_resize
 from curation.readers.media_refs import resolve_media_path
 
 from .base import Outcome, RowCheck, SqlCheck
@@ -20,9 +19,7 @@ from .registry import register
 MIN_SIDE = 28
 MAX_ASPECT = 100.0
 # Upstream RL limits (vst-format.md §2): pixels per image in [4·28², 4096·28²], total tokens < 8192, <= 4 images.
-PATCH = 28
-MIN_PIXELS = 4 * PATCH * PATCH
-MAX_PIXELS = 4096 * PATCH * PATCH
+PATCH = TOKEN_PATCH
 MAX_TOKENS = 8192
 MAX_IMAGES = 4
 
@@ -34,17 +31,8 @@ _IMAGES = (
 
 
 def image_tokens(width: int, height: int, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS) -> int:
-    """Qwen2.5-VL's smart_resize: the visual tokens (28x28 patches) one image costs after clamping its pixels."""
-    h_bar = max(PATCH, round(height / PATCH) * PATCH)
-    w_bar = max(PATCH, round(width / PATCH) * PATCH)
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        h_bar = max(PATCH, math.floor(height / beta / PATCH) * PATCH)
-        w_bar = max(PATCH, math.floor(width / beta / PATCH) * PATCH)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / PATCH) * PATCH
-        w_bar = math.ceil(width * beta / PATCH) * PATCH
+    """The visual tokens (28x28 patches) one image costs after Qwen2.5-VL's smart_resize."""
+    h_bar, w_bar = smart_resize(height, width, PATCH, min_pixels, max_pixels)
     return (h_bar // PATCH) * (w_bar // PATCH)
 
 

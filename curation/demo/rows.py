@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from curation.media import TOKEN_PATCH, smart_resize
+
 IMAGE_PAD = "<|image_pad|>"
 VIDEO_PAD = "<|video_pad|>"
-TOKEN_PATCH = 28  # pixels per token side (Qwen2-VL)
-MIN_PIXELS, MAX_PIXELS = 4 * TOKEN_PATCH**2, 4096 * TOKEN_PATCH**2
 
 
 @dataclass
@@ -57,22 +56,6 @@ class DemoRow:
 def new_id(rng: np.random.Generator) -> str:
     """A uuid4-shaped id drawn from the seeded generator (so ids repeat exactly for a seed)."""
     return str(uuid.UUID(bytes=rng.bytes(16), version=4))
-
-
-def smart_resize(height: int, width: int, factor: int = TOKEN_PATCH, min_pixels: int = MIN_PIXELS,
-                 max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
-    """Qwen2-VL's resize rule: sides multiples of 28, pixel count clamped to [min_pixels, max_pixels]."""
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
 
 
 def image_tokens(width: int, height: int) -> int:
