@@ -1,6 +1,6 @@
 """Check throughput at full size: rule checks over a 4.1M-row catalog, plus media, embedding and model rates.
 
-    python -m bench.check_throughput [--rows 4100000] [--workers 2] [--home DIR] [--keep]
+    python -m bench.check_throughput [--rows 4100000] [--workers 2] [--home DIR] [--phases rules,media,...]
 
 The catalog is the demo data set (2,000 varied VST-shaped samples: boxes, cameras, traces, RL rows, videos)
 copied to ``--rows`` rows in VST's skill shares (§6: half of VST-P is 3D detection) and shards of about 10k rows,
