@@ -262,19 +262,42 @@ class CatalogQuery:
 
     def facets(self, spec: FilterSpec, dims: list[str] | None = None, limit: int = 200) -> dict[str, dict[str, int]]:
         """Counts per value of each dimension under the current filter, ignoring the dimension's own selection
-        (so the options a curator could add stay visible with their counts)."""
+        (so the options a curator could add stay visible with their counts).
+
+        Dimensions without a selection share one filter, so they are counted in one scan (GROUPING SETS); each
+        selected dimension needs its own filter and scan."""
+        names = dims or list(DIMENSIONS)
         out: dict[str, dict[str, int]] = {}
-        base = self.compile(spec)
-        for name in dims or list(DIMENSIONS):
+        shared = [n for n in names if not getattr(spec, n)]
+        if shared:
+            c = self.compile(spec)
+            cols = [DIMENSIONS[n] for n in shared]
+            rows = self._cursor(c).execute(
+                f"SELECT {', '.join(f's.{col}' for col in cols)}, "
+                f"{', '.join(f'GROUPING(s.{col})' for col in cols)}, count(*) FROM samples s WHERE {c.where} "
+                f"GROUP BY GROUPING SETS ({', '.join(f'(s.{col})' for col in cols)})",
+                c.params,
+            ).fetchall()
+            counts: dict[str, list[tuple[str, int]]] = {n: [] for n in shared}
+            k = len(cols)
+            for row in rows:
+                i = row[k : 2 * k].index(0)  # the dimension this row groups by
+                value = row[i]
+                counts[shared[i]].append(("(none)" if value is None else str(value), int(row[-1])))
+            for n, pairs in counts.items():
+                out[n] = dict(sorted(pairs, key=lambda p: (-p[1], p[0]))[:limit])
+        for name in names:
+            if name in out:
+                continue
             column = DIMENSIONS[name]
-            c = self.compile(spec, skip=name) if getattr(spec, name) else base
+            c = self.compile(spec, skip=name)
             rows = self._cursor(c).execute(
                 f"SELECT coalesce(s.{column}, '(none)') AS v, count(*) AS n FROM samples s WHERE {c.where} "
                 f"GROUP BY v ORDER BY n DESC, v LIMIT {int(limit)}",
                 c.params,
             ).fetchall()
             out[name] = {str(v): int(n) for v, n in rows}
-        return out
+        return {n: out[n] for n in names}
 
     def page(self, spec: FilterSpec, after: str | None = None, limit: int = 50,
              columns: list[str] | None = None, with_total: bool = False) -> Page:
