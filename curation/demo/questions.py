@@ -261,6 +261,16 @@ def si_scene_caption(world: World, rng: np.random.Generator, k: int) -> DemoRow 
 # ---------------------------------------------------------------- multi-image
 
 
+def camera_position_choices(t: np.ndarray) -> tuple[str, list[str]] | None:
+    """Where the second camera sits relative to the first (the correct phrase and the three wrong ones), or None
+    when the offset is too small to say left/right and in front/behind without doubt."""
+    if abs(t[0]) < 0.3 or abs(t[2]) < 0.3:
+        return None
+    correct = f"to the {'right' if t[0] > 0 else 'left'} and {'in front' if t[2] > 0 else 'behind'}"
+    wrong = [f"to the {h} and {f}" for h in ("left", "right") for f in ("in front", "behind")]
+    return correct, [w for w in wrong if w != correct]
+
+
 def relative_motion(a: View, b: View) -> tuple[np.ndarray, float]:
     """Camera b's centre in camera a's frame (x right, y down, z forward) and its turn in degrees (left > 0)."""
     t = a.pose.world_to_camera(b.pose.position)
@@ -419,15 +429,10 @@ def mi_camera_camera(world: World, rng: np.random.Generator, k: int) -> DemoRow 
         ans = ph.fmt_number(d)
         hooks["unit_mixing"] = f"{round(d * 100)} cm"
     elif variant == 1:
-        if abs(t[0]) < 0.3 or abs(t[2]) < 0.3:
+        choices = camera_position_choices(t)
+        if choices is None:
             return None
-        correct = f"to the {'right' if t[0] > 0 else 'left'} and {'in front' if t[2] > 0 else 'behind'}"
-        wrong = [
-            f"to the {h} and {f}"
-            for h in ("left", "right")
-            for f in ("in front", "behind")
-            if f"to the {h} and {f}" != correct
-        ]
+        correct, wrong = choices
         options, ans = ph.shuffle_options(rng, correct, wrong)
         q = "Where is the second camera relative to the first camera?\n" + ph.options_block(options)
         hooks["unextractable"] = correct

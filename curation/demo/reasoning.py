@@ -10,6 +10,7 @@ from . import phrasing as ph
 from .questions import (
     box_items,
     boxes_sentence,
+    camera_position_choices,
     data_source,
     depth_separated,
     motion_distractors,
@@ -155,15 +156,10 @@ def motion_problem(rng: np.random.Generator, views: list[View]) -> Problem | Non
 
 def camera_position_problem(rng: np.random.Generator, views: list[View]) -> Problem | None:
     t, _ = relative_motion(*views)
-    if abs(t[0]) < 0.3 or abs(t[2]) < 0.3:
+    choices = camera_position_choices(t)
+    if choices is None:
         return None
-    correct = f"to the {'right' if t[0] > 0 else 'left'} and {'in front' if t[2] > 0 else 'behind'}"
-    wrong = [
-        f"to the {h} and {f}"
-        for h in ("left", "right")
-        for f in ("in front", "behind")
-        if f"to the {h} and {f}" != correct
-    ]
+    correct, wrong = choices
     options, letter = ph.shuffle_options(rng, correct, wrong)
     think = (
         f"Matching the shared objects, the second camera sits about {abs(t[0]):.1f} m to the "
