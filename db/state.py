@@ -15,6 +15,8 @@ Rules the functions keep (tests/test_state.py tells them as stories):
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -244,6 +246,26 @@ class StateDB:
         self.close()
 
 
+def _enable_wal(cursor: Any, wait_s: float = 30.0) -> None:
+    """Switch the file to WAL, retrying while another process holds it.
+
+    Changing the journal mode needs an exclusive lock and SQLite answers "database is locked" at once, without
+    calling the busy handler, when two processes open a fresh file together (one is already migrating). Once
+    the file is in WAL mode the pragma is a no-op, so the retry only ever happens on that first open.
+    """
+    deadline = time.monotonic() + wait_s
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
 def _sqlite_engine(db_url: str) -> Engine:
     url = make_url(db_url)
     database = url.database or ""
@@ -262,7 +284,7 @@ def _sqlite_engine(db_url: str) -> Engine:
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA busy_timeout = 30000")
         if not memory:
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cursor)
             cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -233,6 +234,29 @@ def test_two_curators_in_two_processes_flag_and_fix_at_once_and_nothing_is_lost(
     assert len(trail) == 2 * n
     for before, after in itertools.pairwise(trail):
         assert after.old_value["fixed_answer"] == before.new_value["fixed_answer"]
+    db.close()
+
+
+def test_opening_waits_for_another_process_that_holds_a_fresh_file(db_url):
+    # SQLite refuses the switch to WAL at once (no busy handler) while another connection holds a lock on a
+    # file still in rollback mode: the race two curators hit when they open a fresh file together.
+    path = Path(db_url.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE busy (i INTEGER)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO busy VALUES (1)")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        db = state.open_state(db_url)
+    finally:
+        release.join()
+        other.close()
+    state.add_flag(db, "s1", "wrong_answer", None, "ann")
+    assert [f.who for f in state.flags_for(db, "s1")] == ["ann"]
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     db.close()
 
 
