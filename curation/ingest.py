@@ -19,7 +19,7 @@ from .readers import ReaderError, RowError, detect_format, find_shards, read_sha
 from .readers.media_refs import clear_caches
 from .settings import Settings
 from .taxonomy import load_taxonomy
-from .text_index import TextIndexWriter
+from .text_index import TextIndexWriter, document_json_sql
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, str], None]
@@ -167,14 +167,10 @@ def _ingest_file(
     summary.rows_failed += sum(1 for e in errors)
     summary.rows_with_problems += con.execute(
         "SELECT count(*) FROM samples WHERE source_file = ? AND len(problems) > 0", [source_file]
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if writer is not None:
-        writer.replace_file(
-            source_file,
-            con.execute(
-                "SELECT sample_id, question, answer, reasoning FROM samples WHERE source_file = ?", [source_file]
-            ).fetchall(),
-        )
+        docs = con.sql(f"{document_json_sql('samples')} WHERE source_file = $f", params={"f": source_file})
+        writer.replace_file(source_file, docs.to_arrow_table().to_batches(max_chunksize=20_000))
 
 
 def _insert_canonical(con, select_sql: str, dataset: str, subset: str | None, run: int) -> int:
