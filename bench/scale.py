@@ -5,6 +5,9 @@
 Prints ingest time next to a bare DuckDB CREATE TABLE AS SELECT of the same columns from the same files, facet,
 page (first and ~4M deep) and text-search latencies (median of repeated runs), peak RSS of each phase (each phase
 runs in its own process), and ends with one JSON line of the figures.
+
+It also prints two floors, lower bounds for any ingest that produces the catalog's columns and text index: the
+canonical SELECT run by DuckDB alone over all files in one statement, and tantivy indexing the same text alone.
 """
 
 from __future__ import annotations
@@ -166,6 +169,8 @@ def phase(name: str, out: Path) -> dict:
         secs = time.perf_counter() - t
         shutil.rmtree(out / "home_nt", ignore_errors=True)
         return {"ingest_catalog_only_s": round(secs, 2)}
+    if name == "floors":
+        return _floors(out)
     if name == "queries":
         from curation.query import CatalogQuery, FilterSpec
         from curation.text_index import search_text
@@ -190,6 +195,61 @@ def phase(name: str, out: Path) -> dict:
     raise SystemExit(f"unknown phase {name}")
 
 
+# The raw relation the Python readers hand to ingest, built by DuckDB alone from these text-only shards.
+RAW_SQL = """SELECT id AS source_id,
+  list_transform(conversations, lambda t: struct_pack(role := t."from", text := t.value)) AS conversations,
+  NULL::VARCHAR AS thought,
+  list_transform(images, lambda m, i: struct_pack(kind := CASE WHEN i = 1 AND type = 'video' THEN 'video' ELSE 'image'
+    END, digest := NULL::VARCHAR, width := NULL::INTEGER, height := NULL::INTEGER, path := m.path,
+    byte_size := NULL::BIGINT, embedded := false, problem := 'missing_file')) AS media,
+  data_source, type, meta_info, 'sft' AS kind, filename AS source_file, 'vst-sft-parquet' AS source_format,
+  0::INTEGER AS row_group, file_row_number::INTEGER AS row_in_group, file_row_number AS row_index,
+  NULL::STRUCT(code VARCHAR, field VARCHAR, message VARCHAR)[] AS problems, 'vst-p' AS dataset,
+  regexp_extract(filename, '([^/]+)/[^/]+$', 1) AS subset, 1 AS ingest_run
+FROM read_parquet('{files}', filename = true, file_row_number = true)"""
+
+
+def _floors(out: Path) -> dict:
+    """Lower bounds for any ingest that produces the catalog's columns: the canonical SELECT run by DuckDB alone
+    over all files in one statement (no Python reader, no per-file transactions), and tantivy indexing the same
+    text alone (documents prepared before the clock starts)."""
+    import duckdb
+    import tantivy
+
+    from curation.canonical import canonical_select, content_hash_sql
+    from curation.taxonomy import load_taxonomy
+    from curation.text_index import TEXT_FIELDS, _schema, document_json_sql
+
+    db = out / "floor.duckdb"
+    db.unlink(missing_ok=True)
+    con = duckdb.connect(str(db))
+    raw = RAW_SQL.format(files=f"{out}/vst_p/*/*.parquet")
+    select = canonical_select(load_taxonomy(), source=f"(SELECT *, {content_hash_sql()} AS content_hash, "
+                                                      f"coalesce(source_id, content_hash) AS sample_id FROM ({raw}))")
+    t = time.perf_counter()
+    con.execute(f"CREATE TABLE samples AS {select}")
+    con.execute("CHECKPOINT")
+    derive_s = time.perf_counter() - t
+    docs = [d for (d,) in con.execute(document_json_sql("samples")).fetchall()]
+    lengths = " + ".join(f"strlen(coalesce({f}, ''))" for f in TEXT_FIELDS)
+    text_bytes = con.execute(f"SELECT sum({lengths}) FROM samples").fetchone()[0]
+    con.close()
+    db.unlink()
+    index_dir = out / "floor_index"
+    shutil.rmtree(index_dir, ignore_errors=True)
+    index_dir.mkdir()
+    writer = tantivy.Index(_schema(), path=str(index_dir)).writer(128 << 20, 2)
+    t = time.perf_counter()
+    for d in docs:
+        writer.add_json(d)
+    writer.commit()
+    writer.wait_merging_threads()
+    text_s = time.perf_counter() - t
+    shutil.rmtree(index_dir, ignore_errors=True)
+    return {"derive_floor_s": round(derive_s, 2), "text_index_floor_s": round(text_s, 2),
+            "text_mb": round(text_bytes / 1e6), "floors_rss_mb": round(_rss_mb())}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=4_100_000)
@@ -208,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         files = generate(out, args.samples)
         print(f"generated {len(files)} shards, {args.samples:,} rows in {time.perf_counter() - t:.1f} s")
-    for name in ("duckdb_import", "ingest", "ingest_no_text", "queries"):
+    for name in ("duckdb_import", "ingest", "ingest_no_text", "floors", "queries"):
         proc = subprocess.run([sys.executable, "-m", "bench.scale", "--out", str(out), "--phase", name],
                               capture_output=True, text=True, env={**os.environ})
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("PHASE ")), None)
@@ -219,9 +279,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {json.loads(line[6:])}")
     figures["ingest_ratio"] = round(figures["ingest_s"] / figures["duckdb_import_s"], 2)
     figures["ingest_catalog_only_ratio"] = round(figures["ingest_catalog_only_s"] / figures["duckdb_import_s"], 2)
+    figures["derive_floor_ratio"] = round(figures["derive_floor_s"] / figures["duckdb_import_s"], 2)
+    figures["text_index_floor_ratio"] = round(figures["text_index_floor_s"] / figures["duckdb_import_s"], 2)
     figures["peak_rss_mb"] = max(v for k, v in figures.items() if k.endswith("_rss_mb"))
     print(f"\ningest {figures['ingest_s']} s vs bare DuckDB import {figures['duckdb_import_s']} s "
           f"(ratio {figures['ingest_ratio']}, catalog only {figures['ingest_catalog_only_ratio']})")
+    print(f"floors: the canonical SELECT by DuckDB alone {figures['derive_floor_s']} s "
+          f"({figures['derive_floor_ratio']}x), tantivy alone {figures['text_index_floor_s']} s "
+          f"({figures['text_index_floor_ratio']}x)")
     print(f"facets {figures['facet_ms']} ms, page first {figures['page_first_ms']} ms, "
           f"page deep {figures['page_deep_ms']} ms, search {figures['search_ms']} ms, "
           f"peak RSS {figures['peak_rss_mb']} MB")
