@@ -54,7 +54,7 @@ def register(subparsers) -> None:
     c.add_argument("--engine", choices=["local", "ray"], default="local")
     c.add_argument("--address", help="Ray cluster address (engine ray; default: a local Ray)")
     c.add_argument("--workers", type=int, default=1, help="local engine: processes checking shards in parallel")
-    c.add_argument("--batch-rows", type=int, default=20_000)
+    c.add_argument("--batch-rows", type=int, default=50_000)
     c.add_argument("--benchmarks", nargs="*", help="benchmark files/folders for contamination.* "
                                                    "(default: <home>/benchmarks and <home>/demo/benchmarks)")
     c.add_argument("--model", help="local Hugging Face model directory for model.* checks")

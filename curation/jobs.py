@@ -15,15 +15,13 @@ import shutil
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import xxhash
 from sqlalchemy import update
 
 from db.catalog import open_catalog
@@ -41,11 +39,13 @@ from db.state import (
     is_cancelled,
     mark_unit_done,
     open_state,
+    requeue_job,
     update_progress,
 )
 
-from .checks.base import RESULT_SCHEMA, Check, CheckContext, GlobalContext, RunCancelled, with_check_columns
+from .checks.base import RESULT_SCHEMA, Check, GlobalContext, RunCancelled, with_check_columns
 from .checks.registry import select_checks
+from .checks.runner import PARQUET_OPTIONS, CheckStats, ShardTask, ShardUnit, tune
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class RunParams:
     engine: str = "local"
     address: str | None = None  # Ray cluster address (engine=ray)
     workers: int = 1  # local engine: processes
-    batch_rows: int = 20_000
+    batch_rows: int = 50_000  # rows checked together: DuckDB plans each SQL check once per batch
     benchmarks: list[str] = field(default_factory=list)  # files/folders for contamination.*
     model_path: str | None = None  # local Hugging Face model directory for model.*
     embedder: str | None = None  # 'minilm' (default), 'hashing', or a sentence-transformers folder
@@ -93,53 +93,6 @@ class RunParams:
         out = dict(self.check_params)
         out.update(benchmarks=list(self.benchmarks), model_path=self.model_path, embedder=self.embedder)
         return out
-
-
-@dataclass(frozen=True)
-class ShardUnit:
-    source_file: str
-    rows: int
-
-    @property
-    def key(self) -> str:
-        return self.source_file
-
-    @property
-    def part(self) -> str:
-        # Named by a hash of the shard path: stable across resumes even if other shards come and go.
-        return f"part-{xxhash.xxh3_64_hexdigest(self.source_file.encode())}.parquet"
-
-
-@dataclass(frozen=True)
-class ShardTask:
-    """Everything one process needs to check one shard (picklable for process pools)."""
-
-    catalog_path: str
-    out_dir: str
-    run_id: str
-    unit: ShardUnit
-    checks: tuple[str, ...]
-    params: dict[str, Any]
-    batch_rows: int = 20_000
-
-
-@dataclass
-class CheckStats:
-    rows: int = 0
-    failed: int = 0
-    seconds: float = 0.0
-
-    def add(self, other: CheckStats) -> None:
-        self.rows += other.rows
-        self.failed += other.failed
-        self.seconds += other.seconds
-
-
-@dataclass
-class ShardResult:
-    unit: ShardUnit
-    stats: dict[str, CheckStats]
-    seconds: float
 
 
 @dataclass
@@ -195,75 +148,7 @@ def default_benchmarks(settings: Settings) -> list[str]:
     return [str(p) for p in (settings.home / "benchmarks", settings.home / "demo" / "benchmarks") if p.is_dir()]
 
 
-# --------------------------------------------------------------------------------------------- one shard
-
-
-def write_part(path: Path, table: pa.Table) -> None:
-    """Write a Parquet file atomically: a temporary name in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
-
-
-def instantiate(names: tuple[str, ...] | list[str], params: dict[str, Any]) -> list[Check]:
-    registry = {c.name: c for c in select_checks(list(names))}
-    return [registry[n](params) for n in names]
-
-
-def shard_columns(checks: list[Check]) -> list[str]:
-    cols = {"sample_id"}
-    for c in checks:
-        cols.update(c.columns)
-    return sorted(cols)
-
-
-def run_checks_on(batch: pa.Table, checks: list[Check], ctx: CheckContext,
-                  stats: dict[str, CheckStats] | None = None) -> dict[str, pa.Table]:
-    """Outcomes of each check on one Arrow batch of catalog rows (the heart of every engine)."""
-    out: dict[str, pa.Table] = {}
-    for check in checks:
-        t0 = time.perf_counter()
-        result = check.run(batch, ctx)
-        if stats is not None:
-            s = stats.setdefault(check.name, CheckStats())
-            s.rows += result.num_rows
-            s.failed += result.num_rows - int(pa.compute.sum(result.column("passed")).as_py() or 0)
-            s.seconds += time.perf_counter() - t0
-        out[check.name] = result
-    return out
-
-
-def process_shard(task: ShardTask, on_rows: Callable[[int], None] | None = None) -> ShardResult:
-    """Run the row checks over one shard in batches and write one Parquet part per check."""
-    started = time.perf_counter()
-    checks = instantiate(task.checks, task.params)
-    ctx = CheckContext(dict(task.params))
-    stats: dict[str, CheckStats] = {}
-    parts: dict[str, list[pa.Table]] = {c.name: [] for c in checks}
-    con = open_catalog(task.catalog_path, read_only=True)
-    try:
-        _tune(con, task.params.get("duckdb_threads"), task.params.get("duckdb_memory", "1GB"))
-        cols = ", ".join(shard_columns(checks))
-        reader = con.sql(f"SELECT {cols} FROM samples WHERE source_file = ? ORDER BY row_index",
-                         params=[task.unit.source_file]).to_arrow_reader(task.batch_rows)
-        for rb in reader:
-            batch = pa.Table.from_batches([rb])
-            for name, table in run_checks_on(batch, checks, ctx, stats).items():
-                parts[name].append(table)
-            if on_rows is not None:
-                on_rows(batch.num_rows)
-    finally:
-        con.close()
-        for c in checks:
-            c.close()
-    for check in checks:
-        tables = [t for t in parts[check.name] if t.num_rows]
-        if tables:
-            outcomes = pa.concat_tables(tables)
-            write_part(Path(task.out_dir) / check.name / task.unit.part,
-                       with_check_columns(outcomes, check.name, check.version, task.run_id))
-    return ShardResult(task.unit, stats, time.perf_counter() - started)
+# ------------------------------------------------ cross-sample checks (a shard's checks: curation.checks.runner)
 
 
 def run_global_check(check: Check, gctx: GlobalContext, out_dir: Path, run_id: str) -> CheckStats:
@@ -280,10 +165,10 @@ def run_global_check(check: Check, gctx: GlobalContext, out_dir: Path, run_id: s
                 continue
             table = with_check_columns(outcomes, check.name, check.version, run_id)
             if writer is None:
-                writer = pq.ParquetWriter(tmp, RESULT_SCHEMA, compression="zstd")
+                writer = pq.ParquetWriter(tmp, RESULT_SCHEMA, **PARQUET_OPTIONS)
             writer.write_table(table)
             stats.rows += table.num_rows
-            stats.failed += table.num_rows - int(pa.compute.sum(table.column("passed")).as_py() or 0)
+            stats.failed += table.num_rows - int(pc.sum(table.column("passed")).as_py() or 0)
     finally:
         if writer is not None:
             writer.close()
@@ -291,15 +176,6 @@ def run_global_check(check: Check, gctx: GlobalContext, out_dir: Path, run_id: s
         os.replace(tmp, path)
     stats.seconds = time.perf_counter() - t0
     return stats
-
-
-def _tune(con, threads: int | None, memory: str | None) -> None:
-    """Bound DuckDB's threads and memory (it spills to disk beyond the limit) and let it reorder rows freely."""
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
-    if memory:
-        con.execute("SET memory_limit = ?", [str(memory)])
-    con.execute("SET preserve_insertion_order = false")
 
 
 def shard_units(catalog_path: Path) -> list[ShardUnit]:
@@ -385,7 +261,7 @@ def run_job(settings: Settings, db: StateDB, job: JobInfo, stop: threading.Event
                 stop_requested()
         if global_checks:
             con = open_catalog(settings.catalog_path, read_only=True)
-            _tune(con, None, params.get("duckdb_memory", GLOBAL_MEMORY))
+            tune(con, None, params.get("duckdb_memory", GLOBAL_MEMORY))
             try:
                 gctx = GlobalContext(con, params, heartbeat=lambda: _alive(db, job.id))
                 for cls in global_checks:
@@ -443,18 +319,6 @@ def _publish(staging: Path, final: Path) -> None:
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
     shutil.rmtree(staging, ignore_errors=True)
-
-
-def requeue_job(db: StateDB, job_id: int, worker_id: str) -> bool:
-    """Give a running job back to the queue (this worker is stopping); its done units stay done."""
-    with db.write() as s:
-        res = s.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.state == "running", Job.worker_id == worker_id)
-            .values(state="queued", worker_id=None, rate=None, eta_s=None)
-            .execution_options(synchronize_session=False)
-        )
-        return res.rowcount == 1
 
 
 def execute_job(settings: Settings, db: StateDB, job: JobInfo, worker_id: str,

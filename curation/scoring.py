@@ -10,7 +10,6 @@ from fractions import Fraction
 
 import numpy as np
 from rapidfuzz.distance import Levenshtein
-from scipy.optimize import linear_sum_assignment
 
 from curation.answers import extract_choice, parse_number, to_meters
 from curation.geometry import box_iou_3d
@@ -255,6 +254,8 @@ def bbox3d_score(prediction: str, truth: str | list) -> float:
         return 1.0 if not pred and _says_empty(truth) and _says_empty(prediction) else 0.0
     if not pred:
         return 0.0
+    from scipy.optimize import linear_sum_assignment  # here: scipy.optimize costs 0.3 s to import per check worker
+
     ious = np.zeros((len(pred), len(gold)))
     for i, p in enumerate(pred):
         for j, g in enumerate(gold):

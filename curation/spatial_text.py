@@ -9,8 +9,6 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from scipy.spatial.transform import Rotation
-
 from curation.geometry import Box3D, Camera
 
 BOX_ENCODINGS = ("euler9", "uvd9", "quat10", "tag9", "invalid")
@@ -232,6 +230,8 @@ def _make_box(
 
 
 def _box_from_quaternion(label: str, values: list[float]) -> Box3D | None:
+    from scipy.spatial.transform import Rotation  # here: scipy costs 0.3 s to import, quaternion boxes are rare
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # gimbal lock warnings: the angles are still a valid rotation

@@ -922,6 +922,19 @@ def requeue_stale_jobs(db: StateDB, older_than_s: float, now: datetime | None = 
         return ids
 
 
+def requeue_job(db: StateDB, job_id: int, worker_id: str) -> bool:
+    """running -> queued when the worker holding it stops (SIGTERM); its done units stay done. False when the job is
+    no longer this worker's (cancelled, or re-queued as stale and claimed by another)."""
+    with db.write() as s:
+        res = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == "running", Job.worker_id == worker_id)
+            .values(state="queued", worker_id=None, rate=None, eta_s=None)
+            .execution_options(synchronize_session=False)
+        )
+        return res.rowcount == 1
+
+
 def mark_unit_done(db: StateDB, job_id: int, unit_key: str, rows: int = 0, output_path: str | None = None) -> None:
     """Leave the completion marker of one unit (shard) of a job; marking it again updates the marker."""
     values = {"state": "done", "rows": rows, "output_path": output_path, "finished_at": utcnow()}

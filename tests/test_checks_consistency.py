@@ -98,3 +98,75 @@ def test_sql_fast_paths_agree_with_the_python_rules_on_the_demo(demo_home):
     picked = [r for r in rows if r["answer_kind"] == "choice" or "multi_choices_score" in (r["rl_modes"] or [])]
     assert len(picked) > 50
     assert all(choice[r["sample_id"]]["passed"] == AnswerExtractable.check_choice(r).passed for r in picked)
+
+
+def _varied_rows(n: int, seed: int = 0) -> list[dict]:
+    """Questions of every shape the geometry and unit rules read: stated boxes (odd numbers, repeated labels), option
+    lines or "the X or the Y", distances, heights, units, odd answers, a little non-ASCII."""
+    import random
+
+    rng = random.Random(seed)
+    labels = ["chair", "table", "trash can", "Chair", "the lamp", "a sofa", "an apple", "tv-stand", "door", "x"]
+    numbers = ["1.", ".5", "-0", "+2", " 3 ", "1e2", "", "nan", "1_0", "0.0", "-.25"]
+
+    def box(label: str) -> str:
+        values = [f"{rng.uniform(-3, 6):.{rng.randint(0, 3)}f}" if rng.random() < 0.97 else rng.choice(numbers)
+                  for _ in range(rng.choice([9, 9, 9, 10, 8]))]
+        verb, sep = rng.choice(["is at", "at", "is located at"]), rng.choice([", ", ","])
+        return f"{rng.choice(['the', 'The'])} {label} {verb} bbox_3d [{sep.join(values)}]"
+
+    rows = []
+    for i in range(n):
+        stated = rng.sample(labels, rng.randint(1, 3))
+        stated += stated[:1] if rng.random() < 0.1 else []
+        a, b = rng.choice(stated), rng.choice([*stated, "ghost"])
+        boxes = " and ".join(box(x) for x in stated) + "."
+        word = rng.choice(["closer to", "nearer to", "farther from", "further from"])
+        kind = rng.choice(["either", "options", "inline", "distance", "tall", "units"])
+        if kind == "either":
+            q, ans = f"{boxes} Which is {word} the camera, the {a} or the {b}?", rng.choice([a, b, f"The {b}.", "A"])
+        elif kind == "options":
+            fmt = rng.choice(["{L}: {o}", "{L}. {o}", "({L}) {o}", " {L} : {o} "])
+            lines = "\n".join(fmt.format(L="ABC"[j], o=o) for j, o in enumerate([a, b]))
+            q = f"{boxes} Which object is {word} the camera?\n{lines}\nAnswer with the option's letter."
+            ans = rng.choice(["A", "B", "C", "(A)", "b.", "A chair", "`B`", a, "", "I think A"])
+        elif kind == "inline":
+            q, ans = f"{boxes} Which is {word} the camera? A. {a} B. {b}", rng.choice(["A", "B", a])
+        elif kind == "distance":
+            unit = rng.choice(["", " in meters", " in cm", " in feet"])
+            q = f"{boxes} What is the distance between the {a} and the {b}{unit}?"
+            ans = rng.choice([f"{rng.uniform(0, 5):.1f}", f"{rng.uniform(0, 5):.1f} m", f"{rng.randint(50, 400)}",
+                              "about 2 meters", "two", "5'6\""])
+        elif kind == "tall":
+            lead = rng.choice(["How tall is the", "What is the height of the"])
+            q = f"{boxes} {lead} {a}{rng.choice(['?', ' in cm?'])}"
+            ans = rng.choice([f"{rng.uniform(0, 3):.2f}", f"{rng.randint(20, 300)} cm", "1.2 meters"])
+        else:
+            q = rng.choice(["What is the distance between the chair and the table in meters?", "How wide is the chair?",
+                            "How tall is the lamp in centimeters?", "What is the length of the sofas?",
+                            "How far is the door from the washing machine?", "What is the depth of the trash can?"])
+            ans = rng.choice(["1.8", "180 cm", "180", "52", "2.5m", "3 ft", "0", "-1", "1,200 mm", "two", "1.5 M"])
+        if rng.random() < 0.15:
+            q = rng.choice(["Tell me which is which. ", "WHICH? "]) + q
+        if rng.random() < 0.03:
+            q = q.replace(" ", "\u00a0", 1)
+        rows.append(sample(f"s{i}", q, ans, answer_kind=rng.choice(["number", "text", None])))
+    return rows
+
+
+def test_the_sql_readings_decide_as_the_python_rules_do():
+    """answer_vs_geometry and units read the text in SQL where RE2 reads as Python's re; row by row, the Python rules
+    (check) give the same outcomes, passes and failures alike."""
+    from curation.checks import CheckContext, rows_to_table
+    from curation.checks.consistency import AnswerVsGeometry, UnitsConsistent
+
+    batch = rows_to_table(_varied_rows(2000))
+    for check in (AnswerVsGeometry(), UnitsConsistent()):
+        ctx = CheckContext()
+        by_sql = {r["sample_id"]: (r["passed"], r["score"], r["reason"]) for r in check.run(batch, ctx).to_pylist()}
+        by_python = {}
+        for row in check.rows(batch, ctx):
+            if (o := check.check(row)) is not None:
+                by_python[row["sample_id"]] = (o.passed, None if o.score is None else float(o.score), o.reason)
+        failed = sum(not v[0] for v in by_python.values())
+        assert by_sql == by_python and len(by_python) > 100 and 20 < failed < len(by_python) - 20, check.name

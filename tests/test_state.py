@@ -342,6 +342,16 @@ def test_a_job_whose_worker_died_is_requeued_and_resumes_after_its_done_units(db
         state.mark_unit_done(db, 999, "a")
 
 
+def test_a_stopping_worker_gives_its_job_back_to_the_queue(db):
+    job = state.create_job(db, "check")
+    state.claim_next_job(db, "w1")
+    assert not state.requeue_job(db, job.id, "w2")  # not w2's job
+    assert state.requeue_job(db, job.id, "w1")
+    again = state.get_job(db, job.id)
+    assert again.state == "queued" and again.worker_id is None
+    assert not state.requeue_job(db, job.id, "w1")  # only a running job goes back
+
+
 # ----------------------------------------------------------------------------------------------- Label Studio
 
 

@@ -93,14 +93,14 @@ def test_a_broken_run_fails_with_its_error_and_the_worker_goes_on(catalog, monke
 
     broken = queue_checks(catalog, "format.placeholders", **FAST)
     ok = queue_checks(catalog, "media.min_side", **FAST)
-    real = local.process_shard
+    real = local.process_shards
 
-    def process_shard(task, on_rows=None):
-        if "format.placeholders" in task.checks:
+    def process_shards(tasks, on_rows=None):
+        if "format.placeholders" in tasks[0].checks:
             raise RuntimeError("disk full")
-        return real(task, on_rows)
+        return real(tasks, on_rows)
 
-    monkeypatch.setattr(local, "process_shard", process_shard)
+    monkeypatch.setattr(local, "process_shards", process_shards)
     report = run_worker(catalog, worker_id="w", once=True)
     assert report.failed == 1 and [s.job_id for s in report.jobs] == [ok.id]
     failed = get_job(open_state(catalog.db_url), broken.id)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from curation.answers import extract_choice, parse_number, parse_options, to_meters
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curation.answers import _OPTION_LINE, _SINGLE_LETTER, extract_choice, parse_number, parse_options, to_meters
 from curation.reasoning import reasoning_conclusion
 from curation.scoring import (
     VALID_RL_MODES,
@@ -20,7 +23,7 @@ from curation.scoring import (
 )
 from curation.spatial_text import parse_boxes_3d
 
-from .base import Outcome, RowCheck
+from .base import OUTCOME_SCHEMA, CheckContext, Outcome, RowCheck
 from .priors import load_priors
 from .registry import register
 
@@ -189,6 +192,12 @@ class _Box(NamedTuple):
 _STATED_BOX = r"(?i)\bthe ([a-z][a-z -]*?) (?:is )?(?:at|located at) bbox_3d \[([^\]]*)\]"
 
 
+def _asked_unit(question: str) -> str:
+    """The unit a question asks for ("in centimeters": cm), metres when it names none."""
+    asked = _ASKED_UNIT.search(question)
+    return _UNIT_OF[asked.group(1).lower()] if asked else "m"
+
+
 def _boxes_by_label(question: str, labels: list[str] | None = None, values: list[str] | None = None,
                     mentions: int | None = None) -> dict[str, _Box]:
     """Labelled 9-number boxes stated in a prompt; labels stated twice are dropped (ambiguous)."""
@@ -212,6 +221,29 @@ def _boxes_by_label(question: str, labels: list[str] | None = None, values: list
     return {k: v[0] for k, v in found.items() if len(v) == 1}
 
 
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# The Python rules below spelled in SQL, for printable-ASCII text (tabs and newlines allowed): there RE2 and Python's re
+# agree (\s, \w and \b are ASCII, submatches leftmost-first) and str.strip() strips spaces, tabs and newlines.
+_WS = "(' ' || chr(9) || chr(10))"
+
+
+def _norm_sql(expr: str) -> str:
+    """_norm in SQL (printable ASCII): one leading article and the whitespace after it go, then trailing full stops."""
+    return (f"rtrim(regexp_replace(lower(trim({expr}, {_WS})), '^(?:the |a |an )[ \\t\\n]*', ''), "
+            "' .' || chr(9) || chr(10))")
+
+
+# Box values _boxes_by_label reads with float(), for plain decimals: there DuckDB's cast gives the same doubles.
+_DECIMAL = r"[ \t\n]*[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[ \t\n]*"
+_DECIMALS = f"{_DECIMAL}(?:,{_DECIMAL})*"
+# What could start an inline option ("A. front B. back"): parse_options reads those with lookarounds RE2 lacks.
+_INLINE_OPTION_HINT = r"(?m)(^|\s)(\([A-F]\)|[A-F][:.)])\s"
+_LETTERS = "[" + ", ".join(f"'{c}'" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ") + "]"
+
+
 @register
 class AnswerVsGeometry(RowCheck):
     name = "consistency.answer_vs_geometry"
@@ -223,22 +255,123 @@ class AnswerVsGeometry(RowCheck):
              "'(closer|nearer|farther|further) (to|from) the camera|distance between|how tall|height of', 'i')")
     score_meaning = "1/0 for closer/farther; MRA of the stated number against the recomputed one"
 
+    # The question's kind and the objects it names, read in SQL for the whole batch (RE2, linear time).
+    _read = f"""
+        SELECT sample_id, question, answer, list_transform(stated, lambda m: m.label) AS box_labels,
+          list_transform(stated, lambda m: m.v) AS box_values, box_mentions, closer_word,
+          -- a closer/farther question is that whatever else it says (check() reads these only when it is not)
+          CASE WHEN closer_word = '' THEN regexp_extract(question, '{_DISTANCE.pattern}', ['a', 'b'], 'i')
+          END AS distance_pair,
+          CASE WHEN closer_word = '' THEN regexp_extract(question, '{_TALL.pattern}', ['a', 'b'], 'i') END AS tall_pair
+        FROM (
+          SELECT s.sample_id, s.question, s.answer,
+            regexp_extract_all(s.question, '{_STATED_BOX}', ['label', 'v']) AS stated,
+            len(regexp_extract_all(s.question, 'bbox_3d')) AS box_mentions,
+            lower(regexp_extract(s.question, '{_CLOSER.pattern}', 1, 'i')) AS closer_word
+          FROM batch s WHERE {where})"""
+    # Everything check() reads from the text, in SQL, for the rows where SQL reads as Python does (``decided``):
+    # the boxes (plain decimals), the labels stated once, the branch (``kind``; NULL: no outcome), the candidates of
+    # a closer/farther question (its option lines, or "the X or the Y?") and the box values each branch needs.
+    # Python then does the arithmetic and the wording (_closer_verdict, _number), as check() does.
+    _option_line = _sql_str("(?m)" + _OPTION_LINE.pattern)
+    _lone = _sql_str(f"^{_SINGLE_LETTER.pattern}$")
+    _decide = f"""
+    WITH r AS (
+      SELECT *, NOT regexp_matches(question || answer, '[^ -~\\t\\n]') AND len(box_labels) = box_mentions
+                AND len(list_filter(box_values, lambda v: NOT regexp_full_match(v, '{_DECIMALS}'))) = 0 AS simple,
+             trim(answer, {_WS}) AS a
+      FROM ({_read})
+    ), b AS (
+      SELECT *, CASE WHEN simple THEN list_filter(list_transform(box_labels, lambda l, i: struct_pack(
+               label := l, n := {_norm_sql("l")},
+               v := list_transform(string_split(box_values[i], ','), lambda x: TRY_CAST(x AS DOUBLE)))),
+             lambda x: len(x.v) = 9) END AS found
+      FROM r
+    ), k AS (
+      SELECT *, CASE WHEN NOT simple OR len(boxes) = 0 THEN NULL WHEN closer_word <> '' THEN 'closer'
+                     WHEN distance_pair.a <> '' AND distance_pair.b <> '' THEN 'pair'
+                     WHEN tall_pair.a <> '' OR tall_pair.b <> '' THEN 'tall' END AS kind
+      FROM (SELECT *, list_filter(found, lambda x: len(list_filter(found, lambda y: y.n = x.n)) = 1) AS boxes FROM b)
+    ), o AS (
+      SELECT *, list_transform({_LETTERS}, lambda c: list_position(letters, c)) AS opt_at
+      FROM (SELECT *, list_transform(lines, lambda m: coalesce(m.p, m.l)) AS letters,
+                   list_transform(lines, lambda m: m.t) AS texts
+            FROM (SELECT *, CASE WHEN kind = 'closer' THEN regexp_extract_all(question, {_option_line}, ['p', 'l', 't'])
+                            END AS lines,
+                         -- from the last "which" on (a regex to find it reads the text many times over)
+                         CASE WHEN kind = 'closer' AND strpos(lower(question), 'which') > 0 THEN regexp_extract(
+                           substr(question, length(question) - strpos(reverse(lower(question)), 'hcihw') - 3),
+                           '{_EITHER.pattern}', ['a', 'b'], 'i') END AS either,
+                         regexp_matches(a, {_lone}) AS lone
+                  FROM k))
+    ), c AS (
+      SELECT *, CASE WHEN n >= 2 THEN list_transform(list_slice(opt_at, 1, n), lambda j: texts[j]) END AS options
+      FROM (SELECT *, coalesce(list_position(list_transform(opt_at, lambda j: j IS NULL), true) - 1, 26) AS n FROM o)
+    ), d AS (
+      SELECT *, CASE WHEN kind <> 'closer' OR kind IS NULL THEN TRUE
+                     WHEN options IS NULL THEN NOT regexp_matches(question, '{_INLINE_OPTION_HINT}')
+                     ELSE NOT contains(a, '`') AND (lone OR NOT regexp_matches(a, '\\b[A-F]\\b')) END AS decided,
+             CASE WHEN options IS NOT NULL THEN list_transform(options, lambda x: {_norm_sql("x")})
+                  WHEN either.a <> '' THEN [{_norm_sql("either.a")}, {_norm_sql("either.b")}] END AS cands,
+             CASE WHEN options IS NOT NULL AND lone THEN {_norm_sql(
+                       f"coalesce(options[ascii(upper(regexp_extract(a, {_lone}, 1))) - 64], '')")}
+                  WHEN kind = 'closer' THEN {_norm_sql("a")} END AS picked
+      FROM c
+    ), e AS (
+      SELECT *, list_transform(boxes, lambda x: x.n) AS names,
+             {_norm_sql("distance_pair.a")} AS na, {_norm_sql("distance_pair.b")} AS nb,
+             {_norm_sql("coalesce(nullif(tall_pair.a, ''), tall_pair.b)")} AS nt
+      FROM d
+    )
+    SELECT sample_id, question, answer, box_labels, box_values, box_mentions, closer_word, distance_pair, tall_pair,
+      simple AND decided AS decided, a,
+      CASE WHEN kind = 'closer' AND (cands IS NULL OR NOT list_contains(cands, picked)
+                                     OR len(list_filter(cands, lambda x: NOT list_contains(names, x))) > 0)
+           THEN NULL ELSE kind END AS kind,
+      closer_word IN ('closer', 'nearer') AS closer, cands, picked,
+      CASE WHEN kind = 'closer' THEN list_transform(cands, lambda x: list_filter(boxes, lambda y: y.n = x)[1].v[1:3])
+      END AS centers,
+      na, nb,
+      CASE WHEN kind = 'pair' THEN list_filter(boxes, lambda y: y.n = na)[1].v[1:3] END AS ac,
+      CASE WHEN kind = 'pair' THEN list_filter(boxes, lambda y: y.n = nb)[1].v[1:3] END AS bc,
+      CASE WHEN kind = 'tall' THEN list_filter(boxes, lambda y: y.n = nt)[1] END AS tb,
+      CASE WHEN kind IN ('pair', 'tall') THEN lower(regexp_extract(question, '{_ASKED_UNIT.pattern}', 1, 'i')) END
+        AS asked
+    FROM e"""
+
     def rows(self, batch, ctx) -> list[dict[str, Any]]:
-        con = ctx.duckdb()
-        con.register("batch", batch)
-        try:
-            # The question's kind and the objects it names are read here too (RE2, linear time, whole batch).
-            return con.sql(f"""
-                SELECT s.sample_id, s.question, s.answer,
-                  regexp_extract_all(s.question, '{_STATED_BOX}', 1) AS box_labels,
-                  regexp_extract_all(s.question, '{_STATED_BOX}', 2) AS box_values,
-                  len(regexp_extract_all(s.question, 'bbox_3d')) AS box_mentions,
-                  lower(regexp_extract(s.question, '{_CLOSER.pattern}', 1, 'i')) AS closer_word,
-                  regexp_extract(s.question, '{_DISTANCE.pattern}', ['a', 'b'], 'i') AS distance_pair,
-                  regexp_extract(s.question, '{_TALL.pattern}', ['a', 'b'], 'i') AS tall_pair
-                FROM batch s WHERE {self.where}""").to_arrow_table().to_pylist()
-        finally:
-            con.unregister("batch")
+        return ctx.bind(batch).sql(self._read).to_arrow_table().to_pylist()
+
+    def run(self, batch: pa.Table, ctx: CheckContext) -> pa.Table:
+        table = ctx.bind(batch).sql(self._decide).to_arrow_table()
+        decided = table.column("decided")
+        fast = table.filter(pc.and_(decided, pc.is_valid(table.column("kind"))))
+        ids, outcomes = [], []
+        for row in zip(*(fast.column(c).to_pylist() for c in (
+                "sample_id", "kind", "a", "closer", "cands", "picked", "centers", "na", "nb", "ac", "bc", "tb",
+                "asked"))):
+            sample_id, kind, answer, closer, cands, picked, centers, na, nb, ac, bc, tb, asked = row
+            unit = _UNIT_OF[asked] if asked else "m"
+            if kind == "closer":
+                outcome = self._closer_verdict(cands, picked, dict(zip(cands, centers)), closer)
+            elif kind == "pair":
+                outcome = None if ac is None or bc is None else self._number(
+                    answer, math.dist(ac, bc), f"the distance between the {na} and the {nb}", unit)
+            else:
+                v = None if tb is None else tb["v"]
+                outcome = None if v is None or abs(v[6]) > 1e-6 or abs(v[8]) > 1e-6 else self._number(
+                    answer, float(v[4]), f"the height of the {tb['label']}", unit)
+            if outcome is not None:
+                ids.append(sample_id)
+                outcomes.append(outcome)
+        for row in table.filter(pc.invert(decided)).to_pylist():
+            outcome = self.check(row)
+            if outcome is not None:
+                ids.append(row["sample_id"])
+                outcomes.append(outcome)
+        return pa.table([ids, [o.passed for o in outcomes], [None if o.score is None else float(o.score)
+                                                              for o in outcomes], [o.reason for o in outcomes]],
+                        schema=OUTCOME_SCHEMA)
 
     def check(self, row: dict[str, Any]) -> Outcome | None:
         question, answer = row["question"] or "", (row["answer"] or "").strip()
@@ -253,13 +386,13 @@ class AnswerVsGeometry(RowCheck):
             if a is None or b is None:
                 return None
             truth = math.dist(a.center, b.center)
-            return self._number(question, answer, truth, f"the distance between the {_norm(pair[0])} and "
-                                                         f"the {_norm(pair[1])}")
+            return self._number(answer, truth, f"the distance between the {_norm(pair[0])} and the {_norm(pair[1])}",
+                                _asked_unit(question))
         if tall:
             box = boxes.get(_norm(tall))
             if box is None or any(abs(a) > 1e-6 for a in (box.angles[0], box.angles[2])):
                 return None  # pitch or roll: the box's y size is no longer its height
-            return self._number(question, answer, float(box.size[1]), f"the height of the {box.label}")
+            return self._number(answer, float(box.size[1]), f"the height of the {box.label}", _asked_unit(question))
         return None
 
     def _closer(self, question: str, answer: str, boxes: dict[str, Any], closer: bool) -> Outcome | None:
@@ -275,7 +408,12 @@ class AnswerVsGeometry(RowCheck):
             candidates, picked = [_norm(m.group(1)), _norm(m.group(2))], _norm(answer)
         if len(candidates) < 2 or any(c not in boxes for c in candidates) or picked not in candidates:
             return None
-        ranges = {c: math.dist(boxes[c].center, (0.0, 0.0, 0.0)) for c in candidates}
+        return self._closer_verdict(candidates, picked, {c: boxes[c].center for c in candidates}, closer)
+
+    @staticmethod
+    def _closer_verdict(candidates: list[str], picked: str, centers: dict[str, Sequence[float]],
+                        closer: bool) -> Outcome | None:
+        ranges = {c: math.dist(centers[c], (0.0, 0.0, 0.0)) for c in candidates}
         order = sorted(candidates, key=ranges.get)
         if abs(ranges[order[0]] - ranges[order[1]]) < 0.05 * ranges[order[1]]:
             return None  # too close to call from the boxes
@@ -286,9 +424,9 @@ class AnswerVsGeometry(RowCheck):
         return Outcome(False, 0.0, f"answer: says the {picked} is {word}, but the stated boxes put the {expected} "
                                    f"{word} ({ranges[expected]:.2f} m vs {ranges[picked]:.2f} m from the camera)")
 
-    def _number(self, question: str, answer: str, truth: float, what: str) -> Outcome | None:
-        asked = _ASKED_UNIT.search(question)
-        stated = _meters(answer, _UNIT_OF[asked.group(1).lower()] if asked else "m")
+    def _number(self, answer: str, truth: float, what: str, unit: str) -> Outcome | None:
+        """Outcome of a numeric answer (read in ``unit`` when it names none) against the recomputed ``truth``."""
+        stated = _meters(answer, unit)
         if stated is None:
             return None
         score = mra_score(stated, truth)
@@ -312,39 +450,91 @@ class UnitsConsistent(RowCheck):
              "AND NOT regexp_matches(coalesce(s.question, ''), 'how many', 'i')")
     score_meaning = "the answer in metres"
 
+    def run(self, batch: pa.Table, ctx: CheckContext) -> pa.Table:
+        # The question's regexes in SQL (RE2) for printable-ASCII rows; Python reads the answer and judges.
+        labels = "[" + ", ".join(_sql_str(k) for k in load_priors().object_sizes) + "]"
+        table = ctx.bind(batch).sql(f"""
+          SELECT sample_id, question, answer, plain, trim(answer, {_WS}) AS a,
+            regexp_matches(question, '{_LENGTH_QUESTION.pattern}', 'i') AS length_q,
+            regexp_extract(question, '{_ASKED_UNIT.pattern}', 1, 'i') AS asked,
+            distance, CASE WHEN len(named) > 0 THEN list_filter(named, lambda k: length(k) = list_max(
+                                list_transform(named, lambda j: length(j))))[1] END AS label
+          FROM (
+            SELECT *, list_filter({labels}, lambda k: list_contains(grams, k)) AS named
+            FROM (
+              SELECT *, list_concat(g, list_transform(list_filter(g, lambda x: ends_with(x, 's')),
+                                                      lambda x: left(x, length(x) - 1))) AS grams
+              FROM (
+                SELECT *, CASE WHEN plain AND NOT distance THEN list_concat(words, list_transform(
+                             words[2:], lambda w, i: words[i] || ' ' || w)) END AS g
+                FROM (
+                  SELECT *, CASE WHEN plain AND NOT distance THEN regexp_extract_all(lower(question), '[a-z]+') END
+                         AS words
+                  FROM (
+                    SELECT s.sample_id, s.question, coalesce(s.answer, '') AS answer,
+                      NOT regexp_matches(coalesce(s.question, '') || coalesce(s.answer, ''), '[^ -~\\t\\n]') AS plain,
+                      regexp_matches(s.question, '{_DISTANCE_WORDS.pattern}', 'i') AS distance
+                    FROM batch s WHERE {self.where})))))""").to_arrow_table()
+        plain = table.column("plain")
+        fast = table.filter(pc.and_(plain, table.column("length_q")))
+        ids, outcomes = [], []
+        for sample_id, answer, asked, distance, label in zip(*(fast.column(c).to_pylist() for c in (
+                "sample_id", "a", "asked", "distance", "label"))):
+            outcome = self._verdict(answer, asked or None, lambda d=distance, k=label: self._limit_for(d, k))
+            if outcome is not None:
+                ids.append(sample_id)
+                outcomes.append(outcome)
+        for row in table.filter(pc.invert(plain)).to_pylist():
+            outcome = self.check(row)
+            if outcome is not None:
+                ids.append(row["sample_id"])
+                outcomes.append(outcome)
+        return pa.table([ids, [o.passed for o in outcomes], [o.score for o in outcomes], [o.reason for o in outcomes]],
+                        schema=OUTCOME_SCHEMA)
+
     def check(self, row: dict[str, Any]) -> Outcome | None:
         question, answer = row["question"] or "", (row["answer"] or "").strip()
         if not _LENGTH_QUESTION.search(question):
             return None
+        asked = _ASKED_UNIT.search(question)
+        return self._verdict(answer, asked.group(1) if asked else None, lambda: self._limit(question))
+
+    @staticmethod
+    def _verdict(answer: str, asked: str | None, limit: Callable[[], tuple[float, str]]) -> Outcome | None:
+        """The outcome of a length answer to a question that asks for ``asked`` (its wording: "meters"), or None."""
         parsed = parse_number(answer)
         if parsed is None:
             return None
-        asked = _ASKED_UNIT.search(question)
-        want = _UNIT_OF[asked.group(1).lower()] if asked else None
+        want = _UNIT_OF[asked.lower()] if asked else None
         if want and parsed.unit and parsed.unit != want:
             value = to_meters(parsed.value, parsed.unit)
-            return Outcome(False, value, f"answer: the question asks for {asked.group(1)}, the answer "
+            return Outcome(False, value, f"answer: the question asks for {asked}, the answer "
                                          f"{answer!r} is in {parsed.unit}")
         unit = parsed.unit or want or "m"
         value = to_meters(parsed.value, unit)
         if value is None or not math.isfinite(value):
             return None
-        limit, what = self._limit(question)
-        if value > limit or value <= 0:
-            hint = " (it reads like centimetres)" if unit == "m" and 0 < value / 100 <= limit else ""
+        most, what = limit()
+        if value > most or value <= 0:
+            hint = " (it reads like centimetres)" if unit == "m" and 0 < value / 100 <= most else ""
             return Outcome(False, value, f"answer: {answer!r} gives {value:g} m, implausible for {what} "
-                                         f"(at most {limit:g} m){hint}")
+                                         f"(at most {most:g} m){hint}")
         return Outcome(True, value)
 
-    @staticmethod
-    def _limit(question: str) -> tuple[float, str]:
+    @classmethod
+    def _limit(cls, question: str) -> tuple[float, str]:
         if _DISTANCE_WORDS.search(question):
+            return cls._limit_for(True, None)
+        named = _labels_named(question, tuple(load_priors().object_sizes))
+        return cls._limit_for(False, max(named, key=len) if named else None)
+
+    @staticmethod
+    def _limit_for(distance: bool, label: str | None) -> tuple[float, str]:
+        """The largest plausible length: a distance indoors, else the size of the longest label the question names."""
+        if distance:
             return MAX_DISTANCE_M, "a distance indoors"
-        priors = load_priors().object_sizes
-        named = _labels_named(question, tuple(priors))
-        if named:
-            label = max(named, key=len)
-            return priors[label].longest[1] * 1.5, f"a {label}"
+        if label:
+            return load_priors().object_sizes[label].longest[1] * 1.5, f"a {label}"
         return MAX_SIZE_M, "an object's size"
 
 

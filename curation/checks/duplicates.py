@@ -31,6 +31,9 @@ _SPACED_TEXT = (
     "chr(10), ' '), chr(13), ' '), chr(9), ' ')"
 )
 _COLLAPSED = "replace(replace(replace(replace(t, '  ', ' '), '  ', ' '), '  ', ' '), '  ', ' ')"
+# trim(t), which strips the Unicode space separators (Zs) at both ends, but only where an end has one: trim reads the
+# whole text (0.5 CPU-s over 300k samples), the two anchored regexes do not.
+_TRIMMED = r"CASE WHEN regexp_matches(t, '^\p{Zs}') OR regexp_matches(t, '\p{Zs}$') THEN trim(t) ELSE t END"
 # In order: the same images in another order are another sample (the first image's camera frames the answer).
 _MEDIA_SIGNATURE = (
     "array_to_string(list_transform(coalesce(media, []), lambda m: coalesce(m.digest, 'path:' || m.path, '')), ',')"
@@ -40,10 +43,11 @@ _MEDIA_SIGNATURE = (
 def exact_rows_sql(table: str = "samples") -> str:
     """A relation of every sample with its exact-duplicate key ``k`` (normalised text + media digests) and ``sig``."""
     return f"""(
-      SELECT sample_id, source_file, row_index, question, answer, sig,
-             hash(lower(trim(CASE WHEN contains(t, '  ') THEN {_COLLAPSED} ELSE t END)), sig) AS k
-      FROM (SELECT sample_id, source_file, row_index, question, answer, {_SPACED_TEXT} AS t,
-                   {_MEDIA_SIGNATURE} AS sig FROM {table})
+      SELECT sample_id, source_file, row_index, question, answer, sig, hash(lower({_TRIMMED}), sig) AS k
+      FROM (SELECT sample_id, source_file, row_index, question, answer, sig,
+                   CASE WHEN contains(t, '  ') THEN {_COLLAPSED} ELSE t END AS t
+            FROM (SELECT sample_id, source_file, row_index, question, answer, {_SPACED_TEXT} AS t,
+                         {_MEDIA_SIGNATURE} AS sig FROM {table}))
     )"""
 
 

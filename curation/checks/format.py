@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curation.answers import extract_choice, parse_options
 from curation.scoring import VALID_RL_MODES
@@ -111,13 +112,16 @@ class AnswerExtractable(Check):
     # Boxes and numbers are vectorised SQL; choice letters follow the Python reference rule (curation.answers).
     _sql = f"""
     WITH x AS (
-      SELECT s.sample_id, coalesce(s.answer, '') AS a, s.boxes_3d AS b,
-        s.answer_kind = 'bbox3d' OR list_contains(coalesce(s.rl_modes, []), 'bbox3d') AS want_boxes,
-        list_contains(coalesce(s.rl_modes, []), 'relaxed_score')
-          OR regexp_matches(coalesce(s.question, ''), '{_NUMERIC_QUESTION}', 'i') AS want_number
-      FROM batch s
-      WHERE s.answer_kind IS DISTINCT FROM 'choice'
-        AND NOT list_contains(coalesce(s.rl_modes, []), 'multi_choices_score')
+      SELECT *,
+        -- the question is read (a regex) only where a number, not boxes, is wanted
+        CASE WHEN NOT want_boxes THEN list_contains(coalesce(m, []), 'relaxed_score')
+                                      OR regexp_matches(coalesce(q, ''), '{_NUMERIC_QUESTION}', 'i') END AS want_number
+      FROM (
+        SELECT s.sample_id, coalesce(s.answer, '') AS a, s.boxes_3d AS b, s.question AS q, s.rl_modes AS m,
+          s.answer_kind = 'bbox3d' OR list_contains(coalesce(s.rl_modes, []), 'bbox3d') AS want_boxes
+        FROM batch s
+        WHERE s.answer_kind IS DISTINCT FROM 'choice'
+          AND NOT list_contains(coalesce(s.rl_modes, []), 'multi_choices_score'))
     ), boxes AS (
       SELECT sample_id,
         regexp_matches(a, '{_EMPTY_BOXES}') OR (b IS NOT NULL AND len(list_filter(b,
@@ -129,7 +133,7 @@ class AnswerExtractable(Check):
     ), numbers AS (
       SELECT sample_id, regexp_matches(a, '{_NUMBER_ANSWER}', 'i') AS passed,
         'answer: no number in ' || left(a, 80) AS why
-      FROM x WHERE want_number AND NOT want_boxes
+      FROM x WHERE want_number
     )
     SELECT sample_id, passed, NULL::DOUBLE AS score, CASE WHEN passed THEN NULL ELSE why END AS reason FROM boxes
     UNION ALL
@@ -150,18 +154,14 @@ class AnswerExtractable(Check):
     """
 
     def run(self, batch: pa.Table, ctx: CheckContext) -> pa.Table:
-        con = ctx.duckdb()
-        con.register("batch", batch)
-        try:
-            vectorised = conform(con.sql(self._sql).to_arrow_table())
-            con.execute(f"CREATE OR REPLACE TEMP TABLE choice_rows AS {self._choice_rows}")
-            fast = conform(con.sql("SELECT sample_id, TRUE AS passed, NULL::DOUBLE AS score, NULL::VARCHAR AS reason "
-                                   "FROM choice_rows WHERE fast").to_arrow_table())
-            rows = con.sql("SELECT sample_id, question, answer FROM choice_rows WHERE NOT fast").to_arrow_table()
-            con.execute("DROP TABLE choice_rows")
-        finally:
-            con.unregister("batch")
-        slow = rows.to_pylist()
+        con = ctx.bind(batch)
+        vectorised = conform(con.sql(self._sql).to_arrow_table())
+        choice = con.sql(self._choice_rows).to_arrow_table()
+        decided = choice.column("fast")
+        ids = choice.filter(decided).column("sample_id")
+        fast = pa.table([ids, pa.repeat(pa.scalar(True), len(ids)), pa.nulls(len(ids), pa.float64()),
+                         pa.nulls(len(ids), pa.string())], schema=OUTCOME_SCHEMA)
+        slow = choice.filter(pc.invert(decided)).select(["sample_id", "question", "answer"]).to_pylist()
         outcomes = [self.check_choice(r) for r in slow]
         choices = pa.table(
             [[r["sample_id"] for r in slow], [o.passed for o in outcomes], [o.score for o in outcomes],

@@ -95,13 +95,16 @@ class SizePlausible(SqlCheck):
     ), r AS (
       SELECT *, longest < lo OR longest > hi AS bad, longest / typical AS ratio FROM j
     )
-    SELECT sample_id, NOT bool_or(bad) AS passed,
-      max(greatest(ratio, 1.0 / ratio)) AS score,
-      CASE WHEN bool_or(bad) THEN arg_max(
-        format('answer: box {} ({}) has a longest side of {} m; a {} measures {}-{} m',
-               i, label, round(longest, 2), label, lo, hi), bad::INT * 1e9 + ratio)
-      END AS reason
-    FROM r GROUP BY sample_id
+    SELECT sample_id, passed, score,
+      CASE WHEN NOT passed THEN format('answer: box {} ({}) has a longest side of {} m; a {} measures {}-{} m',
+                                       w.i, w.label, round(w.longest, 2), w.label, w.lo, w.hi) END AS reason
+    FROM (
+      -- the worst box of each sample, worded once (not every box's sentence, then the worst's)
+      SELECT sample_id, NOT bool_or(bad) AS passed, max(greatest(ratio, 1.0 / ratio)) AS score,
+             arg_max(struct_pack(i := i, label := label, longest := longest, lo := lo, hi := hi),
+                     bad::INT * 1e9 + ratio) AS w
+      FROM r GROUP BY sample_id
+    )
     """
 
     def tables(self) -> dict[str, pa.Table]:

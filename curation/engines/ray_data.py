@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from db.catalog import open_catalog
 
 from ..checks.base import CheckContext, with_check_columns
-from ..jobs import CheckStats, ShardResult, ShardTask, instantiate, run_checks_on, shard_columns, write_part
+from ..checks.runner import CheckStats, ShardResult, ShardTask, instantiate, run_checks_on, shard_columns, write_part
 
 log = logging.getLogger(__name__)
 UNIT = "__unit"
