@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ MAX_ASPECT = 100.0
 PATCH = TOKEN_PATCH
 MAX_TOKENS = 8192
 MAX_IMAGES = 4
+_BUFFER_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
 
 # The images of a sample as (index in media, width, height) for SQL checks over ``batch s``.
 _IMAGES = (
@@ -192,7 +194,7 @@ class ImagesDecode(RowCheck):
             except MediaError as exc:
                 return Outcome(False, None, f"{where}: {exc}")
             except Exception as exc:  # PIL raises many types for broken data
-                return Outcome(False, None, f"{where}: does not decode as an image ({type(exc).__name__}: {exc})")
+                return Outcome(False, None, f"{where}: does not decode as an image ({_describe(exc)})")
         return Outcome(True)
 
 
@@ -224,11 +226,17 @@ class VideoDecodes(RowCheck):
             except MediaError as exc:
                 return Outcome(False, None, f"{where}: {exc}")
             except Exception as exc:  # PyAV raises its own error family
-                return Outcome(False, None, f"{where}: video does not decode ({type(exc).__name__}: {exc})")
+                return Outcome(False, None, f"{where}: video does not decode ({_describe(exc)})")
             if n == 0:
                 return Outcome(False, 0.0, f"{where}: video has no frames")
             frames = n if frames is None else frames
         return Outcome(True, None if frames is None else float(frames))
+
+
+def _describe(exc: Exception) -> str:
+    """The decoder's error without the in-memory buffer's repr (``<_io.BytesIO object at 0x7f...>``), whose address
+    changes from run to run and would make the same failure read differently each time."""
+    return f"{type(exc).__name__}: {_BUFFER_REPR.sub('the bytes', str(exc))}"
 
 
 def _first_frame_and_count(data: bytes) -> int:
