@@ -359,13 +359,16 @@ def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Select
         state_db = query.state_db()
     trace_policy = recipe.reasoning_failures != "keep" and bool(recipe.reasoning_checks)
 
-    # 1. each component's pool: one scan of the rows matching its filter, with what selection needs
+    # 1. each component's pool: one scan of the rows matching its filter, with what selection needs. The rank
+    # (an md5 per row) is computed only where an order or a threshold needs it, the media problems only for the
+    # rows that have problems: a component taking its whole pool costs a scan of ids and positions.
     missing = " OR ".join(f"m.problem = '{p}'" for p in _MISSING_MEDIA)
-    columns = f"""s.sample_id, {rank_sql(recipe.seed)} AS rank, s.rowid AS pos,
-        CASE WHEN len(s.problems) > 0 THEN list_filter(list_transform(s.media, lambda m, i:
+    media_problem = f"""list_filter(list_transform(s.media, lambda m, i:
           CASE WHEN m.digest IS NULL OR {missing} OR starts_with(coalesce(m.problem, ''), 'unreadable')
           THEN 'media[' || (i - 1) || '] ' || m.kind || ' ' || coalesce(nullif(m.path, ''), '(embedded)')
-               || ': ' || coalesce(m.problem, 'no bytes') END), lambda x: x IS NOT NULL)[1] END AS media_problem"""
+               || ': ' || coalesce(m.problem, 'no bytes') END), lambda x: x IS NOT NULL)[1]"""
+    rank = rank_sql(recipe.seed, "sample_id")
+    columns = "s.sample_id, s.rowid AS pos"
     if trace_policy:
         columns += """, coalesce(s.has_reasoning, false) AS has_reasoning,
         nullif(trim(coalesce(s.answer, '')), '') IS NOT NULL AND NOT contains(coalesce(s.answer, ''), 'think>')
@@ -373,19 +376,27 @@ def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Select
     if recipe.exclude.exact_duplicates:
         columns += ", s.content_hash"
     scans: list[pa.Table] = []
+    problems: list[pa.Table] = []  # (sample_id, media_problem) of the pool rows whose media cannot be had
     for comp in recipe.components:
         compiled = query.compile(comp.filter)
         warnings.extend(f"component {comp.name!r}: {w}" for w in compiled.warnings)
         cur = catalog_cursor(query, compiled.tables)
         scans.append(cur.sql(f"SELECT {columns} FROM samples s WHERE {compiled.where}",
                              params=compiled.params).to_arrow_table())
+        cur = catalog_cursor(query, compiled.tables)
+        problems.append(cur.sql(f"SELECT * FROM (SELECT s.sample_id, {media_problem} AS media_problem FROM samples s "
+                                f"WHERE ({compiled.where}) AND len(s.problems) > 0) WHERE media_problem IS NOT NULL",
+                                params=compiled.params).to_arrow_table())
 
     # 2. candidates: rows in any pool (a sample in two pools is there twice: queries that care say DISTINCT)
     ses.register("cand", scans[0] if len(scans) == 1 else pa.concat_tables(scans))
+    ses.register("probs", problems[0] if len(problems) == 1 else pa.concat_tables(problems))
     unique_cand = "(SELECT DISTINCT ON (sample_id) * FROM cand)" if len(scans) > 1 else "cand"
-    # Samples in more than one pool: only they can have been taken by an earlier component.
-    shared = (ses.arrow("SELECT sample_id FROM cand GROUP BY sample_id HAVING count(*) > 1").column("sample_id")
-              if len(scans) > 1 else pa.array([], pa.string()))
+    # Catalog rows in more than one pool: only they can have been taken by an earlier component (a sample_id
+    # names one catalog row: ingest makes it unique, DESIGN.md "Stable sample identity").
+    shared = np.array([], np.int64)
+    if len(scans) > 1:
+        shared = np.flatnonzero(np.bincount(np.concatenate([sc.column("pos").to_numpy() for sc in scans])) > 1)
 
     # 3. exclusions, each (sample_id, reason)
     excl_parts: list[pa.Table] = []
@@ -429,7 +440,7 @@ def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Select
     if recipe.exclude.failed_checks:
         sql, params = failing(recipe.exclude.failed_checks)
         add(f"SELECT sample_id, 'failed_check:' || check_name AS reason FROM ({sql})", params)
-    add("SELECT DISTINCT sample_id, 'missing_media' AS reason FROM cand WHERE media_problem IS NOT NULL")
+    add("SELECT DISTINCT sample_id, 'missing_media' AS reason FROM probs")
 
     downgrade_ids: list[str] = []
     if trace_policy:
@@ -455,9 +466,13 @@ def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Select
 
     if recipe.exclude.exact_duplicates:
         ses.register("excl", excluded_so_far())
-        add(f"""SELECT sample_id, 'exact_duplicate' AS reason FROM (
-                 SELECT sample_id, row_number() OVER (PARTITION BY content_hash ORDER BY rank, sample_id) AS k
-                 FROM {unique_cand} WHERE content_hash IS NOT NULL AND sample_id NOT IN (SELECT sample_id FROM excl))
+        # Only hashes held by more than one candidate can exclude anything: the others need no rank.
+        add(f"""WITH c AS (
+                 SELECT sample_id, content_hash FROM {unique_cand}
+                 WHERE content_hash IS NOT NULL AND sample_id NOT IN (SELECT sample_id FROM excl))
+               SELECT sample_id, 'exact_duplicate' AS reason FROM (
+                 SELECT sample_id, row_number() OVER (PARTITION BY content_hash ORDER BY {rank}, sample_id) AS k
+                 FROM c WHERE content_hash IN (SELECT content_hash FROM c GROUP BY content_hash HAVING count(*) > 1))
                WHERE k > 1""")
     if recipe.exclude.near_duplicates:
         clusters = _near_duplicate_clusters(ses, results_rel, recipe.exclude.near_duplicate_check)
@@ -465,7 +480,8 @@ def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Select
         ses.register("excl", excluded_so_far())
         add(f"""SELECT sample_id, 'near_duplicate' AS reason FROM (
                  SELECT k.sample_id, k.lone,
-                        row_number() OVER (PARTITION BY k.cluster ORDER BY c.rank, c.sample_id) AS n
+                        row_number() OVER (PARTITION BY k.cluster ORDER BY {rank_sql(recipe.seed, "c.sample_id")},
+                                           c.sample_id) AS n
                  FROM clusters k JOIN {unique_cand} c USING (sample_id)
                  WHERE k.sample_id NOT IN (SELECT sample_id FROM excl))
                WHERE n > 1 OR lone""")
@@ -479,8 +495,7 @@ def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Select
             "SELECT reason, count(DISTINCT sample_id) FROM excl GROUP BY reason ORDER BY reason").fetchall()}
         excluded_total = int(ses.run("SELECT count(DISTINCT sample_id) FROM excl").fetchone()[0])
         left_out = [{"sample_id": sid, "reason": f"missing media: {why}"} for sid, why in ses.run(
-            "SELECT DISTINCT sample_id, media_problem FROM cand WHERE media_problem IS NOT NULL ORDER BY sample_id"
-        ).fetchall()]
+            "SELECT DISTINCT sample_id, media_problem FROM probs ORDER BY sample_id").fetchall()]
 
     # 4. components in order, each from what is left of its pool
     reports: list[ComponentReport] = []
@@ -496,19 +511,20 @@ def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Select
         conds = [c for c, n in (("sample_id NOT IN (SELECT sample_id FROM excl)", excl.num_rows),
                                 ("sample_id NOT IN (SELECT sample_id FROM taken)", taken.num_rows)) if n]
         where = " AND ".join(conds) or "TRUE"
+        avail = (ses.arrow(f"SELECT sample_id, pos FROM pool WHERE {where}") if conds
+                 else scan.select(["sample_id", "pos"]))
+        available = avail.num_rows
+        want = int(target or 0)
         if comp.fraction is not None:
-            # A threshold needs no order: every row under it is taken.
-            avail = ses.arrow(f"SELECT sample_id, pos, rank FROM pool WHERE {where}")
-            available = avail.num_rows
-            if comp.fraction < 1:
-                avail = avail.filter(pc.less(avail.column("rank"), pa.scalar(int(comp.fraction * 2**64), pa.uint64())))
-            picked = avail.select(["sample_id", "pos"])
+            # A threshold needs no order: every row under it is taken (all of them at 1, no rank needed).
+            picked = avail if comp.fraction >= 1 else ses.arrow(
+                f"SELECT sample_id, pos FROM pool WHERE {where} AND {rank} < {int(comp.fraction * 2**64)}::UBIGINT")
+        elif available > want or (comp.upsample and 0 < available < want):
+            # Bottom-n by rank (up-sampling repeats the best-ranked rows first: it needs the order too).
+            picked = ses.arrow(f"SELECT sample_id, pos FROM pool WHERE {where} ORDER BY {rank}, sample_id "
+                               f"LIMIT {want}") if want else avail.slice(0, 0)
         else:
-            # Bottom-n by rank; the window counts what there was to pick from before the LIMIT.
-            picked = ses.arrow(f"SELECT sample_id, pos, count(*) OVER () AS n FROM pool WHERE {where} "
-                               f"ORDER BY rank, sample_id LIMIT {max(int(target or 0), 1)}")
-            available = picked.column("n")[0].as_py() if picked.num_rows else 0
-            picked = picked.select(["sample_id", "pos"]).slice(0, int(target or 0))
+            picked = avail  # the whole pool is asked for: no order needed
         earlier = scan.num_rows - excluded - available
         copies = _copies(picked.num_rows, target, comp) if comp.fraction is None else None
         selected = int(copies.sum()) if copies is not None else picked.num_rows
@@ -521,19 +537,19 @@ def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Select
         picks.append(picked.append_column("component", name).append_column(
             "copies", pa.array(copies if copies is not None else np.ones(picked.num_rows, np.int32))))
         if len(shared):
-            taken = pa.concat_tables([taken, picked.filter(pc.is_in(picked.column("sample_id"), value_set=shared))
+            taken = pa.concat_tables([taken, picked.filter(pc.is_in(picked.column("pos"), value_set=pa.array(shared)))
                                       .select(["sample_id"])])
     ses.tables.pop("pool", None)
     del scans
 
     # 5. the output table: one row per copy; first copies in catalog row order (ingest order: shard by shard,
     # row by row, which is also the order media are read in), then the up-sampled copies.
-    table = _output_table(pa.concat_tables(picks).unify_dictionaries(), downgrade_ids)
+    picked_all = pa.concat_tables(picks).unify_dictionaries().combine_chunks()
+    table = _output_table(picked_all, downgrade_ids)
     ses.register("sel", table)
     tally: dict[str, dict[str, int]] = {n: defaultdict(int) for n in
                                         ("by_component", "by_skill", "by_source", "by_group", "by_dataset")}
-    for *keys, n in ses.run("SELECT sel.component, s.skill, coalesce(s.source, '(none)'), s.sample_group, "
-                            "s.dataset, count(*) FROM sel JOIN samples s ON s.rowid = sel.pos GROUP BY ALL").fetchall():
+    for *keys, n in _tally_rows(ses, picked_all):
         for name, key in zip(tally, keys):
             tally[name][str(key)] += int(n)
     counts = {name: dict(sorted(c.items())) for name, c in tally.items()}
@@ -546,14 +562,44 @@ def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Select
                      applied, downgraded, counts, warnings, query.version())
 
 
+def _tally_rows(ses: _Session, picks: pa.Table) -> list[tuple]:
+    """(component, skill, source, group, dataset, rows) of the picks (one row per sample, with its copies).
+
+    Read with a positional join against a mask over the catalog (no hash join) when the catalog's rowids are in
+    scan order, as they are in a table that is only appended to and deleted from; else joined by rowid.
+    """
+    keys = "s.skill, coalesce(s.source, '(none)'), s.sample_group, s.dataset"
+    rowids = ses.arrow("SELECT rowid FROM samples").column(0).to_numpy()
+    pos = picks.column("pos").to_numpy()
+    dense = len(rowids) and rowids[0] == 0 and rowids[-1] == len(rowids) - 1  # no rows deleted: rowid = position
+    at = pos if dense else np.searchsorted(rowids, pos)
+    if not (len(rowids) and np.all(np.diff(rowids) > 0) and np.all(at < len(rowids))
+            and np.array_equal(rowids[np.minimum(at, len(rowids) - 1)], pos)):
+        return ses.run(f"SELECT p.component, {keys}, sum(p.copies) FROM p JOIN samples s ON s.rowid = p.pos "
+                       "GROUP BY ALL", extra={"p": picks.select(["pos", "component", "copies"])}).fetchall()
+    component = picks.column("component").combine_chunks()
+    code = np.full(len(rowids), -1, np.int32)
+    code[at] = component.indices.to_numpy(zero_copy_only=False)
+    copies = np.zeros(len(rowids), np.int64)
+    copies[at] = picks.column("copies").to_numpy()
+    mask = pa.table({"c": pa.array(code, mask=code < 0), "n": copies})
+    names = component.dictionary.to_pylist()
+    rows = ses.run(f"SELECT m.c, {keys}, sum(m.n) FROM samples s POSITIONAL JOIN m WHERE m.c IS NOT NULL "
+                   "GROUP BY ALL", extra={"m": mask}).fetchall()
+    return [(names[c], *rest) for c, *rest in rows]
+
+
 def _output_table(picks: pa.Table, downgrade_ids: list[str]) -> pa.Table:
     """exports.pipeline.SELECTION_SCHEMA rows: first copies by catalog position, then later copies by (position,
     copy); ``ord`` numbers them in that order."""
     pos = picks.column("pos").to_numpy()
     copies = picks.column("copies").to_numpy()
     order = np.argsort(pos, kind="stable")
-    rows = [picks.take(pa.array(order)).append_column("copy", pa.array(np.ones(len(order), np.int32)))]
-    if len(copies) and copies.max() > 1:
+    in_order = bool(np.all(order[1:] > order[:-1]))  # one component's picks come in catalog order already
+    rows = [(picks if in_order else picks.take(pa.array(order))).append_column(
+        "copy", pa.array(np.ones(len(order), np.int32)))]
+    later_copies = bool(len(copies) and copies.max() > 1)
+    if later_copies:
         extra = np.flatnonzero(copies > 1)
         rep = np.repeat(extra, copies[extra] - 1)  # row j repeated copies-1 times ...
         nth = np.concatenate([np.arange(2, c + 1) for c in copies[extra]]).astype(np.int32)  # ... as copies 2..c
@@ -561,9 +607,10 @@ def _output_table(picks: pa.Table, downgrade_ids: list[str]) -> pa.Table:
         rows.append(picks.take(pa.array(rep[later])).append_column("copy", pa.array(nth[later], pa.int32())))
     table = pa.concat_tables(rows)
     sid, copy = table.column("sample_id"), table.column("copy")
-    out_id = pc.if_else(pc.equal(copy, 1), sid,
-                        pc.binary_join_element_wise(sid, pc.cast(copy, pa.string()), "~"))
-    downgrade = pc.is_in(sid, value_set=pa.array(downgrade_ids, pa.string()))
+    out_id = sid if not later_copies else pc.if_else(
+        pc.equal(copy, 1), sid, pc.binary_join_element_wise(sid, pc.cast(copy, pa.string()), "~"))
+    downgrade = (pc.is_in(sid, value_set=pa.array(downgrade_ids, pa.string())) if downgrade_ids
+                 else pa.array(np.zeros(table.num_rows, bool)))
     return pa.table({
         "ord": pa.array(np.arange(table.num_rows, dtype=np.int64)),
         "sample_id": sid, "out_id": out_id, "copy": copy, "component": table.column("component"),
@@ -712,11 +759,12 @@ def export_mixture(
     state_db=None,
     recipe_file: str | Path | None = None,
     selection: Selection | None = None,
+    query: CatalogQuery | None = None,
 ) -> list[ExportOutcome]:
     """Select the recipe's rows and write one export folder (data files + media + manifest.json) per format.
 
     Each export is written into ``<out>.partial`` and renamed when complete, so a folder with a manifest is
-    always a finished export.
+    always a finished export. ``query``: an open catalog to use (left open), else one is opened and closed here.
     """
     formats = list(formats or recipe.formats)
     if not formats:
@@ -726,7 +774,8 @@ def export_mixture(
     targets = export_dirs(recipe, formats, settings, out)
     for target in targets.values():
         _clear_target(target, force)
-    query = CatalogQuery(settings, state_db)
+    own = query is None
+    query = CatalogQuery(settings, state_db) if own else query
     try:
         sel = selection or select_mixture(recipe, query, state_db)
         if sel.catalog_version != query.version():  # rows are addressed by catalog position: it must not move
@@ -738,7 +787,8 @@ def export_mixture(
                                         recipe_file))
         return outcomes
     finally:
-        query.close()
+        if own:
+            query.close()
 
 
 def _export_one(recipe: Recipe, sel: Selection, query: CatalogQuery, fmt_name: str, target: Path, write_media: bool,

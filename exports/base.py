@@ -20,6 +20,7 @@ import pyarrow as pa
 from .media_store import MEDIA_EXTS
 
 WHITESPACE = "' ' || chr(9) || chr(10) || chr(13)"  # DuckDB's trim() alone strips spaces only
+_USUAL_EXTS = ("jpg", "png", "jpeg", "mp4")  # tested by suffix before the regex over every MEDIA_EXTS
 IMAGE_ITEM = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 IMAGES = pa.list_(IMAGE_ITEM)
 # Columns the pipeline reads from every writer's SELECT besides the format's own (tallies for the manifest, media).
@@ -50,6 +51,10 @@ class ExportFormat:
     media_columns: Callable[[list[list[dict]], list[list[bytes]], FormatContext], dict[str, pa.Array]] | None = None
     extra_files: Callable[[FormatContext, list[str]], dict[str, bytes]] | None = None  # (ctx, data files) -> files
     partition_by_skill: bool = False  # <out>/<skill>/part-*.parquet, like the public VST release
+    # The turns of ``e`` as the format writes them (built in the one pass over the turns): the structs' field names
+    # (role, text), and what human/user and gpt/assistant turns are called (other roles are kept as found).
+    turn_fields: tuple[str, str] = ("role", "text")
+    roles: tuple[str, str] = ("human", "gpt")
     ensure_tags: bool = True  # rows with media but no placeholder get one per item (trainers count them)
     data_dir: str = "data"
 
@@ -58,26 +63,35 @@ def _q(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def media_relpath_sql(item: str, prefix: str = "") -> str:
     """Content-addressed path of a media item (a struct expression): prefix + media/ab/abcdef....ext, the extension
-    taken from the source path when it is a known media one (else .mp4 for videos, none for images)."""
-    path = f"coalesce({item}.path, '')"
-    # Plain suffix tests first (cheap at millions of items); a regex only for the odd upper-case extension.
-    whens = " ".join(f"WHEN suffix({path}, '.{e}') THEN '.{e}'" for e in MEDIA_EXTS)
-    upper = f"'(?i)\\.({'|'.join(MEDIA_EXTS)})$'"
-    ext = (f"CASE {whens} WHEN regexp_matches({path}, {upper}) THEN '.' || lower(regexp_extract({path}, {upper}, 1)) "
+    taken from the source path when it is a known media one, in lower case (else .mp4 for videos, none for
+    images); NULL when the item has no digest."""
+    path = f"{item}.path"  # a NULL path matches no test below, like an empty one
+    # Plain suffix tests for the usual extensions first (cheap at millions of items), a regex for the others (and
+    # for any upper-case one): the regex alone would give the same, at several times the cost.
+    whens = " ".join(f"WHEN suffix({path}, '.{e}') THEN '.{e}'" for e in _USUAL_EXTS)
+    known = f"'(?i)\\.({'|'.join(MEDIA_EXTS)})$'"
+    ext = (f"CASE {whens} WHEN regexp_matches({path}, {known}) THEN '.' || lower(regexp_extract({path}, {known}, 1)) "
            f"WHEN {item}.kind = 'video' THEN '.mp4' ELSE '' END")
-    return f"({_q(prefix)} || 'media/' || substr({item}.digest, 1, 2) || '/' || {item}.digest || {ext})"
+    # One concat() rather than a chain of || (each link a new string); it skips NULLs, || gives NULL: hence the CASE.
+    return (f"CASE WHEN {item}.digest IS NOT NULL THEN concat({_q(prefix + 'media/')}, substr({item}.digest, 1, 2), "
+            f"'/', {item}.digest, {ext}) END")
 
 
 def media_paths_sql(kind: str, prefix: str = "") -> str:
     """The list of relative paths of a row's media items of one kind (image | video)."""
     count, other = ("n_videos", "n_images") if kind == "video" else ("n_images", "n_videos")
     path = f"lambda m: {media_relpath_sql('m', prefix)}"
-    return (  # most rows hold one kind only: no filter needed then
-        f"CASE WHEN {count} = 0 THEN []::VARCHAR[] WHEN {other} = 0 THEN list_transform(media, {path}) "
-        f"ELSE list_transform(list_filter(media, lambda m: m.kind = {_q(kind)}), {path}) END"
-    )
+    # Most rows hold one kind only (no filter needed then), most of those a single item (no lambda needed).
+    return (f"CASE WHEN {count} = 0 THEN []::VARCHAR[] "
+            f"WHEN {other} = 0 AND len(media) = 1 THEN [{media_relpath_sql('media[1]', prefix)}] "
+            f"WHEN {other} = 0 THEN list_transform(media, {path}) "
+            f"ELSE list_transform(list_filter(media, lambda m: m.kind = {_q(kind)}), {path}) END")
 
 
 def _has_tag(x: str) -> str:
@@ -88,6 +102,15 @@ def _strip_tags(x: str) -> str:
     for tag in ("<|image_pad|>", "<|video_pad|>", "<image>", "<video>"):
         x = f"replace({x}, {_q(tag)}, '')"
     return x
+
+
+def _swap_tags(x: str, image: tuple[str, str], video: tuple[str, str]) -> str:
+    """replace(replace(x, image...), video...), with each replace() run only where its tag is found (a replace()
+    copies the text even when there is nothing to replace). Same result: replacing the image tag cannot make a
+    video tag (the tags used here open with '<' and close with '>' and hold neither within them)."""
+    (a, a2), (b, b2) = ((_q(t), _q(u)) for t, u in (image, video))
+    return (f"CASE WHEN contains({x}, {b}) THEN replace(replace({x}, {a}, {a2}), {b}, {b2}) "
+            f"WHEN contains({x}, {a}) THEN replace({x}, {a}, {a2}) ELSE {x} END")
 
 
 def _tag_prefix_sql(style: str) -> str:
@@ -101,8 +124,13 @@ def _tag_prefix_sql(style: str) -> str:
     return f"CASE WHEN len(media) > 0 THEN {tags} || chr(10) ELSE '' END"
 
 
-_ROLE = ("CASE t.role WHEN 'human' THEN 'human' WHEN 'gpt' THEN 'gpt' WHEN 'user' THEN 'human' "
-         "WHEN 'assistant' THEN 'gpt' ELSE t.role END")
+def _role_sql(human: str, gpt: str) -> str:
+    """Role of turn t: human/user and gpt/assistant as the format calls them, any other role as found."""
+    names = {"human": human, "user": human, "gpt": gpt, "assistant": gpt}
+    whens = " ".join(f"WHEN {_q(k)} THEN {_q(v)}" for k, v in names.items() if k != v)  # x -> x needs no test
+    return f"CASE t.role {whens} ELSE t.role END" if whens else "t.role"
+
+
 _IS_GPT = "t.role IN ('gpt', 'assistant')"
 _IS_HUMAN = "t.role IN ('human', 'user')"
 
@@ -116,27 +144,31 @@ def _text_sql(style: str, mode: str, ensure: bool) -> str:
     mismatches).
     """
     x = "coalesce(t.text, '')"
-    prefix = _tag_prefix_sql(style)
+    prefix = "tag_prefix"  # the row's placeholders, computed outside the lambda (see effective_rows_sql)
     if mode == "repair":
         return (f"CASE WHEN i = human_i THEN {prefix} || ltrim({_strip_tags(x)}, {WHITESPACE}) "
                 f"ELSE {_strip_tags(x)} END")
     if style == "vst":
-        text = "replace(replace(t.text, '<image>', '<|image_pad|>'), '<video>', '<|video_pad|>')"
+        text = _swap_tags("t.text", ("<image>", "<|image_pad|>"), ("<video>", "<|video_pad|>"))
         gpt = "t.text"
     else:
-        text = "replace(replace(t.text, '<|image_pad|>', '<image>'), '<|video_pad|>', '<video>')"
+        text = _swap_tags("t.text", ("<|image_pad|>", "<image>"), ("<|video_pad|>", "<video>"))
         gpt = f"CASE WHEN contains({x}, '<') THEN {_strip_tags(x)} ELSE t.text END"
-    if ensure:
-        text = f"CASE WHEN tagless AND i = human_i THEN {prefix} || {text} ELSE {text} END"
+    if ensure:  # tag_prefix is NULL unless the row is tagless
+        text = f"CASE WHEN i = human_i AND {prefix} IS NOT NULL THEN {prefix} || {text} ELSE {text} END"
     return f"CASE WHEN {_IS_GPT} THEN {gpt} ELSE {text} END"
 
 
 def effective_rows_sql(style: str, placeholders: str = "convert", ensure_tags: bool = True, *,
-                       source: Literal["mask", "extra"] = "mask", fixes: bool = True, downgrades: bool = True) -> str:
+                       source: Literal["mask", "extra"] = "mask", fixes: bool = True, downgrades: bool = True,
+                       rowids: tuple[int, int] | None = None, turn_fields: tuple[str, str] = ("role", "text"),
+                       roles: tuple[str, str] = ("human", "gpt")) -> str:
     """WITH ... e AS (...): one row per exported copy, text ready for the format (ends before the final SELECT).
 
     ``fixes`` / ``downgrades`` say whether the rows hold any: the SQL leaves out what is not needed, which matters
-    at millions of rows.
+    at millions of rows. ``rowids`` (first, last), with the mask source: only the catalog rows in that rowid range,
+    the mask holding exactly their rows (a slice of the catalog, so that slices run side by side). ``turn_fields``
+    and ``roles``: see ExportFormat.
     """
     if placeholders not in ("convert", "repair"):
         raise ValueError(f"placeholders is {placeholders!r}; use 'convert' or 'repair'")
@@ -157,6 +189,13 @@ def effective_rows_sql(style: str, placeholders: str = "convert", ensure_tags: b
         # CASE, not AND: DuckDB evaluates every operand of an AND, but only the CASE branches a row reaches.
         tagless = (f"CASE WHEN len(media) = 0 OR human_i = 0 THEN false WHEN {_has_tag(first)} THEN false "
                    f"ELSE NOT ({_has_tag(every)}) END")
+    # The placeholders to prepend, per row, where a turn may need them: a lambda over the turns that read the
+    # media list itself would copy that list for every turn.
+    tag_prefix = "NULL::VARCHAR"
+    if placeholders == "repair":
+        tag_prefix = _tag_prefix_sql(style)
+    elif ensure_tags:
+        tag_prefix = f"CASE WHEN tagless THEN {_tag_prefix_sql(style)} END"
     edit = "turns0"
     if fixes or downgrades:
         edit = f"""list_transform(turns0, lambda t, i: struct_pack(role := t.role, text := CASE
@@ -165,7 +204,9 @@ def effective_rows_sql(style: str, placeholders: str = "convert", ensure_tags: b
       WHEN downgrade THEN trim(regexp_replace(coalesce(t.text, ''), '(?s)^.*</think>', ''))
       WHEN i = gpt_i AND fix_gpt IS NOT NULL THEN fix_gpt
       ELSE t.text END))"""
-    rows = ("FROM samples s POSITIONAL JOIN mask m WHERE m.ord IS NOT NULL" if source == "mask"
+    samples = "samples" if rowids is None else (
+        f"(SELECT * FROM samples WHERE rowid BETWEEN {int(rowids[0])} AND {int(rowids[1])})")
+    rows = (f"FROM {samples} s POSITIONAL JOIN mask m WHERE m.ord IS NOT NULL" if source == "mask"
             else "FROM extra m JOIN samples s USING (sample_id)")
     return f"""
 WITH j AS (
@@ -177,11 +218,13 @@ WITH j AS (
   {rows}
 ), k AS (
   SELECT * EXCLUDE (turns0), {tagless} AS tagless, {edit} AS turns1 FROM j
+), p AS (
+  SELECT *, {tag_prefix} AS tag_prefix FROM k
 ), e AS (
-  SELECT * EXCLUDE (turns1),
-    list_transform(turns1, lambda t, i: struct_pack(role := {_ROLE},
-      text := {_text_sql(style, placeholders, ensure_tags)})) AS turns
-  FROM k
+  SELECT * EXCLUDE (turns1, tag_prefix),
+    list_transform(turns1, lambda t, i: struct_pack({_ident(turn_fields[0])} := {_role_sql(*roles)},
+      {_ident(turn_fields[1])} := {_text_sql(style, placeholders, ensure_tags)})) AS turns
+  FROM p
 )"""
 
 
@@ -193,7 +236,7 @@ def helper_select() -> str:
 
 
 def question_sql() -> str:
-    """The first human turn's text (placeholders already in the format's style)."""
+    """The first human turn's text (placeholders already in the format's style; turns with the default fields)."""
     return "CASE WHEN human_i > 0 THEN turns[human_i].text END"
 
 

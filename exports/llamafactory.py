@@ -8,9 +8,9 @@ from .base import ExportFormat, FormatContext, media_paths_sql
 
 
 def _select(ctx: FormatContext) -> str:
-    conv = "list_transform(turns, lambda t: struct_pack(\"from\" := t.role, \"value\" := t.text))"
     images, videos = media_paths_sql("image", ctx.media_prefix), media_paths_sql("video", ctx.media_prefix)
-    return (f"to_json(struct_pack(id := out_id, conversations := {conv}, images := {images}, "
+    # turns are {from, value} already (FORMAT.turn_fields)
+    return (f"to_json(struct_pack(id := out_id, conversations := turns, images := {images}, "
             f"videos := {videos}))::VARCHAR AS _json")
 
 
@@ -45,4 +45,5 @@ FORMAT = ExportFormat(
     placeholders="tags",
     select=_select,
     extra_files=_extra,
+    turn_fields=("from", "value"),
 )

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from .base import ExportFormat, FormatContext, media_paths_sql
 
-_CONV = "list_transform(turns, lambda t: struct_pack(\"from\" := t.role, \"value\" := t.text))"
-
 
 def _select(ctx: FormatContext) -> str:
     images, videos = media_paths_sql("image", ctx.media_prefix), media_paths_sql("video", ctx.media_prefix)
     # One record shape per media layout: a single image is "image", several are "images", a video is "video".
+    # The turns are {from, value} already (FORMAT.turn_fields).
     return f"""CASE
       WHEN n_videos > 0 AND n_images > 0 THEN to_json(struct_pack(id := out_id, video := {videos}[1],
-        images := {images}, conversations := {_CONV}))
-      WHEN n_videos > 0 THEN to_json(struct_pack(id := out_id, video := {videos}[1], conversations := {_CONV}))
-      WHEN n_images = 1 THEN to_json(struct_pack(id := out_id, image := {images}[1], conversations := {_CONV}))
-      WHEN n_images > 1 THEN to_json(struct_pack(id := out_id, images := {images}, conversations := {_CONV}))
-      ELSE to_json(struct_pack(id := out_id, conversations := {_CONV})) END::VARCHAR AS _json"""
+        images := {images}, conversations := turns))
+      WHEN n_videos > 0 THEN to_json(struct_pack(id := out_id, video := {videos}[1], conversations := turns))
+      WHEN n_images = 1 THEN to_json(struct_pack(id := out_id, image := {images}[1], conversations := turns))
+      WHEN n_images > 1 THEN to_json(struct_pack(id := out_id, images := {images}, conversations := turns))
+      ELSE to_json(struct_pack(id := out_id, conversations := turns)) END::VARCHAR AS _json"""
 
 
 FORMAT = ExportFormat(
@@ -26,4 +25,5 @@ FORMAT = ExportFormat(
     file_kind="json",
     placeholders="tags",
     select=_select,
+    turn_fields=("from", "value"),
 )

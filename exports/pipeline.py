@@ -1,9 +1,11 @@
 """Write one export: stream the selected rows out of DuckDB in output order, attach or store their media, and cut
-the records into shards. Memory stays bounded by a few batches (plus one row group per open Parquet partition).
+the records into shards. Memory stays bounded by a few batches (plus one row group per open Parquet partition, and
+for text formats the records of the catalog slices computed ahead: a few hundred thousand rows).
 
 Text formats come out in the catalog's row order (ingest order), then up-sampled copies: the rows are read with
 a positional join against a mask over the catalog, which keeps that order without a join or a sort (every
-batch's ``ord`` is checked, so a broken order can never pass silently). Formats with embedded media come out
+batch's ``ord`` is checked, so a broken order can never pass silently). A positional join runs on one thread, so
+slices of the catalog are read side by side and written one after the other. Formats with embedded media come out
 sorted by where the rows sit in their shards, so that each row group is read once.
 """
 
@@ -11,10 +13,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Queue
-from threading import Thread
+from threading import Event, Lock
 from typing import Any
 
 import numpy as np
@@ -42,6 +45,8 @@ SELECTION_SCHEMA = pa.schema(
 )
 FIXES_SCHEMA = pa.schema([("sample_id", pa.string()), ("gpt_text", pa.string()), ("answer", pa.string())])
 _POSITIONAL = True  # tests switch it off to hold the sorted path to the same bytes
+_SLICE_ROWS = (150_000, 500_000)  # least and most catalog rows per text query (tests make them small)
+_MAX_QUERY_THREADS = 8  # text queries read side by side (at most DuckDB's threads setting)
 _ROW_COLUMNS = ["ord", "sample_id", "out_id", "copy", "component", "downgrade", "fix_gpt", "fix_answer"]
 TALLY_NAMES = {"_component": "by_component", "_skill": "by_skill", "_source": "by_source", "_group": "by_group",
                "_dataset": "by_dataset"}
@@ -137,10 +142,11 @@ def _rows_with_fixes(selection: pa.Table, fixes: pa.Table, skip: list[str]) -> p
 
 
 def _sql_builder(fmt: ExportFormat, ctx: FormatContext, plan: ExportPlan, fixes: bool,
-                 downgrades: bool) -> Callable[[str], str]:
-    def sql(source: str) -> str:
+                 downgrades: bool) -> Callable[..., str]:
+    def sql(source: str, rowids: tuple[int, int] | None = None) -> str:
         base = effective_rows_sql(fmt.placeholders, plan.placeholders, fmt.ensure_tags, source=source,
-                                  fixes=fixes, downgrades=downgrades)
+                                  fixes=fixes, downgrades=downgrades, rowids=rowids, turn_fields=fmt.turn_fields,
+                                  roles=fmt.roles)
         if fmt.file_kind == "parquet":
             select = f"SELECT ord, {fmt.select(ctx)}, {helper_select()} FROM e"
         else:
@@ -149,82 +155,129 @@ def _sql_builder(fmt: ExportFormat, ctx: FormatContext, plan: ExportPlan, fixes:
     return sql
 
 
-def _sources(relation: RelationFn, rows: pa.Table) -> list[tuple[str, dict[str, pa.Table], bool]]:
-    """Where the text rows come from, in output order: (source, tables, needs ORDER BY ord).
+@dataclass
+class _Part:
+    """One query of a text export: a source (mask | extra), its tables, whether it needs ORDER BY ord, and for
+    a slice of the mask the catalog rowids it covers (first, last)."""
+
+    source: str
+    tables: dict[str, pa.Table]
+    order: bool = False
+    rowids: tuple[int, int] | None = None
+
+
+def _sources(relation: RelationFn, rows: pa.Table, workers: int = 1) -> list[_Part]:
+    """Where the text rows come from, in output order.
 
     First copies through a positional join with a mask over the catalog (catalog order, no join, no sort), then
     the up-sampled copies joined and sorted; everything joined and sorted when the catalog's rowids are not in scan
-    order (they are, in a DuckDB table that is only appended to and deleted from).
+    order (they are, in a DuckDB table that is only appended to and deleted from). A positional join runs on one
+    thread, so the catalog is cut into slices that run side by side: one per worker, unless that makes them too
+    small to be worth a query of their own or too big to hold while the slice before is written.
     """
     rowids = relation("SELECT rowid FROM samples", [], {}).to_arrow_table().column(0).to_numpy()
     copies = pc.max(rows.column("copy")).as_py() or 1
     first = rows if copies == 1 else rows.filter(pc.equal(rows.column("copy"), 1))
     pos = first.column("pos").to_numpy()
-    at = np.searchsorted(rowids, pos)
+    dense = len(rowids) and rowids[0] == 0 and rowids[-1] == len(rowids) - 1  # no deleted rows: rowid = position
+    at = pos if dense else np.searchsorted(rowids, pos)
     positional = (_POSITIONAL and len(rowids) > 0 and bool(np.all(np.diff(rowids) > 0))
                   and bool(np.all(at < len(rowids))) and np.array_equal(rowids[np.minimum(at, len(rowids) - 1)], pos))
     if not positional:
-        return [("extra", {"extra": rows.select(_ROW_COLUMNS)}, True)]
-    index = np.full(len(rowids), -1, dtype=np.int64)
-    index[at] = np.arange(first.num_rows)
-    take = pa.array(index, mask=index < 0)
+        return [_Part("extra", {"extra": rows.select(_ROW_COLUMNS)}, True)]
     # First copies are written under their sample_id, which the catalog row has: out_id stays NULL in the mask.
-    mask = pa.table({
-        "ord": first.column("ord").take(take),
-        "out_id": pa.nulls(len(rowids), pa.string()),
-        "copy": pa.nulls(len(rowids), pa.int32()).fill_null(1),
-        "component": first.column("component").dictionary_encode().take(take),
-        "downgrade": first.column("downgrade").take(take),
-        "fix_gpt": first.column("fix_gpt").take(take),
-        "fix_answer": first.column("fix_answer").take(take),
-    })
-    out = [("mask", {"mask": mask}, False)]
+    n = len(rowids)
+    columns = {"ord": first.column("ord"), "component": first.column("component"),
+               "downgrade": first.column("downgrade"), "fix_gpt": first.column("fix_gpt"),
+               "fix_answer": first.column("fix_answer")}
+    if len(at) != n or not np.array_equal(at, np.arange(n)):  # not every catalog row, in order: spread them out
+        index = np.full(n, -1, dtype=np.int64)
+        index[at] = np.arange(first.num_rows)
+        take = pa.array(index, mask=index < 0)
+        columns = {k: (c.dictionary_encode() if k == "component" else c).take(take) for k, c in columns.items()}
+    mask = pa.table({"ord": columns["ord"], "out_id": pa.nulls(n, pa.string()),
+                     "copy": pa.array(np.ones(n, np.int32)), **{k: c for k, c in columns.items() if k != "ord"}})
+    out = []
+    if len(at):
+        # Slices span the selected rows only; each covers the rowids of its mask rows exactly.
+        lo, hi = int(at.min()), int(at.max()) + 1
+        least, most = _SLICE_ROWS
+        size = min(max(-(-(hi - lo) // max(workers, 1)), least), most)  # a slice per worker, within bounds
+        for a in range(lo, hi, size):
+            b = min(a + size, hi)
+            out.append(_Part("mask", {"mask": mask.slice(a, b - a)}, False, (int(rowids[a]), int(rowids[b - 1]))))
     if copies > 1:
         later = rows.filter(pc.greater(rows.column("copy"), 1))
-        out.append(("extra", {"extra": later.select(_ROW_COLUMNS)}, True))
+        out.append(_Part("extra", {"extra": later.select(_ROW_COLUMNS)}, True))
     return out
 
 
+_DONE = object()
+
+
+def _in_order(readers: list[Callable[[], Iterator[pa.RecordBatch]]], workers: int) -> Iterator[pa.RecordBatch]:
+    """The batches of every reader, reader after reader, read on ``workers`` threads side by side (DuckDB lets go
+    of the GIL while it computes): the reader in front streams, those behind it buffer, at most ``workers`` ahead."""
+    stop = Event()
+    queues: list[Queue] = [Queue() for _ in readers]
+
+    def read(k: int) -> None:
+        try:
+            for batch in (readers[k]() if not stop.is_set() else ()):
+                if stop.is_set():
+                    break
+                if batch.num_rows:
+                    queues[k].put(batch)
+        except BaseException as exc:  # raised again by the consumer
+            queues[k].put(exc)
+        queues[k].put(_DONE)
+
+    with ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="export-query") as pool:
+        submitted = 0
+        try:
+            for k in range(len(readers)):
+                while submitted < min(len(readers), k + max(workers, 1) + 1):
+                    pool.submit(read, submitted)
+                    submitted += 1
+                while (item := queues[k].get()) is not _DONE:
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+        finally:
+            stop.set()
+
+
 def _write_text(fmt: ExportFormat, plan: ExportPlan, relation: RelationFn, rows: pa.Table,
-                sql_of: Callable[[str], str], out: Path, bar) -> tuple[list[Path], dict[Path, str]]:
-    """Stream the records out of DuckDB (each with its separator) into shards; a second thread writes and hashes
-    while DuckDB computes the next batch."""
+                sql_of: Callable[..., str], out: Path, bar) -> tuple[list[Path], dict[Path, str]]:
+    """Stream the records out of DuckDB (each with its separator) into shards, in output order: slices of the
+    catalog are computed on worker threads side by side while this thread writes and hashes."""
     shards = TextShards(out / fmt.data_dir, array=fmt.file_kind == "json", shard_bytes=plan.shard_bytes,
                         shard_rows=plan.shard_rows)
     line = "',' || chr(10) || _json" if fmt.file_kind == "json" else "_json || chr(10)"
-    queue: Queue = Queue(maxsize=4)
-    failure: list[BaseException] = []
+    threads = int(relation("SELECT current_setting('threads')", [], {}).fetchall()[0][0])
+    workers = max(1, min(threads, _MAX_QUERY_THREADS))
+    lock = Lock()  # one new cursor at a time: a connection makes its cursors one by one
 
-    def writer() -> None:
-        try:
-            while (records := queue.get()) is not None:
-                shards.write(records)
-        except BaseException as exc:  # reported by the main thread
-            failure.append(exc)
-            while queue.get() is not None:
-                pass
+    def reader(part: _Part) -> Callable[[], Iterator[pa.RecordBatch]]:
+        sql = (f"SELECT ord, {line} AS _line FROM ({sql_of(part.source, part.rowids)})"
+               + (" ORDER BY ord" if part.order else ""))
 
-    thread = Thread(target=writer, name="export-writer", daemon=True)
-    thread.start()
+        def read() -> Iterator[pa.RecordBatch]:  # on a worker: binding the query overlaps the others' work
+            with lock:
+                rel = relation(sql, [], part.tables)
+            return rel.to_arrow_reader(plan.batch_rows)
+        return read
+
+    readers = [reader(part) for part in _sources(relation, rows, workers)]
     last = -1
-    try:
-        for source, tables, order in _sources(relation, rows):
-            sql = f"SELECT ord, {line} AS _line FROM ({sql_of(source)})" + (" ORDER BY ord" if order else "")
-            for batch in relation(sql, [], tables).to_arrow_reader(plan.batch_rows):
-                if failure:
-                    break
-                ords = batch.column("ord").to_numpy()
-                # The order is part of determinism: it is checked, never assumed.
-                if len(ords) and (ords[0] <= last or (len(ords) > 1 and bool(np.any(np.diff(ords) <= 0)))):
-                    raise RuntimeError("export rows came out of order; please report this")
-                last = int(ords[-1]) if len(ords) else last
-                queue.put(batch.column("_line"))
-                bar.update(batch.num_rows)
-    finally:
-        queue.put(None)
-        thread.join()
-    if failure:
-        raise failure[0]
+    for batch in _in_order(readers, workers):
+        ords = batch.column("ord").to_numpy()
+        # The order is part of determinism: it is checked, never assumed.
+        if ords[0] <= last or (len(ords) > 1 and bool(np.any(np.diff(ords) <= 0))):
+            raise RuntimeError("export rows came out of order; please report this")
+        last = int(ords[-1])
+        shards.write(batch.column("_line"))
+        bar.update(batch.num_rows)
     files = shards.close()
     if shards.rows != rows.num_rows:
         raise RuntimeError(f"export wrote {shards.rows} records for {rows.num_rows} rows; please report this")

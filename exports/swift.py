@@ -7,10 +7,9 @@ from .base import ExportFormat, FormatContext, media_paths_sql
 
 
 def _select(ctx: FormatContext) -> str:
-    role = "CASE t.role WHEN 'human' THEN 'user' WHEN 'gpt' THEN 'assistant' ELSE t.role END"
-    messages = f"list_transform(turns, lambda t: struct_pack(role := {role}, content := t.text))"
     images, videos = media_paths_sql("image", ctx.media_prefix), media_paths_sql("video", ctx.media_prefix)
-    return (f"to_json(struct_pack(messages := {messages}, images := {images}, videos := {videos}, "
+    # turns are {role: user | assistant | other, content} already (FORMAT.turn_fields, FORMAT.roles)
+    return (f"to_json(struct_pack(messages := turns, images := {images}, videos := {videos}, "
             "solution := answer))::VARCHAR AS _json")
 
 
@@ -21,4 +20,6 @@ FORMAT = ExportFormat(
     file_kind="jsonl",
     placeholders="tags",
     select=_select,
+    turn_fields=("role", "content"),
+    roles=("user", "assistant"),
 )

@@ -30,7 +30,7 @@ _META = (
 def _select(ctx: FormatContext) -> str:
     return (
         "out_id AS id, "
-        "list_transform(turns, lambda t: struct_pack(\"from\" := t.role, \"value\" := t.text)) AS conversations, "
+        "turns AS conversations, "  # {from, value} already (FORMAT.turn_fields)
         f"data_source, type, {_META} AS meta_info"
     )
 
@@ -50,4 +50,5 @@ FORMAT = ExportFormat(
     schema=lambda ctx: SCHEMA,
     media_columns=_media,
     partition_by_skill=True,
+    turn_fields=("from", "value"),
 )

@@ -283,6 +283,40 @@ def test_catalog_order_without_a_sort_matches_the_sorted_path_with_copies_last(b
     assert len(ids) == len(set(ids)) == 34 + 3
 
 
+def test_slices_of_the_catalog_read_side_by_side_give_the_same_bytes_as_one_query(built, tmp_path, monkeypatch):
+    import exports.pipeline as pipeline
+
+    r = parse_recipe(recipe(shard_rows=7, components=[
+        {"name": "video", "filter": {"groups": ["video"]}, "count": 5, "upsample": True},
+        {"name": "rest", "filter": {}, "fraction": 0.7}]))
+    monkeypatch.setattr(pipeline, "_SLICE_ROWS", (10**9, 10**9))  # one query over the catalog
+    whole = {o.format: o.out_dir for o in export_mixture(r, built, ["llava", "swift"], tmp_path / "whole")}
+    monkeypatch.setattr(pipeline, "_SLICE_ROWS", (3, 3))  # a dozen slices, read on several threads
+    sliced = {o.format: o.out_dir for o in export_mixture(r, built, ["llava", "swift"], tmp_path / "sliced")}
+    for fmt in whole:
+        assert _files(whole[fmt]) == _files(sliced[fmt])
+        assert len(list((whole[fmt] / "data").iterdir())) > 1  # shards cut across slices
+
+
+def test_reads_side_by_side_come_back_in_order_and_a_failing_one_fails_the_export():
+    import pyarrow as pa
+
+    from exports.pipeline import _in_order
+
+    def reader(k: int, fail: bool = False):
+        def read():
+            for j in range(3):
+                if fail and j == 1:
+                    raise ValueError(f"reader {k} failed")
+                yield pa.record_batch({"k": [k], "j": [j]})
+        return read
+
+    got = [(b["k"][0].as_py(), b["j"][0].as_py()) for b in _in_order([reader(k) for k in range(5)], 3)]
+    assert got == [(k, j) for k in range(5) for j in range(3)]
+    with pytest.raises(ValueError, match="reader 2 failed"):
+        list(_in_order([reader(0), reader(1), reader(2, fail=True), reader(3)], 2))
+
+
 def test_a_re_ingested_shard_moves_to_the_end_and_still_exports_in_order(tmp_path, monkeypatch):
     import exports.pipeline as pipeline
     from curation.ingest import ingest
