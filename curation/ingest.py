@@ -67,7 +67,7 @@ def ingest(
     select_sql = canonical_select(
         tax,
         source="(SELECT r.*, i.sample_id, i.content_hash, ?::VARCHAR AS dataset, ?::VARCHAR AS subset, "
-        "?::INTEGER AS ingest_run FROM raw_stage r POSITIONAL JOIN (SELECT sample_id, content_hash FROM staged_ids) i)",
+        "?::INTEGER AS ingest_run FROM raw_stage r JOIN staged_ids i USING (row_index))",
     )
     clear_caches()
     with open_for_writing(settings.catalog_path) as con:
@@ -133,20 +133,16 @@ def _ingest_file(
         # Re-ingesting a file replaces its rows: same rows, no duplicates, and errors from the last try go.
         con.execute("DELETE FROM samples WHERE source_file = ?", [source_file])
         con.execute("DELETE FROM ingest_errors WHERE file = ?", [source_file])
-        con.execute("DROP TABLE IF EXISTS raw_stage")
-        created = False
-        for batch in read_shard(path, errors.append, source_file):
-            con.register("raw_batch", pa.Table.from_batches([batch]))
-            if not created:
-                con.execute("CREATE TEMP TABLE raw_stage AS SELECT * FROM raw_batch")
-                created = True
-            else:
-                con.execute("INSERT INTO raw_stage SELECT * FROM raw_batch")
-            con.unregister("raw_batch")
+        # The file's batches are scanned where they lie: DuckDB splits an Arrow scan across its threads by batch,
+        # whereas a staged temp table of one shard is a single row group, which DuckDB reads on one thread.
+        batches = list(read_shard(path, errors.append, source_file))
         rows = 0
-        if created:
-            rows = _insert_canonical(con, select_sql, dataset, subset, run)
-            con.execute("DROP TABLE raw_stage")
+        if batches:
+            con.register("raw_stage", pa.Table.from_batches(batches))
+            try:
+                rows = _insert_canonical(con, select_sql, dataset, subset, run)
+            finally:
+                con.unregister("raw_stage")
         for err in errors:
             _record_error(con, summary, err, run)
         con.execute(
@@ -208,7 +204,8 @@ def _insert_canonical(con, select_sql: str, dataset: str, subset: str | None, ru
         [dataset],
     )
     cols = ", ".join(name for name, _ in SAMPLE_COLUMNS)
-    con.execute(f"INSERT INTO samples ({cols}) {select_sql}", [dataset, subset, run])
+    # Rows land in file order (row_index), so the catalog's physical order does not depend on thread timing.
+    con.execute(f"INSERT INTO samples ({cols}) SELECT * FROM ({select_sql}) ORDER BY row_index", [dataset, subset, run])
     n = con.execute("SELECT count(*) FROM staged_ids").fetchone()[0]
     con.execute("DROP TABLE staged_ids")
     return n
