@@ -6,7 +6,7 @@ times them and writes the results. Scores are stored once; thresholds are applie
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -187,17 +187,12 @@ class RowCheck(Check):
             f"FROM batch s WHERE ({self.where or 'TRUE'}) AND coalesce({self.fast_pass}, FALSE)"
         ).to_arrow_table())
 
+    def checked(self, rows: Iterable[dict[str, Any]]) -> list[tuple[str, Outcome]]:
+        """(sample_id, outcome) for each row ``check`` decides."""
+        return [(row["sample_id"], outcome) for row in rows if (outcome := self.check(row)) is not None]
+
     def run(self, batch: pa.Table, ctx: CheckContext) -> pa.Table:
-        ids, passed, scores, reasons = [], [], [], []
-        for row in self.rows(batch, ctx):
-            outcome = self.check(row)
-            if outcome is None:
-                continue
-            ids.append(row["sample_id"])
-            passed.append(bool(outcome.passed))
-            scores.append(None if outcome.score is None else float(outcome.score))
-            reasons.append(outcome.reason)
-        slow = pa.table([ids, passed, scores, reasons], schema=OUTCOME_SCHEMA)
+        slow = outcome_table(self.checked(self.rows(batch, ctx)))
         fast = self.fast_outcomes(batch, ctx)
         return slow if fast is None else pa.concat_tables([fast, slow])
 
@@ -211,16 +206,7 @@ class BatchCheck(RowCheck):
     def run(self, batch: pa.Table, ctx: CheckContext) -> pa.Table:
         rows = self.rows(batch, ctx)
         outcomes = self.check_batch(rows) if rows else []
-        keep = [(r, o) for r, o in zip(rows, outcomes) if o is not None]
-        return pa.table(
-            [
-                [r["sample_id"] for r, _ in keep],
-                [bool(o.passed) for _, o in keep],
-                [None if o.score is None else float(o.score) for _, o in keep],
-                [o.reason for _, o in keep],
-            ],
-            schema=OUTCOME_SCHEMA,
-        )
+        return outcome_table([(r["sample_id"], o) for r, o in zip(rows, outcomes) if o is not None])
 
 
 class GlobalCheck(Check):
@@ -234,6 +220,19 @@ class GlobalCheck(Check):
 
     def run(self, batch: pa.Table, ctx: CheckContext) -> pa.Table:
         raise TypeError(f"{self.name} is a global check: run it with run_global over the whole catalog")
+
+
+def outcome_table(decided: Sequence[tuple[str, Outcome]]) -> pa.Table:
+    """(sample_id, outcome) pairs from Python checks as an OUTCOME_SCHEMA table."""
+    return pa.table(
+        [
+            [sample_id for sample_id, _ in decided],
+            [bool(o.passed) for _, o in decided],
+            [None if o.score is None else float(o.score) for _, o in decided],
+            [o.reason for _, o in decided],
+        ],
+        schema=OUTCOME_SCHEMA,
+    )
 
 
 def conform(table: pa.Table) -> pa.Table:

@@ -23,7 +23,7 @@ from curation.scoring import (
 )
 from curation.spatial_text import parse_boxes_3d
 
-from .base import OUTCOME_SCHEMA, CheckContext, Outcome, RowCheck
+from .base import CheckContext, Outcome, RowCheck, outcome_table
 from .priors import load_priors
 from .registry import register
 
@@ -346,7 +346,7 @@ class AnswerVsGeometry(RowCheck):
         table = ctx.bind(batch).sql(self._decide).to_arrow_table()
         decided = table.column("decided")
         fast = table.filter(pc.and_(decided, pc.is_valid(table.column("kind"))))
-        ids, outcomes = [], []
+        decided_rows: list[tuple[str, Outcome]] = []
         for row in zip(*(fast.column(c).to_pylist() for c in (
                 "sample_id", "kind", "a", "closer", "cands", "picked", "centers", "na", "nb", "ac", "bc", "tb",
                 "asked"))):
@@ -362,16 +362,8 @@ class AnswerVsGeometry(RowCheck):
                 outcome = None if v is None or abs(v[6]) > 1e-6 or abs(v[8]) > 1e-6 else self._number(
                     answer, float(v[4]), f"the height of the {tb['label']}", unit)
             if outcome is not None:
-                ids.append(sample_id)
-                outcomes.append(outcome)
-        for row in table.filter(pc.invert(decided)).to_pylist():
-            outcome = self.check(row)
-            if outcome is not None:
-                ids.append(row["sample_id"])
-                outcomes.append(outcome)
-        return pa.table([ids, [o.passed for o in outcomes], [None if o.score is None else float(o.score)
-                                                              for o in outcomes], [o.reason for o in outcomes]],
-                        schema=OUTCOME_SCHEMA)
+                decided_rows.append((sample_id, outcome))
+        return outcome_table(decided_rows + self.checked(table.filter(pc.invert(decided)).to_pylist()))
 
     def check(self, row: dict[str, Any]) -> Outcome | None:
         question, answer = row["question"] or "", (row["answer"] or "").strip()
@@ -477,20 +469,13 @@ class UnitsConsistent(RowCheck):
                     FROM batch s WHERE {self.where})))))""").to_arrow_table()
         plain = table.column("plain")
         fast = table.filter(pc.and_(plain, table.column("length_q")))
-        ids, outcomes = [], []
+        decided_rows: list[tuple[str, Outcome]] = []
         for sample_id, answer, asked, distance, label in zip(*(fast.column(c).to_pylist() for c in (
                 "sample_id", "a", "asked", "distance", "label"))):
             outcome = self._verdict(answer, asked or None, lambda d=distance, k=label: self._limit_for(d, k))
             if outcome is not None:
-                ids.append(sample_id)
-                outcomes.append(outcome)
-        for row in table.filter(pc.invert(plain)).to_pylist():
-            outcome = self.check(row)
-            if outcome is not None:
-                ids.append(row["sample_id"])
-                outcomes.append(outcome)
-        return pa.table([ids, [o.passed for o in outcomes], [o.score for o in outcomes], [o.reason for o in outcomes]],
-                        schema=OUTCOME_SCHEMA)
+                decided_rows.append((sample_id, outcome))
+        return outcome_table(decided_rows + self.checked(table.filter(pc.invert(plain)).to_pylist()))
 
     def check(self, row: dict[str, Any]) -> Outcome | None:
         question, answer = row["question"] or "", (row["answer"] or "").strip()
