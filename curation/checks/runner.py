@@ -148,7 +148,7 @@ def process_shards(tasks: list[ShardTask], on_rows: Callable[[int], None] | None
     con, scratch = _connections(first)
     ctx = CheckContext(dict(first.params), scratch)
     keys = [t.unit.source_file for t in tasks]
-    seconds: dict[str, float] = {c.name: 0.0 for c in checks}
+    timing: dict[str, CheckStats] = {}  # whole-chunk figures; each shard's share of the seconds is taken below
     # shard -> check -> outcome tables, in batch order
     parts: dict[str, dict[str, list[pa.Table]]] = {k: {c.name: [] for c in checks} for k in keys}
     try:
@@ -161,13 +161,8 @@ def process_shards(tasks: list[ShardTask], on_rows: Callable[[int], None] | None
         for rb in reader:
             whole = pa.Table.from_batches([rb])
             for batch in _separable(whole, keys):
-                results: dict[str, pa.Table] = {}
-                for check in checks:
-                    t0 = time.perf_counter()
-                    result = check.run(batch, ctx)
-                    seconds[check.name] += time.perf_counter() - t0
-                    if result.num_rows:
-                        results[check.name] = result
+                outcomes = run_checks_on(batch, checks, ctx, timing)
+                results = {name: table for name, table in outcomes.items() if table.num_rows}
                 for name, key, table in _by_shard(results, batch, keys):
                     parts[key][name].append(table)
             if on_rows is not None:
@@ -186,7 +181,7 @@ def process_shards(tasks: list[ShardTask], on_rows: Callable[[int], None] | None
             outcomes = pa.concat_tables(tables) if len(tables) > 1 else tables[0] if tables else None
             rows = outcomes.num_rows if outcomes is not None else 0
             passed = int(pc.sum(outcomes.column("passed")).as_py() or 0) if rows else 0
-            stats[check.name] = CheckStats(rows, rows - passed, seconds[check.name] * share)
+            stats[check.name] = CheckStats(rows, rows - passed, timing.get(check.name, CheckStats()).seconds * share)
             if rows:
                 write_part(Path(task.out_dir) / check.name / task.unit.part,
                            with_check_columns(outcomes, check.name, check.version, task.run_id))
