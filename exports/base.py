@@ -262,3 +262,8 @@ def reward_modes_sql() -> str:
 def embedded_items(media: list[dict], data: list[bytes], kinds: tuple[str, ...] = ("image", "video")) -> list[dict]:
     """{bytes, path} structs for a row's media of the given kinds, in the row's order (path as in the source)."""
     return [{"bytes": b, "path": m.get("path") or ""} for m, b in zip(media, data) if m.get("kind") in kinds]
+
+
+def embedded_images(media: list[list[dict]], data: list[list[bytes]], ctx: FormatContext) -> dict[str, pa.Array]:
+    """VST's ``images`` column: every item embedded in the row's order (VST keeps a video as images[0], the MP4)."""
+    return {"images": pa.array([embedded_items(m, d) for m, d in zip(media, data)], IMAGES)}

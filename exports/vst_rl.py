@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .base import IMAGES, ExportFormat, FormatContext, embedded_items, question_sql, rl_meta_sql
+from .base import IMAGES, ExportFormat, FormatContext, embedded_images, question_sql, rl_meta_sql
 
 SCHEMA = pa.schema(
     [
@@ -22,10 +22,6 @@ def _select(ctx: FormatContext) -> str:
     return f"out_id AS id, {question_sql()} AS question, answer, {rl_meta_sql()} AS meta_info"
 
 
-def _media(media: list[list[dict]], data: list[list[bytes]], ctx: FormatContext) -> dict[str, pa.Array]:
-    return {"images": pa.array([embedded_items(m, d) for m, d in zip(media, data)], IMAGES)}
-
-
 FORMAT = ExportFormat(
     name="vst-rl",
     description="VST RL Parquet (question, answer, meta_info with reward modes + embedded media), one folder per skill",
@@ -34,7 +30,7 @@ FORMAT = ExportFormat(
     placeholders="vst",
     select=_select,
     schema=lambda ctx: SCHEMA,
-    media_columns=_media,
+    media_columns=embedded_images,
     partition_by_skill=True,
     ensure_tags=False,  # VST RL questions carry no placeholders upstream: keep them as found
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .base import IMAGES, ExportFormat, FormatContext, embedded_items
+from .base import IMAGES, ExportFormat, FormatContext, embedded_images
 
 SCHEMA = pa.schema(
     [
@@ -35,11 +35,6 @@ def _select(ctx: FormatContext) -> str:
     )
 
 
-def _media(media: list[list[dict]], data: list[list[bytes]], ctx: FormatContext) -> dict[str, pa.Array]:
-    # VST keeps a video as images[0] (the whole MP4), so every item goes into `images` in the row's order.
-    return {"images": pa.array([embedded_items(m, d) for m, d in zip(media, data)], IMAGES)}
-
-
 FORMAT = ExportFormat(
     name="vst-sft",
     description="VST SFT Parquet (conversations + embedded media), one folder per skill",
@@ -48,7 +43,7 @@ FORMAT = ExportFormat(
     placeholders="vst",
     select=_select,
     schema=lambda ctx: SCHEMA,
-    media_columns=_media,
+    media_columns=embedded_images,
     partition_by_skill=True,
     turn_fields=("from", "value"),
 )
