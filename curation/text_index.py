@@ -61,6 +61,13 @@ class TextIndexWriter:
 
     def commit(self) -> None:
         self.writer.commit()
+
+    def rollback(self) -> None:
+        """Drop what was added or deleted since the last commit."""
+        self.writer.rollback()
+
+    def wait_merging_threads(self) -> None:
+        """Let the segment merges that commits started finish; the writer cannot be used after this."""
         self.writer.wait_merging_threads()
 
 

@@ -12,6 +12,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -125,8 +126,16 @@ def catalog_identity(path: str | Path) -> str:
     return f"{st.st_ino}:{st.st_mtime_ns}"
 
 
+@dataclass(frozen=True)
+class CatalogWrite:
+    con: duckdb.DuckDBPyConnection
+    # False while ingest writes a copy: its commits become visible (and durable) only when the copy is swapped in
+    # at the end, so stores that follow the catalog (the text index) must commit only then too.
+    in_place: bool
+
+
 @contextmanager
-def open_for_writing(path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_for_writing(path: str | Path) -> Iterator[CatalogWrite]:
     """A read-write connection for ingest, even while the app or the worker read the catalog.
 
     DuckDB lets one process write a file only when no other process has it open. When readers hold it, ingest
@@ -144,7 +153,7 @@ def open_for_writing(path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
             yield from _write_copy_and_swap(path)
             return
         try:
-            yield con
+            yield CatalogWrite(con, in_place=True)
         finally:
             con.close()
 
@@ -163,13 +172,13 @@ def _ingest_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _write_copy_and_swap(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+def _write_copy_and_swap(path: Path) -> Iterator[CatalogWrite]:
     staging = path.with_name(path.name + ".ingest")
     staging.unlink(missing_ok=True)
     shutil.copyfile(path, staging)
     con = open_catalog(staging, read_only=False, retries=1)
     try:
-        yield con
+        yield CatalogWrite(con, in_place=False)
         con.execute("CHECKPOINT")
         con.close()
         os.replace(staging, path)

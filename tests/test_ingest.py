@@ -224,3 +224,68 @@ def test_ingest_while_the_app_reads_swaps_in_a_new_catalog(home, small_tree):
     assert out.strip() == "6"  # the old connection keeps its snapshot
     assert len(rows(home)) == 8  # a new connection sees the new catalog
     assert not home.catalog_path.with_name(home.catalog_path.name + ".ingest").exists()
+
+
+def _fail_on_insert(monkeypatch, call_no: int) -> None:
+    """Make the ``call_no``-th file's insert fail the way a crash or a full disk would."""
+    import curation.ingest as ingest_module
+
+    real, calls = ingest_module._insert_canonical, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call_no:
+            raise OSError("disk full (injected)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "_insert_canonical", failing)
+    monkeypatch.setattr(ingest_module, "ROWS_PER_COMMIT", 1)  # a commit after every file
+
+
+def _index_docs(settings) -> int:
+    import tantivy
+
+    return tantivy.Index.open(str(settings.text_index_dir)).searcher().num_docs
+
+
+def test_a_failure_mid_ingest_keeps_earlier_commits_in_both_stores(home, small_tree, monkeypatch):
+    _fail_on_insert(monkeypatch, call_no=3)
+    with pytest.raises(OSError, match="injected"):
+        ingest([small_tree / "vst_p", small_tree / "vst_r"], home, progress=False)
+    # The two vst_p files were committed before the vst_r file failed: the catalog and the text index agree.
+    assert len(rows(home)) == 6 and _index_docs(home) == 6
+    monkeypatch.undo()
+    again = ingest([small_tree / "vst_p", small_tree / "vst_r"], home, progress=False)
+    assert (again.files_unchanged, again.files_ingested) == (2, 1)
+    assert len(rows(home)) == 8 and _index_docs(home) == 8
+
+
+def test_a_failure_while_writing_a_copy_changes_neither_store(home, small_tree, monkeypatch):
+    """While a reader holds the catalog, ingest writes a copy that is swapped in only at the end: when it fails,
+    the text index must not keep what its earlier commits would have added."""
+    import subprocess
+    import sys
+
+    ingest([small_tree / "vst_p"], home, progress=False)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(home.catalog_path)!r}, read_only=True); "
+         "print('open', flush=True); sys.stdin.readline()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert reader.stdout.readline().strip() == "open"
+        _fail_on_insert(monkeypatch, call_no=2)
+        with pytest.raises(OSError, match="injected"):  # vst_r's file lands (and commits), then vst_p's fails
+            ingest([small_tree / "vst_r", small_tree / "vst_p"], home, progress=False, force=True)
+    finally:
+        reader.communicate("\n", timeout=60)
+    assert len(rows(home)) == 6 and _index_docs(home) == 6
+    assert not rows(home, "SELECT * FROM samples WHERE dataset = 'vst-r'")
+
+
+def test_rows_land_in_file_order(home, tmp_path):
+    rows_in = [sft_row(i, f"What is the distance between object {i} and the wall?", str(i)) for i in range(300)]
+    write_sft(tmp_path / "vst_p" / "si_distance" / "part-00000.parquet", rows_in, row_group_size=7)
+    ingest([tmp_path / "vst_p"], home, progress=False)
+    order = [r["row_index"] for r in rows(home, "SELECT row_index FROM samples ORDER BY rowid")]
+    assert order == list(range(300))
