@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ ProgressFn = Callable[[int, int, str], None]
 # Files share a transaction until this many rows have landed. DuckDB writes an insert straight into the database
 # file only in whole row groups (122,880 rows); a commit per shard (often smaller) sent every row through the WAL
 # and then a checkpoint: twice the writing, a third of the ingest time at 4.1M rows.
-ROWS_PER_COMMIT = 1_000_000
+ROWS_PER_COMMIT = 500000
 
 
 @dataclass
@@ -85,32 +86,41 @@ def ingest(
                 continue
             jobs.extend((root, f) for f in find_shards([root]))
         summary.files_seen = len(jobs)
+        todo = jobs if force else _changed(con, jobs)
+        summary.files_unchanged = len(jobs) - len(todo)
         writer = TextIndexWriter(settings.text_index_dir) if text_index else None
-        bar = tqdm(jobs, desc="ingest", unit="file", disable=not progress)
+        bar = tqdm(total=len(jobs), initial=summary.files_unchanged, desc="ingest", unit="file", disable=not progress)
         pending = 0  # rows written since the last commit
         con.execute("BEGIN TRANSACTION")
         try:
-            for i, (root, f) in enumerate(bar):
-                pending += _ingest_file(con, f, dataset or infer_dataset(root), run, select_sql, summary, writer, force)
+            for done, shard in enumerate(_read_ahead(todo), start=summary.files_unchanged + 1):
+                shard_dataset = dataset or infer_dataset(shard.root)
+                pending += _write_shard(con, shard, shard_dataset, run, select_sql, summary, writer)
                 if pending >= ROWS_PER_COMMIT:
                     con.execute("COMMIT")
                     if writer and target.in_place:  # the text index commits when the catalog's rows become visible
                         writer.commit()
                     con.execute("BEGIN TRANSACTION")
                     pending = 0
+                bar.update()
                 bar.set_postfix(rows=summary.rows_ok, failed=summary.rows_failed)
                 if on_progress:
-                    on_progress(i + 1, len(jobs), str(f))
+                    on_progress(done, len(jobs), str(shard.path))
         except BaseException:
             # Both stores drop the same uncommitted files: this group's in place, all of them in a copy (never swapped).
             con.execute("ROLLBACK")
             if writer:
-                writer.rollback()
+                try:
+                    writer.rollback()
+                finally:
+                    writer.close()
             raise
+        finally:
+            bar.close()
         con.execute("COMMIT")
         if writer:
             writer.commit()
-            writer.wait_merging_threads()
+            writer.close()
         summary.samples_total = con.execute("SELECT count(*) FROM samples").fetchone()[0]
         con.execute(
             "UPDATE ingest_runs SET finished_at = now(), files = ?, rows_ok = ?, rows_failed = ? WHERE ingest_run = ?",
@@ -129,47 +139,88 @@ def _record_error(con, summary: IngestSummary, err: RowError, run: int) -> None:
     )
 
 
-def _ingest_file(
+def _changed(con: duckdb.DuckDBPyConnection, jobs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """The jobs whose file is new or changed (size or mtime) since it was last ingested."""
+    rows = con.execute("SELECT file, size, mtime FROM ingested_files").fetchall()
+    known = {f: (size, mtime) for f, size, mtime in rows}
+    todo = []
+    for root, path in jobs:
+        prev, stat = known.get(str(path.resolve())), path.stat()
+        if not (prev and prev[0] == stat.st_size and abs(prev[1] - stat.st_mtime) < 1e-6):
+            todo.append((root, path))
+    return todo
+
+
+@dataclass
+class _ReadShard:
+    """One file read in full before the catalog is touched: an unusable file leaves its earlier rows in place."""
+
+    root: Path
+    path: Path
+    source_file: str
+    size: int
+    mtime: float
+    source_format: str | None = None
+    table: pa.Table | None = None
+    errors: list[RowError] = field(default_factory=list)
+    failure: str | None = None  # why the file as a whole is unusable
+
+
+def _read_file(root: Path, path: Path) -> _ReadShard:
+    stat = path.stat()
+    shard = _ReadShard(root, path, str(path.resolve()), stat.st_size, stat.st_mtime)
+    try:
+        shard.source_format = detect_format(path)
+        batches = list(read_shard(path, shard.errors.append, shard.source_file))
+        shard.table = pa.Table.from_batches(batches) if batches else None
+    except ReaderError as exc:
+        shard.failure = str(exc)
+    return shard
+
+
+def _read_ahead(jobs: list[tuple[Path, Path]]) -> Iterator[_ReadShard]:
+    """The jobs' files read in order, the next one on a thread while the caller writes this one: the Python readers
+    (pyarrow compute, which frees the GIL) then run beside DuckDB's insert instead of taking turns with it."""
+    with ThreadPoolExecutor(1, thread_name_prefix="ingest-read") as pool:
+        ahead: Future | None = None
+        for root, path in jobs:
+            following = pool.submit(_read_file, root, path)
+            if ahead is not None:
+                yield ahead.result()
+            ahead = following
+        if ahead is not None:
+            yield ahead.result()
+
+
+def _write_shard(
     con: duckdb.DuckDBPyConnection,
-    path: Path,
+    shard: _ReadShard,
     dataset: str,
     run: int,
     select_sql: str,
     summary: IngestSummary,
     writer: TextIndexWriter | None,
-    force: bool,
 ) -> int:
     """Replace one file's rows inside the caller's transaction; returns the rows written."""
-    source_file = str(path.resolve())
-    stat = path.stat()
-    if not force:
-        prev = con.execute("SELECT size, mtime FROM ingested_files WHERE file = ?", [source_file]).fetchone()
-        if prev and prev[0] == stat.st_size and abs(prev[1] - stat.st_mtime) < 1e-6:
-            summary.files_unchanged += 1
-            return 0
-    subset = path.resolve().parent.name  # the subset folder (si_distance/, video/, ...) names the subset
-    errors: list[RowError] = []
-    try:
-        # Read the whole file before touching the catalog: an unusable file leaves its earlier rows in place.
-        source_format = detect_format(path)
-        batches = list(read_shard(path, errors.append, source_file))
-    except ReaderError as exc:
+    source_file = shard.source_file
+    if shard.failure is not None:
         summary.files_failed += 1
-        _record_error(con, summary, RowError(source_file, None, None, str(exc)), run)
+        _record_error(con, summary, RowError(source_file, None, None, shard.failure), run)
         return 0
+    subset = shard.path.resolve().parent.name  # the subset folder (si_distance/, video/, ...) names the subset
     # Re-ingesting a file replaces its rows: same rows, no duplicates, and errors from the last try go.
     con.execute("DELETE FROM samples WHERE source_file = ?", [source_file])
     con.execute("DELETE FROM ingest_errors WHERE file = ?", [source_file])
-    rows = _insert_canonical(con, pa.Table.from_batches(batches), select_sql, dataset, subset, run) if batches else 0
-    for err in errors:
+    rows = _insert_canonical(con, shard.table, select_sql, dataset, subset, run) if shard.table is not None else 0
+    for err in shard.errors:
         _record_error(con, summary, err, run)
     con.execute(
         "INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, now())",
-        [source_file, dataset, source_format, stat.st_size, stat.st_mtime, rows, len(errors), run],
+        [source_file, dataset, shard.source_format, shard.size, shard.mtime, rows, len(shard.errors), run],
     )
     summary.files_ingested += 1
     summary.rows_ok += rows
-    summary.rows_failed += len(errors)
+    summary.rows_failed += len(shard.errors)
     summary.rows_with_problems += con.execute(
         "SELECT count(*) FROM samples WHERE source_file = ? AND len(problems) > 0", [source_file]
     ).fetchall()[0][0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,34 +40,56 @@ def document_json_sql(relation: str) -> str:
 
 
 class TextIndexWriter:
-    """Replaces a shard's documents: delete by source file, add its rows, commit once per ingest."""
+    """Replaces a shard's documents: delete by source file, add its rows; the caller commits.
+
+    Documents are added on a thread of the writer's own, one file at a time, so the caller (ingest) can have DuckDB
+    write the next shard meanwhile; ``commit`` and ``rollback`` wait for it first.
+    """
 
     def __init__(self, directory: Path, heap_bytes: int = 128 << 20):
         self.index = _open(directory, create=True)
         self.writer = self.index.writer(heap_bytes, 2)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="text-index")
+        self._adding: Future | None = None
 
-    def replace_file(self, source_file: str, documents: Iterable[pa.RecordBatch]) -> None:
+    def replace_file(self, source_file: str, documents: list[pa.RecordBatch]) -> None:
         """Replace ``source_file``'s documents with ``documents``: batches of one column of JSON objects holding
         the schema's fields (``document_json_sql`` builds them in DuckDB). ``add_json`` costs a third less than
-        building a ``tantivy.Document`` per row in Python, and the tokenising itself runs in tantivy's threads."""
+        building a ``tantivy.Document`` per row in Python, and the tokenising itself runs in tantivy's threads.
+        Returns once the previous file's documents are in, so at most one file's documents wait in memory."""
+        self._wait()
+        self._adding = self._thread.submit(self._replace, source_file, documents)
+
+    def _replace(self, source_file: str, documents: list[pa.RecordBatch]) -> None:
         self.writer.delete_documents_by_term("source_file", source_file)
         add = self.writer.add_json
         for batch in documents:
             for doc in batch.column(0).to_pylist():
                 add(doc)
 
+    def _wait(self) -> None:
+        adding, self._adding = self._adding, None
+        if adding is not None:
+            adding.result()  # raises here what adding raised
+
     def delete_file(self, source_file: str) -> None:
+        self._wait()
         self.writer.delete_documents_by_term("source_file", source_file)
 
     def commit(self) -> None:
+        self._wait()
         self.writer.commit()
 
     def rollback(self) -> None:
         """Drop what was added or deleted since the last commit."""
-        self.writer.rollback()
+        try:
+            self._wait()
+        finally:
+            self.writer.rollback()
 
-    def wait_merging_threads(self) -> None:
+    def close(self) -> None:
         """Let the segment merges that commits started finish; the writer cannot be used after this."""
+        self._thread.shutdown(wait=True)
         self.writer.wait_merging_threads()
 
 
