@@ -29,8 +29,6 @@ def _stated(guard: str, pattern: str, sql_type: str) -> str:
 _STATED = {  # numbers a prompt states about its camera
     "hfov": _stated("fov", r"hfov\)?\s*(?:is|=|:)?\s*" + NUM, "DOUBLE"),
     "vfov": _stated("fov", r"vfov\)?\s*(?:is|=|:)?\s*" + NUM, "DOUBLE"),
-    "stated_w": _stated("pixels", r"([0-9]+)\s*[x×]\s*[0-9]+\s*pixels", "INTEGER"),
-    "stated_h": _stated("pixels", r"[0-9]+\s*[x×]\s*([0-9]+)\s*pixels", "INTEGER"),
     "fx": _stated("f_x", r"f_x\s*[=:]\s*" + NUM, "DOUBLE"),
     "fy": _stated("f_x", r"f_y\s*[=:]\s*" + NUM, "DOUBLE"),
     "cx": _stated("f_x", r"c_x\s*[=:]\s*" + NUM, "DOUBLE"),
@@ -69,8 +67,9 @@ WITH base AS (
     CASE WHEN json_valid(meta_info) THEN meta_info END AS meta_json,
     {_STATED["hfov"]} AS hfov,
     {_STATED["vfov"]} AS vfov,
-    {_STATED["stated_w"]} AS stated_w,
-    {_STATED["stated_h"]} AS stated_h,
+    -- "W x H pixels": one regex for both numbers (two cost twice: no literal prefix for RE2 to skip ahead to)
+    CASE WHEN contains(first_human, 'pixels') THEN
+      regexp_extract(first_human, '([0-9]+)\\s*[x×]\\s*([0-9]+)\\s*pixels', ['w', 'h']) END AS stated_px,
     {_STATED["fx"]} AS fx,
     {_STATED["fy"]} AS fy,
     {_STATED["cx"]} AS cx,
@@ -80,8 +79,8 @@ WITH base AS (
 ), cams AS (
   SELECT *,
     CASE WHEN json_type(meta_json) = 'OBJECT' THEN meta_json END AS meta_obj,
-    coalesce(stated_w, img0.width, CAST(round(2 * cx) AS INTEGER)) AS cam_w,
-    coalesce(stated_h, img0.height, CAST(round(2 * cy) AS INTEGER)) AS cam_h
+    coalesce(TRY_CAST(nullif(stated_px.w, '') AS INTEGER), img0.width, CAST(round(2 * cx) AS INTEGER)) AS cam_w,
+    coalesce(TRY_CAST(nullif(stated_px.h, '') AS INTEGER), img0.height, CAST(round(2 * cy) AS INTEGER)) AS cam_h
   FROM parsed
 )
 SELECT
