@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,6 @@ from .settings import Settings
 from .taxonomy import load_taxonomy
 from .text_index import TextIndexWriter, document_json_sql
 
-log = logging.getLogger(__name__)
-ProgressFn = Callable[[int, int, str], None]
 # Files share a transaction until this many rows have landed. DuckDB writes an insert straight into the database
 # file only in whole row groups (122,880 rows); a commit per shard (often smaller) sent every row through the WAL
 # and then a checkpoint: twice the writing, a third of the ingest time at 4.1M rows.
@@ -63,7 +60,6 @@ def ingest(
     dataset: str | None = None,
     force: bool = False,
     progress: bool = True,
-    on_progress: ProgressFn | None = None,
     text_index: bool = True,
 ) -> IngestSummary:
     """Ingest files/folders into the catalog. Unchanged files (same size and mtime) are skipped unless ``force``."""
@@ -93,7 +89,7 @@ def ingest(
         pending = 0  # rows written since the last commit
         con.execute("BEGIN TRANSACTION")
         try:
-            for done, shard in enumerate(_read_ahead(todo), start=summary.files_unchanged + 1):
+            for shard in _read_ahead(todo):
                 shard_dataset = dataset or infer_dataset(shard.root)
                 pending += _write_shard(con, shard, shard_dataset, run, select_sql, summary, writer)
                 if pending >= ROWS_PER_COMMIT:
@@ -104,8 +100,6 @@ def ingest(
                     pending = 0
                 bar.update()
                 bar.set_postfix(rows=summary.rows_ok, failed=summary.rows_failed)
-                if on_progress:
-                    on_progress(done, len(jobs), str(shard.path))
         except BaseException:
             # Both stores drop the same uncommitted files: this group's in place, all of them in a copy (never swapped).
             con.execute("ROLLBACK")
@@ -156,8 +150,7 @@ class _ReadShard:
     """One file read in full before the catalog is touched: an unusable file leaves its earlier rows in place."""
 
     root: Path
-    path: Path
-    source_file: str
+    source_file: str  # resolved path
     size: int
     mtime: float
     source_format: str | None = None
@@ -168,7 +161,7 @@ class _ReadShard:
 
 def _read_file(root: Path, path: Path) -> _ReadShard:
     stat = path.stat()
-    shard = _ReadShard(root, path, str(path.resolve()), stat.st_size, stat.st_mtime)
+    shard = _ReadShard(root, str(path.resolve()), stat.st_size, stat.st_mtime)
     try:
         shard.source_format = detect_format(path)
         batches = list(read_shard(path, shard.errors.append, shard.source_file))
@@ -207,7 +200,7 @@ def _write_shard(
         summary.files_failed += 1
         _record_error(con, summary, RowError(source_file, None, None, shard.failure), run)
         return 0
-    subset = shard.path.resolve().parent.name  # the subset folder (si_distance/, video/, ...) names the subset
+    subset = Path(source_file).parent.name  # the subset folder (si_distance/, video/, ...) names the subset
     # Re-ingesting a file replaces its rows: same rows, no duplicates, and errors from the last try go.
     con.execute("DELETE FROM samples WHERE source_file = ?", [source_file])
     con.execute("DELETE FROM ingest_errors WHERE file = ?", [source_file])

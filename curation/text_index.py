@@ -72,10 +72,6 @@ class TextIndexWriter:
         if adding is not None:
             adding.result()  # raises here what adding raised
 
-    def delete_file(self, source_file: str) -> None:
-        self._wait()
-        self.writer.delete_documents_by_term("source_file", source_file)
-
     def commit(self) -> None:
         self._wait()
         self.writer.commit()
