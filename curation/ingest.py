@@ -15,9 +15,10 @@ from tqdm import tqdm
 
 from db.catalog import SAMPLE_COLUMNS, open_for_writing
 
-from .canonical import canonical_select, content_hash_sql
+from .canonical import canonical_select
 from .readers import ReaderError, RowError, detect_format, find_shards, read_shard
 from .readers.media_refs import clear_caches
+from .sample_ids import TakenIds, previous_ids
 from .settings import Settings
 from .taxonomy import load_taxonomy
 from .text_index import TextIndexWriter, document_json_sql
@@ -85,13 +86,14 @@ def ingest(
         todo = jobs if force else _changed(con, jobs)
         summary.files_unchanged = len(jobs) - len(todo)
         writer = TextIndexWriter(settings.text_index_dir) if text_index else None
+        taken = TakenIds(con) if todo else None
         bar = tqdm(total=len(jobs), initial=summary.files_unchanged, desc="ingest", unit="file", disable=not progress)
         pending = 0  # rows written since the last commit
         con.execute("BEGIN TRANSACTION")
         try:
             for shard in _read_ahead(todo):
                 shard_dataset = dataset or infer_dataset(shard.root)
-                pending += _write_shard(con, shard, shard_dataset, run, select_sql, summary, writer)
+                pending += _write_shard(con, shard, shard_dataset, run, select_sql, summary, writer, taken)
                 if pending >= ROWS_PER_COMMIT:
                     con.execute("COMMIT")
                     if writer and target.in_place:  # the text index commits when the catalog's rows become visible
@@ -115,7 +117,9 @@ def ingest(
         if writer:
             writer.commit()
             writer.close()
-        summary.samples_total = con.execute("SELECT count(*) FROM samples").fetchone()[0]
+        summary.samples_total, summary.rows_with_problems = con.execute(
+            "SELECT count(*), count(*) FILTER (ingest_run = ? AND len(problems) > 0) FROM samples", [run]
+        ).fetchall()[0]
         con.execute(
             "UPDATE ingest_runs SET finished_at = now(), files = ?, rows_ok = ?, rows_failed = ? WHERE ingest_run = ?",
             [summary.files_ingested, summary.rows_ok, summary.rows_failed, run],
@@ -193,6 +197,7 @@ def _write_shard(
     select_sql: str,
     summary: IngestSummary,
     writer: TextIndexWriter | None,
+    taken: TakenIds,
 ) -> int:
     """Replace one file's rows inside the caller's transaction; returns the rows written."""
     source_file = shard.source_file
@@ -201,10 +206,18 @@ def _write_shard(
         _record_error(con, summary, RowError(source_file, None, None, shard.failure), run)
         return 0
     subset = Path(source_file).parent.name  # the subset folder (si_distance/, video/, ...) names the subset
-    # Re-ingesting a file replaces its rows: same rows, no duplicates, and errors from the last try go.
-    con.execute("DELETE FROM samples WHERE source_file = ?", [source_file])
+    # Re-ingesting a file replaces its rows: same rows, no duplicates, and errors from the last try go; unchanged
+    # rows keep their ids. A file never ingested has no rows to look for (each lookup scans the catalog).
+    previous = None
+    if con.execute("SELECT count(*) FROM ingested_files WHERE file = ?", [source_file]).fetchall()[0][0]:
+        previous = previous_ids(con, source_file)
+        con.execute("DELETE FROM samples WHERE source_file = ?", [source_file])
     con.execute("DELETE FROM ingest_errors WHERE file = ?", [source_file])
-    rows = _insert_canonical(con, shard.table, select_sql, dataset, subset, run) if shard.table is not None else 0
+    rows = (
+        _insert_canonical(con, shard.table, select_sql, dataset, subset, run, taken, source_file, previous)
+        if shard.table is not None
+        else 0
+    )
     for err in shard.errors:
         _record_error(con, summary, err, run)
     con.execute(
@@ -214,57 +227,26 @@ def _write_shard(
     summary.files_ingested += 1
     summary.rows_ok += rows
     summary.rows_failed += len(shard.errors)
-    summary.rows_with_problems += con.execute(
-        "SELECT count(*) FROM samples WHERE source_file = ? AND len(problems) > 0", [source_file]
-    ).fetchall()[0][0]
     if writer is not None:
         docs = con.sql(f"{document_json_sql('samples')} WHERE source_file = $f", params={"f": source_file})
         writer.replace_file(source_file, docs.to_arrow_table().to_batches(max_chunksize=20_000))
     return rows
 
 
-# sample_id: the source id when present and unique in the dataset, else the content hash (numbered when exact
-# copies share one) — DESIGN.md "Stable sample identity". Computed on a narrow relation (row, ids, hash): the
-# window functions would otherwise drag every list column through them.
-_SAMPLE_IDS_SQL = f"""
-WITH hashed AS (
-    SELECT row_index, source_id, source_file, {content_hash_sql()} AS content_hash FROM raw_stage
-), taken AS (  -- probe the catalog with this file's ids only: the catalog can hold millions
-    SELECT sample_id AS id FROM samples WHERE sample_id IN (SELECT source_id FROM hashed)
-    UNION SELECT source_id FROM samples
-    WHERE dataset = ? AND source_id IN (SELECT source_id FROM hashed)
-), counted AS (
-    SELECT h.*,
-        count(*) OVER (PARTITION BY h.source_id) AS id_uses,
-        row_number() OVER (PARTITION BY h.content_hash ORDER BY h.row_index) AS copy_no,
-        t.id IS NOT NULL AS id_taken
-    FROM hashed h LEFT JOIN taken t ON t.id = h.source_id
-), proposed AS (
-    SELECT *, 'h' || substr(content_hash, 1, 20)
-              || CASE WHEN copy_no > 1 THEN '-' || copy_no ELSE '' END AS hash_id
-    FROM counted
-)
-SELECT
-    CASE WHEN nullif(trim(p.source_id), '') IS NOT NULL AND p.id_uses = 1 AND NOT p.id_taken
-         THEN p.source_id
-         ELSE p.hash_id || CASE WHEN h.id IS NOT NULL THEN '-' || substr(md5(p.source_file), 1, 6) ELSE '' END
-    END AS sample_id,
-    p.content_hash
-FROM proposed p LEFT JOIN (
-    SELECT sample_id AS id FROM samples WHERE sample_id IN (SELECT hash_id FROM proposed)
-) h ON h.id = p.hash_id
-ORDER BY p.row_index"""
-
-
-def _insert_canonical(con, raw: pa.Table, select_sql: str, dataset: str, subset: str | None, run: int) -> int:
+def _insert_canonical(
+    con,
+    raw: pa.Table,
+    select_sql: str,
+    dataset: str,
+    subset: str | None,
+    run: int,
+    taken: TakenIds,
+    source_file: str,
+    previous: pa.Table | None,
+) -> int:
     if pc.all(pc.greater(raw["row_index"][1:], raw["row_index"][:-1])).as_py() is False:
         raw = raw.sort_by("row_index")  # readers yield file order; the ids below come back in row_index order
-    # The file's batches are scanned where they lie: DuckDB splits an Arrow scan across its threads by batch.
-    con.register("raw_stage", raw)
-    try:
-        ids = con.sql(_SAMPLE_IDS_SQL, params=[dataset]).to_arrow_table()
-    finally:
-        con.unregister("raw_stage")
+    ids = taken.assign(con, raw, dataset, source_file, previous)
     # The ids ride along as columns rather than a join, so the scan stays in file order without an ORDER BY:
     # rows land in row_index order and the catalog's physical order does not depend on thread timing.
     staged = raw.append_column("sample_id", ids["sample_id"]).append_column("content_hash", ids["content_hash"])
