@@ -33,9 +33,20 @@ def _open(directory: Path, create: bool) -> tantivy.Index | None:
     return tantivy.Index(_schema(), path=str(directory))
 
 
+# What a curator searches in each field. A 3D-box answer is indexed as its labels: the JSON's numbers tokenise
+# into digit fragments ("0.25" -> "0", "25") that match nearly every detection sample and are a fifth of all
+# tokens at VST's skill shares; the boxes themselves are columns (answer kind, boxes_3d) to filter on.
+_INDEXED_TEXT = {
+    "question": "coalesce(question, '')",
+    "answer": "CASE WHEN answer_kind = 'bbox3d' THEN coalesce(array_to_string(list_transform(boxes_3d, "
+    "lambda b: b.label), ' '), '') ELSE coalesce(answer, '') END",
+    "reasoning": "coalesce(reasoning, '')",
+}
+
+
 def document_json_sql(relation: str) -> str:
     """A SELECT of one JSON text column, a tantivy document per row of ``relation`` (a catalog-shaped table)."""
-    fields = ", ".join(f"{name} := coalesce({name}, '')" for name in TEXT_FIELDS)
+    fields = ", ".join(f"{name} := {_INDEXED_TEXT[name]}" for name in TEXT_FIELDS)
     return f"SELECT to_json(struct_pack(sample_id, source_file, {fields}))::VARCHAR AS doc FROM {relation}"
 
 

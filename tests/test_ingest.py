@@ -117,6 +117,75 @@ def test_sample_ids_follow_the_identity_rule(home, tmp_path):
     assert [r["sample_id"] for r in rows(home, "SELECT sample_id FROM samples ORDER BY row_index")] == ids
 
 
+def _ids_by_file(settings) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for r in rows(settings, "SELECT source_file, sample_id FROM samples ORDER BY source_file, row_index"):
+        out.setdefault(r["source_file"].rsplit("/", 2)[-2], []).append(r["sample_id"])
+    return out
+
+
+@pytest.mark.parametrize("one_run", [True, False], ids=["one-ingest", "two-ingests"])
+def test_ids_taken_by_earlier_files_are_never_handed_out_again(home, tmp_path, one_run):
+    """Given a catalog that already holds a file, when a later file reuses its ids or copies its content (in the
+    same ingest, or in a later one), then every sample still gets an id of its own, by the identity rule."""
+    copy = sft_row(0, "What is the distance between the chair and the table?", "1.8", id="")
+    first = [{**sft_row(1, "How far is the lamp?", "2", id="x1")}, copy, sft_row(2, "Unique?", "3", id="x2")]
+    later = [
+        {**sft_row(3, "How big is the sofa?", "2 m"), "id": "x1"},  # its id is taken in the dataset
+        copy,  # an exact copy of a sample of the first file: its content hash is taken
+        sft_row(4, "A fresh question?", "4", id="x3"),
+    ]
+    write_sft(tmp_path / "vst_p" / "si_distance" / "part-00000.parquet", first)
+    write_sft(tmp_path / "later" / "vst_p" / "si_measurement" / "part-00000.parquet", later)
+    other = tmp_path / "other" / "mydata" / "si_depth_comparison" / "part-00000.parquet"
+    write_sft(other, [sft_row(5, "Which is closer?", "the chair", id="x2")])  # taken as a sample id elsewhere
+    sources = [tmp_path / "vst_p", tmp_path / "later" / "vst_p", other.parent.parent]
+    if one_run:
+        ingest(sources, home, progress=False)
+    else:
+        for src in sources:
+            ingest([src], home, progress=False)
+    ids = _ids_by_file(home)
+    assert ids["si_distance"][0] == "x1" and ids["si_distance"][2] == "x2"
+    assert ids["si_measurement"][0].startswith("h") and ids["si_measurement"][2] == "x3"
+    # The copy's hash id is taken by the first file's copy: the later one is told apart by its file.
+    assert ids["si_measurement"][1].startswith(ids["si_distance"][1] + "-")
+    assert ids["si_depth_comparison"][0].startswith("h")
+    everything = [i for file_ids in ids.values() for i in file_ids]
+    assert len(everything) == len(set(everything)) == 7
+    # Re-ingesting them all gives every sample the id it had.
+    ingest(sources, home, progress=False, force=True)
+    assert _ids_by_file(home) == ids
+
+
+def test_a_3d_box_answer_is_found_by_its_labels_not_its_numbers(home, tmp_path):
+    answer = '```json\n[{"bbox_3d": [0.25, -0.1, 3.5, 0.9, 1.2, 0.4, 0.0, 0.5, 0.0], "label": "bookshelf"}]\n```'
+    write_sft(tmp_path / "vst_p" / "si_3d_detection" / "part-00000.parquet", [
+        sft_row(0, "Detect the 3D bounding boxes of the furniture.", answer),
+        sft_row(1, "What is the distance between the chair and the table?", "0.25"),
+    ])
+    ingest([tmp_path / "vst_p"], home, progress=False)
+    q = CatalogQuery(home)
+    assert [r["sample_id"] for r in q.page(FilterSpec(text="bookshelf")).rows] == ["id-0"]
+    assert [r["sample_id"] for r in q.page(FilterSpec(text="0.25")).rows] == ["id-1"]  # a stated number still is
+
+
+def test_fingerprint_runs_answer_like_a_set():
+    import numpy as np
+
+    from curation.sample_ids import _Fingerprints
+
+    rng = np.random.default_rng(7)
+    fps, seen = _Fingerprints(), set()
+    for size in [0, 5, 1000, 3, 40, 2000, 1, 700]:
+        batch = rng.integers(0, 5000, size, dtype=np.uint64)
+        fps.add(batch)
+        seen.update(batch.tolist())
+        probe = rng.integers(0, 6000, 500, dtype=np.uint64)
+        assert fps.contains(probe).tolist() == [int(v) in seen for v in probe]
+    assert len(fps._runs) <= 4  # runs are merged as they grow
+
+
 def test_hostile_text_is_data_never_sql(home, small_tree):
     ingest([small_tree / "vst_p", small_tree / "vst_r"], home, progress=False)
     q = CatalogQuery(home)
