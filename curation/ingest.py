@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
@@ -18,7 +19,7 @@ from db.catalog import SAMPLE_COLUMNS, open_for_writing
 from .canonical import canonical_select
 from .readers import ReaderError, RowError, detect_format, find_shards, read_shard
 from .readers.media_refs import clear_caches
-from .sample_ids import TakenIds, previous_ids
+from .sample_ids import GroupFile, TakenIds, previous_ids
 from .settings import Settings
 from .taxonomy import load_taxonomy
 from .text_index import TextIndexWriter, document_json_sql
@@ -27,6 +28,10 @@ from .text_index import TextIndexWriter, document_json_sql
 # file only in whole row groups (122,880 rows); a commit per shard (often smaller) sent every row through the WAL
 # and then a checkpoint: twice the writing, a third of the ingest time at 4.1M rows.
 ROWS_PER_COMMIT = 500000
+# Files are written in groups of about this many rows: one id pass, one INSERT, one text-index read per group.
+# DuckDB binds and plans the canonical SELECT anew for every statement (about 60 ms); a statement per file made a
+# shard of 2,000 rows (embedded images keep real shards small) cost three times its rows' work.
+ROWS_PER_GROUP = 100_000
 
 
 @dataclass
@@ -67,9 +72,7 @@ def ingest(
     started = time.perf_counter()
     settings.ensure_dirs()
     tax = load_taxonomy()
-    select_sql = canonical_select(
-        tax, source="(SELECT *, ?::VARCHAR AS dataset, ?::VARCHAR AS subset, ?::INTEGER AS ingest_run FROM raw_stage)"
-    )
+    select_sql = canonical_select(tax, source="(SELECT *, ?::INTEGER AS ingest_run FROM raw_stage)")
     clear_caches()
     with open_for_writing(settings.catalog_path) as target:
         con = target.con
@@ -77,13 +80,15 @@ def ingest(
         con.execute("INSERT INTO ingest_runs VALUES (?, now(), NULL, 0, 0, 0)", [run])
         summary = IngestSummary(ingest_run=run)
         jobs: list[tuple[Path, Path]] = []
+        seen: set[Path] = set()  # a file reached through two of the paths is ingested once
         for root in map(Path, paths):
             if not root.exists():
                 _record_error(con, summary, RowError(str(root), None, None, "path does not exist"), run)
                 continue
-            jobs.extend((root, f) for f in find_shards([root]))
+            jobs.extend((root, f) for f in find_shards([root]) if _first_time(f, seen))
         summary.files_seen = len(jobs)
-        todo = jobs if force else _changed(con, jobs)
+        known = _ingested_files(con)
+        todo = jobs if force else _changed(jobs, known)
         summary.files_unchanged = len(jobs) - len(todo)
         writer = TextIndexWriter(settings.text_index_dir) if text_index else None
         taken = TakenIds(con) if todo else None
@@ -91,16 +96,17 @@ def ingest(
         pending = 0  # rows written since the last commit
         con.execute("BEGIN TRANSACTION")
         try:
-            for shard in _read_ahead(todo):
-                shard_dataset = dataset or infer_dataset(shard.root)
-                pending += _write_shard(con, shard, shard_dataset, run, select_sql, summary, writer, taken)
+            # A group never spans a commit: what a commit makes durable is whole groups.
+            for group in _groups(_read_ahead(todo), min(ROWS_PER_GROUP, ROWS_PER_COMMIT)):
+                datasets = [dataset or infer_dataset(shard.root) for shard in group]
+                pending += _write_group(con, group, datasets, known, run, select_sql, summary, writer, taken)
                 if pending >= ROWS_PER_COMMIT:
                     con.execute("COMMIT")
                     if writer and target.in_place:  # the text index commits when the catalog's rows become visible
                         writer.commit()
                     con.execute("BEGIN TRANSACTION")
                     pending = 0
-                bar.update()
+                bar.update(len(group))
                 bar.set_postfix(rows=summary.rows_ok, failed=summary.rows_failed)
         except BaseException:
             # Both stores drop the same uncommitted files: this group's in place, all of them in a copy (never swapped).
@@ -130,17 +136,35 @@ def ingest(
 
 
 def _record_error(con, summary: IngestSummary, err: RowError, run: int) -> None:
-    summary.errors.append(err)
-    con.execute(
+    _record_errors(con, summary, [err], run)
+
+
+def _record_errors(con, summary: IngestSummary, errors: list[RowError], run: int) -> None:
+    if not errors:
+        return
+    summary.errors.extend(errors)
+    con.executemany(
         "INSERT INTO ingest_errors (file, row_index, field, reason, ingest_run) VALUES (?, ?, ?, ?, ?)",
-        [err.file, err.row_index, err.field, err.reason, run],
+        [[e.file, e.row_index, e.field, e.reason, run] for e in errors],
     )
 
 
-def _changed(con: duckdb.DuckDBPyConnection, jobs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
-    """The jobs whose file is new or changed (size or mtime) since it was last ingested."""
+def _first_time(path: Path, seen: set[Path]) -> bool:
+    resolved = path.resolve()
+    if resolved in seen:
+        return False
+    seen.add(resolved)
+    return True
+
+
+def _ingested_files(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, float]]:
+    """Every file the catalog holds rows of, with the size and mtime it had when ingested."""
     rows = con.execute("SELECT file, size, mtime FROM ingested_files").fetchall()
-    known = {f: (size, mtime) for f, size, mtime in rows}
+    return {f: (size, mtime) for f, size, mtime in rows}
+
+
+def _changed(jobs: list[tuple[Path, Path]], known: dict[str, tuple[int, float]]) -> list[tuple[Path, Path]]:
+    """The jobs whose file is new or changed (size or mtime) since it was last ingested."""
     todo = []
     for root, path in jobs:
         prev, stat = known.get(str(path.resolve())), path.stat()
@@ -189,71 +213,100 @@ def _read_ahead(jobs: list[tuple[Path, Path]]) -> Iterator[_ReadShard]:
             yield ahead.result()
 
 
-def _write_shard(
+def _groups(shards: Iterator[_ReadShard], rows: int) -> Iterator[list[_ReadShard]]:
+    """Consecutive shards in groups of at least ``rows`` rows (the last one smaller)."""
+    group: list[_ReadShard] = []
+    size = 0
+    for shard in shards:
+        group.append(shard)
+        size += shard.table.num_rows if shard.table is not None else 0
+        if size >= rows:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+def _write_group(
     con: duckdb.DuckDBPyConnection,
-    shard: _ReadShard,
-    dataset: str,
+    group: list[_ReadShard],
+    datasets: list[str],
+    known: dict[str, tuple[int, float]],
     run: int,
     select_sql: str,
     summary: IngestSummary,
     writer: TextIndexWriter | None,
     taken: TakenIds,
 ) -> int:
-    """Replace one file's rows inside the caller's transaction; returns the rows written."""
-    source_file = shard.source_file
-    if shard.failure is not None:
-        summary.files_failed += 1
-        _record_error(con, summary, RowError(source_file, None, None, shard.failure), run)
-        return 0
-    subset = Path(source_file).parent.name  # the subset folder (si_distance/, video/, ...) names the subset
-    # Re-ingesting a file replaces its rows: same rows, no duplicates, and errors from the last try go; unchanged
-    # rows keep their ids. A file never ingested has no rows to look for (each lookup scans the catalog).
-    previous = None
-    if con.execute("SELECT count(*) FROM ingested_files WHERE file = ?", [source_file]).fetchall()[0][0]:
-        previous = previous_ids(con, source_file)
-        con.execute("DELETE FROM samples WHERE source_file = ?", [source_file])
-    con.execute("DELETE FROM ingest_errors WHERE file = ?", [source_file])
-    rows = (
-        _insert_canonical(con, shard.table, select_sql, dataset, subset, run, taken, source_file, previous)
-        if shard.table is not None
-        else 0
-    )
-    for err in shard.errors:
-        _record_error(con, summary, err, run)
-    con.execute(
+    """Replace a group of files' rows inside the caller's transaction; returns the rows written."""
+    files: list[GroupFile] = []
+    tables: list[pa.Table] = []
+    written: list[tuple[_ReadShard, str]] = []
+    for shard, shard_dataset in zip(group, datasets):
+        source_file = shard.source_file
+        if shard.failure is not None:
+            summary.files_failed += 1
+            _record_error(con, summary, RowError(source_file, None, None, shard.failure), run)
+            continue
+        # Re-ingesting a file replaces its rows: same rows, no duplicates, and errors from the last try go;
+        # unchanged rows keep their ids. A file never ingested has no rows to look for (a lookup scans the catalog).
+        previous = None
+        if source_file in known:
+            previous = previous_ids(con, source_file)
+            con.execute("DELETE FROM samples WHERE source_file = ?", [source_file])
+            con.execute("DELETE FROM ingest_errors WHERE file = ?", [source_file])
+        written.append((shard, shard_dataset))
+        if shard.table is not None and shard.table.num_rows:
+            files.append(GroupFile(source_file, shard_dataset, previous))
+            tables.append(_staged(shard.table, len(tables), shard_dataset, Path(source_file).parent.name))
+    rows = _insert_group(con, tables, files, select_sql, run, taken) if tables else 0
+    _record_errors(con, summary, [err for shard, _ in written for err in shard.errors], run)
+    con.executemany(
         "INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, now())",
-        [source_file, dataset, shard.source_format, shard.size, shard.mtime, rows, len(shard.errors), run],
+        [
+            [s.source_file, d, s.source_format, s.size, s.mtime, s.table.num_rows if s.table else 0, len(s.errors), run]
+            for s, d in written
+        ],
     )
-    summary.files_ingested += 1
+    summary.files_ingested += len(written)
     summary.rows_ok += rows
-    summary.rows_failed += len(shard.errors)
-    if writer is not None:
-        docs = con.sql(f"{document_json_sql('samples')} WHERE source_file = $f", params={"f": source_file})
-        writer.replace_file(source_file, docs.to_arrow_table().to_batches(max_chunksize=20_000))
+    summary.rows_failed += sum(len(s.errors) for s, _ in written)
+    if writer is not None and written:
+        names = [s.source_file for s, _ in written]
+        docs = con.sql(
+            f"{document_json_sql('samples')} WHERE ingest_run = $run AND source_file IN (SELECT unnest($files))",
+            params={"run": run, "files": [f.source_file for f in files]},
+        )
+        writer.replace_files([n for n in names if n in known], docs.to_arrow_table().to_batches(max_chunksize=20_000))
     return rows
 
 
-def _insert_canonical(
-    con,
-    raw: pa.Table,
-    select_sql: str,
-    dataset: str,
-    subset: str | None,
-    run: int,
-    taken: TakenIds,
-    source_file: str,
-    previous: pa.Table | None,
-) -> int:
+def _staged(raw: pa.Table, file_no: int, dataset: str, subset: str) -> pa.Table:
+    """A file's raw rows in row order, with the columns ingest adds: its place in the group, dataset and subset (the
+    subset folder si_distance/, video/, ... names the subset)."""
     if pc.all(pc.greater(raw["row_index"][1:], raw["row_index"][:-1])).as_py() is False:
-        raw = raw.sort_by("row_index")  # readers yield file order; the ids below come back in row_index order
-    ids = taken.assign(con, raw, dataset, source_file, previous)
+        raw = raw.sort_by("row_index")  # readers yield file order; ids come back in (file_no, row_index) order
+    n = raw.num_rows
+    return (
+        raw.append_column("file_no", pa.array(np.full(n, file_no, dtype=np.int32)))
+        .append_column("dataset", pa.array([dataset] * n, pa.string()))
+        .append_column("subset", pa.array([subset] * n, pa.string()))
+    )
+
+
+def _insert_group(
+    con, tables: list[pa.Table], files: list[GroupFile], select_sql: str, run: int, taken: TakenIds
+) -> int:
+    raw = pa.concat_tables(tables)
+    ids = taken.assign(con, raw, files)
     # The ids ride along as columns rather than a join, so the scan stays in file order without an ORDER BY:
-    # rows land in row_index order and the catalog's physical order does not depend on thread timing.
+    # rows land in (file, row_index) order and the catalog's physical order does not depend on thread timing.
     staged = raw.append_column("sample_id", ids["sample_id"]).append_column("content_hash", ids["content_hash"])
+    # The group's batches are scanned where they lie: DuckDB splits an Arrow scan across its threads by batch.
     con.register("raw_stage", staged)
     try:
         cols = ", ".join(name for name, _ in SAMPLE_COLUMNS)
-        con.execute(f"INSERT INTO samples ({cols}) {select_sql}", [dataset, subset, run])
+        con.execute(f"INSERT INTO samples ({cols}) {select_sql}", [run])
     finally:
         con.unregister("raw_stage")
     return raw.num_rows

@@ -1,14 +1,18 @@
 """Sample identity at ingest: the source id when present and unique in the dataset, else the content hash (numbered
 when exact copies share one) — DESIGN.md "Stable sample identity".
 
-Whether an id is already taken depends on the whole catalog. Asking the catalog for every file costs a scan of
-millions of ids per file (at 4.1M rows in 47 files that was 30 s, a quarter of the ingest). ``TakenIds`` keeps
-64-bit fingerprints of the catalog's ids instead: a file's ids are probed in memory, and only the ids whose
-fingerprint is present (a real collision, or a row of a file being re-ingested) are looked up in the catalog, so
-the rule stays exact.
+Whether an id is already taken depends on the whole catalog and on the files before this one. Asking the catalog
+for every file costs a scan of millions of ids per file (at 4.1M rows in 47 files that was 30 s, a quarter of the
+ingest). ``TakenIds`` keeps 64-bit fingerprints of the ids handed out instead: a file's ids are probed in memory,
+and only the ids whose fingerprint is present (a real collision, or a row of a file being re-ingested) are looked
+up exactly, so the rule stays exact. Ingest hands over files in groups: one SQL pass proposes ids for the whole
+group, then the files are settled one after another, each seeing the ids of those before it.
 """
 
 from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
 
 import duckdb
 import numpy as np
@@ -17,43 +21,51 @@ import pyarrow.compute as pc
 
 from .canonical import content_hash_sql
 
-# Per row of a file: its content hash, how often its source id occurs in the file, the hash id it would get, and
-# fingerprints (DuckDB's 64-bit hash, stable within a process) of the ids the catalog is probed with. Computed on a
-# narrow relation: the window functions would otherwise drag every list column through them.
+# Per row of a group of files: its content hash, how often its source id occurs in its file, the hash id it would
+# get, and fingerprints (DuckDB's 64-bit hash, stable within a process) of the ids it is probed with. Computed on a
+# narrow relation: the window functions would otherwise drag every list column through them. ``raw_stage`` has
+# the raw columns plus ``dataset`` and ``file_no`` (the file's place in the group); rows come back in that order.
 _PROPOSED_SQL = f"""
 WITH hashed AS (
-    SELECT row_index, source_id, {content_hash_sql()} AS content_hash FROM raw_stage
+    SELECT file_no, row_index, dataset, source_id, {content_hash_sql()} AS content_hash FROM raw_stage
 ), counted AS (
     SELECT *,
-        count(*) OVER (PARTITION BY source_id) AS id_uses,
-        row_number() OVER (PARTITION BY content_hash ORDER BY row_index) AS copy_no
+        count(*) OVER (PARTITION BY file_no, source_id) AS id_uses,
+        row_number() OVER (PARTITION BY file_no, content_hash ORDER BY row_index) AS copy_no
     FROM hashed
 ), proposed AS (
-    SELECT row_index, source_id, content_hash, id_uses,
+    SELECT file_no, row_index, dataset, source_id, content_hash, id_uses,
         'h' || substr(content_hash, 1, 20) || CASE WHEN copy_no > 1 THEN '-' || copy_no ELSE '' END AS hash_id,
         nullif(trim(source_id), '') IS NOT NULL AS has_id
     FROM counted
 )
-SELECT *, hash(source_id) AS fp_id, hash($dataset, source_id) AS fp_dataset_id, hash(hash_id) AS fp_hash_id
-FROM proposed ORDER BY row_index"""
+SELECT *, hash(source_id) AS fp_id, hash(dataset, source_id) AS fp_dataset_id, hash(hash_id) AS fp_hash_id
+FROM proposed ORDER BY file_no, row_index"""
 
-# The exact lookups, for candidates only: a sample already named by this id (any dataset), or this source id
-# already used in the dataset (even where that row got a hash id).
-_TAKEN_SQL = """
-SELECT id FROM candidates WHERE id IN (SELECT sample_id FROM samples WHERE sample_id IN (SELECT id FROM candidates))
-UNION SELECT id FROM candidates
-WHERE id IN (SELECT source_id FROM samples WHERE dataset = $dataset AND source_id IN (SELECT id FROM candidates))"""
-_HASH_TAKEN_SQL = "SELECT sample_id AS id FROM samples WHERE sample_id IN (SELECT id FROM candidates)"
+# The exact lookups in the catalog, for candidates only: a sample already named by this id (any dataset), or this
+# source id already used in the dataset (even where that row got a hash id).
+_NAMED_SQL = "SELECT sample_id AS id FROM samples WHERE sample_id IN (SELECT id FROM candidates)"
+_USED_IN_DATASET_SQL = (
+    "SELECT source_id AS id FROM samples WHERE dataset = $dataset AND source_id IN (SELECT id FROM candidates)"
+)
 
-_FINAL_SQL = """
-SELECT *, hash(sample_id) AS fp_sample_id FROM (
-    SELECT CASE WHEN kept_id IS NOT NULL AND NOT kept_taken THEN kept_id
-                WHEN has_id AND id_uses = 1 AND NOT id_taken THEN source_id
-                ELSE hash_id || CASE WHEN hash_taken THEN '-' || substr(md5($source_file), 1, 6) ELSE '' END
-           END AS sample_id,
-           content_hash, fp_dataset_id, has_id, row_index
-    FROM proposed
-) ORDER BY row_index"""
+PREVIOUS_IDS_SQL = (
+    "SELECT row_index, source_id, content_hash, sample_id, hash(sample_id) AS fp FROM samples WHERE source_file = ?"
+)
+
+
+@dataclass(frozen=True)
+class GroupFile:
+    """One file of a group handed to ``TakenIds.assign``."""
+
+    source_file: str
+    dataset: str
+    previous: pa.Table | None = None  # its rows as the catalog had them before this re-ingest (``previous_ids``)
+
+
+def previous_ids(con: duckdb.DuckDBPyConnection, source_file: str) -> pa.Table:
+    """A file's ids as the catalog holds them, read before a re-ingest deletes its rows (see ``TakenIds.assign``)."""
+    return con.sql(PREVIOUS_IDS_SQL, params=[source_file]).to_arrow_table()
 
 
 class _Fingerprints:
@@ -81,7 +93,7 @@ class _Fingerprints:
 
 class TakenIds:
     """The ids an ingest must not hand out again: fingerprints of the catalog's sample ids and of its
-    (dataset, source id) pairs, loaded once and kept up to date as files land."""
+    (dataset, source id) pairs, loaded once and kept up to date as files are assigned ids."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection):
         self.sample_ids = _Fingerprints()
@@ -91,59 +103,99 @@ class TakenIds:
             "FROM samples"
         ).fetchnumpy()
         self.sample_ids.add(np.asarray(fps["s"], dtype=np.uint64))
-        self.dataset_ids.add(_present(fps["d"]))
+        d = fps["d"]
+        self.dataset_ids.add(np.asarray(d.compressed() if np.ma.isMaskedArray(d) else d, dtype=np.uint64))
+        # Ids handed out to files whose rows are not in the catalog yet (the rest of the caller's group).
+        self._pending_ids: list[pa.Array] = []
+        self._pending_used: list[pa.Table] = []  # (dataset, source id)
 
-    def assign(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        raw: pa.Table,
-        dataset: str,
-        source_file: str,
-        previous: pa.Table | None = None,
-    ) -> pa.Table:
-        """``sample_id`` and ``content_hash`` for each row of ``raw`` (in row order), and record them as taken.
+    def assign(self, con: duckdb.DuckDBPyConnection, raw: pa.Table, files: list[GroupFile]) -> pa.Table:
+        """``sample_id`` and ``content_hash`` for each row of ``raw``, in ``raw``'s order, which must be by file
+        (``files`` order, column ``file_no``) and by ``row_index`` within a file; ``raw`` also has ``dataset``.
 
-        ``previous`` holds the file's rows as the catalog had them before this re-ingest (``previous_ids``; None
-        for a new file), and those rows must be gone from the catalog already. A row that is unchanged (same place,
+        Re-ingested files' old rows must be gone from the catalog already. A row that is unchanged (same place,
         source id and content) keeps its id: the rule alone would hand it a hash id once a later file reused its
         source id, and the flags and reviews kept under the old id would be lost."""
-        proposed = _query(con, _PROPOSED_SQL, {"raw_stage": raw}, {"dataset": dataset})
-        kept = _kept_ids(proposed, previous)
-        proposed = proposed.append_column("kept_id", kept)
-        has_id = proposed["has_id"].to_numpy(zero_copy_only=False)
-        named = self.sample_ids.contains(_u64(proposed["fp_id"]))
-        maybe = has_id & (named | self.dataset_ids.contains(_u64(proposed["fp_dataset_id"])))
-        id_taken = _exactly_taken(con, proposed["source_id"], maybe, _TAKEN_SQL, dataset)
-        hash_taken = _exactly_taken(
-            con, proposed["hash_id"], self.sample_ids.contains(_u64(proposed["fp_hash_id"])), _HASH_TAKEN_SQL, dataset
+        con.register("raw_stage", raw)
+        try:
+            proposed = con.sql(_PROPOSED_SQL).to_arrow_table()
+        finally:
+            con.unregister("raw_stage")
+        file_no = proposed["file_no"].to_numpy()
+        bounds = np.searchsorted(file_no, np.arange(len(files) + 1))
+        out = [
+            self._settle(con, proposed.slice(lo, hi - lo), f)
+            for f, lo, hi in zip(files, bounds[:-1], bounds[1:])
+        ]
+        self._pending_ids.clear()
+        self._pending_used.clear()
+        return pa.concat_tables(out) if out else pa.table({"sample_id": [], "content_hash": []})
+
+    def _settle(self, con: duckdb.DuckDBPyConnection, p: pa.Table, f: GroupFile) -> pa.Table:
+        """The rule for one file's proposed rows, given every id handed out before it."""
+        has_id = p["has_id"].to_numpy(zero_copy_only=False)
+        maybe = has_id & (
+            self.sample_ids.contains(_u64(p["fp_id"])) | self.dataset_ids.contains(_u64(p["fp_dataset_id"]))
         )
-        kept_taken = _exactly_taken(
-            con, kept, pc.is_valid(kept).to_numpy(zero_copy_only=False), _HASH_TAKEN_SQL, dataset
-        )
-        for name, flags in (("id_taken", id_taken), ("hash_taken", hash_taken), ("kept_taken", kept_taken)):
-            proposed = proposed.append_column(name, pa.array(flags))
-        ids = _query(con, _FINAL_SQL, {"proposed": proposed}, {"source_file": source_file})
-        if len(kept) - kept.null_count and pc.count_distinct(ids["sample_id"]).as_py() < ids.num_rows:
+        id_taken = self._exactly(con, p["source_id"], maybe, f.dataset, in_dataset=True)
+        hash_taken = self._exactly(con, p["hash_id"], self.sample_ids.contains(_u64(p["fp_hash_id"])), f.dataset)
+        own = has_id & (p["id_uses"].to_numpy() == 1) & ~id_taken  # the row takes its source id
+        by_rule = pc.if_else(pa.array(own), p["source_id"], p["hash_id"])
+        fp = np.where(own, _u64(p["fp_id"]), _u64(p["fp_hash_id"]))
+        suffixed = hash_taken & ~own
+        if suffixed.any():  # an exact copy of a sample in another file: told apart by its file
+            suffix = "-" + hashlib.md5(f.source_file.encode()).hexdigest()[:6]
+            by_rule = pc.if_else(pa.array(suffixed), pc.binary_join_element_wise(by_rule, suffix, ""), by_rule)
+        kept, kept_fp = _kept_ids(p, f.previous)
+        valid = pc.is_valid(kept).to_numpy(zero_copy_only=False)
+        keep = valid & ~self._exactly(con, kept, valid, f.dataset)
+        ids = pc.if_else(pa.array(keep), kept, by_rule)
+        if keep.any() and pc.count_distinct(ids).as_py() < len(ids):
             # A kept id met a new one (rows moved within the file): the rule alone, which cannot collide.
-            no_kept = proposed.set_column(proposed.schema.get_field_index("kept_id"), "kept_id", pa.nulls(len(kept)))
-            ids = _query(con, _FINAL_SQL, {"proposed": no_kept}, {"source_file": source_file})
-        self.sample_ids.add(_u64(ids["fp_sample_id"]))
-        self.dataset_ids.add(_u64(ids["fp_dataset_id"])[ids["has_id"].to_numpy(zero_copy_only=False)])
-        return ids.select(["sample_id", "content_hash"])
+            ids, keep = by_rule, np.zeros(len(ids), dtype=bool)
+        fp = np.where(keep, kept_fp, fp)
+        if suffixed.any():
+            fp[suffixed & ~keep] = _hashes(con, ids.filter(pa.array(suffixed & ~keep)))
+        self.sample_ids.add(fp)
+        self.dataset_ids.add(_u64(p["fp_dataset_id"])[has_id])
+        self._pending_ids.append(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids)
+        self._pending_used.append(
+            pa.table({"dataset": p["dataset"], "id": p["source_id"]}).filter(pa.array(has_id))
+        )
+        return pa.table({"sample_id": ids, "content_hash": p["content_hash"]})
+
+    def _exactly(
+        self, con: duckdb.DuckDBPyConnection, ids, maybe: np.ndarray, dataset: str, in_dataset: bool = False
+    ) -> np.ndarray:
+        """Of the candidate rows (``maybe``), those whose id is really taken: a sample's id in the catalog or
+        earlier in the group, or (``in_dataset``) a source id used in the dataset. One lookup, and none at all
+        when no fingerprint matched (the usual case)."""
+        taken = np.zeros(len(maybe), dtype=bool)
+        rows = np.flatnonzero(maybe)
+        if len(rows) == 0:
+            return taken
+        candidates = pa.table({"id": ids.take(pa.array(rows))})
+        found = [*self._pending_ids]
+        con.register("candidates", candidates)
+        try:
+            found.append(con.sql(_NAMED_SQL).to_arrow_table()["id"].combine_chunks())
+            if in_dataset:
+                found.append(con.sql(_USED_IN_DATASET_SQL, params={"dataset": dataset}).to_arrow_table()["id"]
+                             .combine_chunks())
+                found.extend(t.filter(pc.equal(t["dataset"], dataset))["id"].combine_chunks()
+                             for t in self._pending_used)
+        finally:
+            con.unregister("candidates")
+        value_set = pa.concat_arrays([a.cast(pa.string()) for a in found]) if found else pa.array([], pa.string())
+        taken[rows] = pc.is_in(candidates["id"], value_set=value_set).to_numpy(zero_copy_only=False)
+        return taken
 
 
-PREVIOUS_IDS_SQL = "SELECT row_index, source_id, content_hash, sample_id FROM samples WHERE source_file = ?"
-
-
-def previous_ids(con: duckdb.DuckDBPyConnection, source_file: str) -> pa.Table:
-    """A file's ids as the catalog holds them, read before a re-ingest deletes its rows (see ``assign``)."""
-    return con.sql(PREVIOUS_IDS_SQL, params=[source_file]).to_arrow_table()
-
-
-def _kept_ids(proposed: pa.Table, previous: pa.Table | None) -> pa.ChunkedArray:
-    """Per proposed row, the id its unchanged previous self had, else NULL."""
+def _kept_ids(proposed: pa.Table, previous: pa.Table | None) -> tuple[pa.Array, np.ndarray]:
+    """Per proposed row, the id (and its fingerprint) its unchanged previous self had, else NULL."""
+    n = proposed.num_rows
     if previous is None or previous.num_rows == 0:
-        return pa.chunked_array([pa.nulls(proposed.num_rows, pa.string())])
+        return pa.nulls(n, pa.string()), np.zeros(n, dtype=np.uint64)
     keys = ["row_index", "source_id", "content_hash"]
 
     def keyed(table: pa.Table) -> pa.Table:  # a join matches no NULL key: rows without a source id match on ""
@@ -151,43 +203,21 @@ def _kept_ids(proposed: pa.Table, previous: pa.Table | None) -> pa.ChunkedArray:
 
     joined = (
         keyed(proposed.select(keys))
-        .append_column("at", pa.array(range(proposed.num_rows), pa.int64()))
-        .join(keyed(previous.select([*keys, "sample_id"])), keys=keys, join_type="left outer")
+        .append_column("at", pa.array(np.arange(n), pa.int64()))
+        .join(keyed(previous.select([*keys, "sample_id", "fp"])), keys=keys, join_type="left outer")
         .sort_by("at")
     )
-    return joined["sample_id"]
+    fp = joined["fp"].fill_null(0).to_numpy().astype(np.uint64)
+    return joined["sample_id"].combine_chunks(), fp
 
 
-def _exactly_taken(con, ids: pa.ChunkedArray, maybe: np.ndarray, sql: str, dataset: str) -> np.ndarray:
-    """Of the candidate rows (``maybe``), those whose id the catalog really holds; one lookup, and none at all
-    when no fingerprint matched (the usual case)."""
-    taken = np.zeros(len(maybe), dtype=bool)
-    rows = np.flatnonzero(maybe)
-    if len(rows) == 0:
-        return taken
-    candidates = pa.table({"id": ids.take(pa.array(rows))})
-    params = {"dataset": dataset} if "$dataset" in sql else {}
-    found = _query(con, sql, {"candidates": candidates}, params)["id"]
-    taken[rows] = pc.is_in(candidates["id"], value_set=found.combine_chunks()).to_numpy(zero_copy_only=False)
-    return taken
-
-
-def _query(con: duckdb.DuckDBPyConnection, sql: str, tables: dict[str, pa.Table], params: dict) -> pa.Table:
-    for name, table in tables.items():
-        con.register(name, table)
+def _hashes(con: duckdb.DuckDBPyConnection, ids: pa.Array) -> np.ndarray:
+    con.register("new_ids", pa.table({"id": ids}))
     try:
-        return con.sql(sql, params=params or None).to_arrow_table()
+        return _u64(con.sql("SELECT hash(id) AS fp FROM new_ids").to_arrow_table()["fp"])
     finally:
-        for name in tables:
-            con.unregister(name)
+        con.unregister("new_ids")
 
 
-def _u64(column: pa.ChunkedArray) -> np.ndarray:
+def _u64(column) -> np.ndarray:
     return column.to_numpy().astype(np.uint64, copy=False)
-
-
-def _present(values) -> np.ndarray:
-    """Fingerprints from fetchnumpy, NULLs (rows without a source id) left out."""
-    if np.ma.isMaskedArray(values):
-        values = values.compressed()
-    return np.asarray(values, dtype=np.uint64)

@@ -51,10 +51,10 @@ def document_json_sql(relation: str) -> str:
 
 
 class TextIndexWriter:
-    """Replaces a shard's documents: delete by source file, add its rows; the caller commits.
+    """Replaces shards' documents: delete by source file, add their rows; the caller commits.
 
-    Documents are added on a thread of the writer's own, one file at a time, so the caller (ingest) can have DuckDB
-    write the next shard meanwhile; ``commit`` and ``rollback`` wait for it first.
+    Documents are added on a thread of the writer's own, one group of files at a time, so the caller (ingest) can
+    have DuckDB write the next group meanwhile; ``commit`` and ``rollback`` wait for it first.
     """
 
     def __init__(self, directory: Path, heap_bytes: int = 128 << 20):
@@ -63,16 +63,17 @@ class TextIndexWriter:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="text-index")
         self._adding: Future | None = None
 
-    def replace_file(self, source_file: str, documents: list[pa.RecordBatch]) -> None:
-        """Replace ``source_file``'s documents with ``documents``: batches of one column of JSON objects holding
+    def replace_files(self, source_files: list[str], documents: list[pa.RecordBatch]) -> None:
+        """Drop ``source_files``' documents and add ``documents``: batches of one column of JSON objects holding
         the schema's fields (``document_json_sql`` builds them in DuckDB). ``add_json`` costs a third less than
         building a ``tantivy.Document`` per row in Python, and the tokenising itself runs in tantivy's threads.
-        Returns once the previous file's documents are in, so at most one file's documents wait in memory."""
+        Returns once the previous call's documents are in, so at most one group's documents wait in memory."""
         self._wait()
-        self._adding = self._thread.submit(self._replace, source_file, documents)
+        self._adding = self._thread.submit(self._replace, list(source_files), documents)
 
-    def _replace(self, source_file: str, documents: list[pa.RecordBatch]) -> None:
-        self.writer.delete_documents_by_term("source_file", source_file)
+    def _replace(self, source_files: list[str], documents: list[pa.RecordBatch]) -> None:
+        for source_file in source_files:
+            self.writer.delete_documents_by_term("source_file", source_file)
         add = self.writer.add_json
         for batch in documents:
             for doc in batch.column(0).to_pylist():

@@ -124,8 +124,8 @@ def _ids_by_file(settings) -> dict[str, list[str]]:
     return out
 
 
-@pytest.mark.parametrize("one_run", [True, False], ids=["one-ingest", "two-ingests"])
-def test_ids_taken_by_earlier_files_are_never_handed_out_again(home, tmp_path, one_run):
+@pytest.mark.parametrize("how", ["one-group", "group-per-file", "three-ingests"])
+def test_ids_taken_by_earlier_files_are_never_handed_out_again(home, tmp_path, monkeypatch, how):
     """Given a catalog that already holds a file, when a later file reuses its ids or copies its content (in the
     same ingest, or in a later one), then every sample still gets an id of its own, by the identity rule."""
     copy = sft_row(0, "What is the distance between the chair and the table?", "1.8", id="")
@@ -140,11 +140,15 @@ def test_ids_taken_by_earlier_files_are_never_handed_out_again(home, tmp_path, o
     other = tmp_path / "other" / "mydata" / "si_depth_comparison" / "part-00000.parquet"
     write_sft(other, [sft_row(5, "Which is closer?", "the chair", id="x2")])  # taken as a sample id elsewhere
     sources = [tmp_path / "vst_p", tmp_path / "later" / "vst_p", other.parent.parent]
-    if one_run:
-        ingest(sources, home, progress=False)
-    else:
+    if how == "group-per-file":
+        import curation.ingest as ingest_module
+
+        monkeypatch.setattr(ingest_module, "ROWS_PER_GROUP", 1)
+    if how == "three-ingests":
         for src in sources:
             ingest([src], home, progress=False)
+    else:
+        ingest(sources, home, progress=False)
     ids = _ids_by_file(home)
     assert ids["si_distance"][0] == "x1" and ids["si_distance"][2] == "x2"
     assert ids["si_measurement"][0].startswith("h") and ids["si_measurement"][2] == "x3"
@@ -168,6 +172,11 @@ def test_a_3d_box_answer_is_found_by_its_labels_not_its_numbers(home, tmp_path):
     q = CatalogQuery(home)
     assert [r["sample_id"] for r in q.page(FilterSpec(text="bookshelf")).rows] == ["id-0"]
     assert [r["sample_id"] for r in q.page(FilterSpec(text="0.25")).rows] == ["id-1"]  # a stated number still is
+
+
+def test_a_file_reached_through_two_paths_lands_once(home, small_tree):
+    summary = ingest([small_tree / "vst_p", small_tree / "vst_p" / "si_distance"], home, progress=False)
+    assert summary.files_ingested == 2 and len(rows(home)) == 6
 
 
 def test_fingerprint_runs_answer_like_a_set():
@@ -296,10 +305,10 @@ def test_ingest_while_the_app_reads_swaps_in_a_new_catalog(home, small_tree):
 
 
 def _fail_on_insert(monkeypatch, call_no: int) -> None:
-    """Make the ``call_no``-th file's insert fail the way a crash or a full disk would."""
+    """Make the ``call_no``-th group's insert (one file a group here) fail the way a crash or a full disk would."""
     import curation.ingest as ingest_module
 
-    real, calls = ingest_module._insert_canonical, []
+    real, calls = ingest_module._insert_group, []
 
     def failing(*args, **kwargs):
         calls.append(1)
@@ -307,7 +316,7 @@ def _fail_on_insert(monkeypatch, call_no: int) -> None:
             raise OSError("disk full (injected)")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ingest_module, "_insert_canonical", failing)
+    monkeypatch.setattr(ingest_module, "_insert_group", failing)
     monkeypatch.setattr(ingest_module, "ROWS_PER_COMMIT", 1)  # a commit after every file
 
 

@@ -26,10 +26,10 @@ def num_docs(directory) -> int:
 
 def test_replacing_a_file_replaces_its_documents(tmp_path):
     w = TextIndexWriter(tmp_path)
-    w.replace_file("a", docs("a", "chair near the table", "lamp"))
-    w.replace_file("b", docs("b", "sofa"))
+    w.replace_files([], docs("a", "chair near the table", "lamp"))
+    w.replace_files([], docs("b", "sofa"))
     w.commit()
-    w.replace_file("a", docs("a", "bed"))
+    w.replace_files(["a"], docs("a", "bed"))
     w.commit()
     w.close()
     assert num_docs(tmp_path) == 2
@@ -38,9 +38,9 @@ def test_replacing_a_file_replaces_its_documents(tmp_path):
 
 def test_a_failure_on_the_writer_thread_surfaces_and_rollback_keeps_the_last_commit(tmp_path):
     w = TextIndexWriter(tmp_path)
-    w.replace_file("a", docs("a", "chair"))
+    w.replace_files([], docs("a", "chair"))
     w.commit()
-    w.replace_file("b", [pa.RecordBatch.from_pydict({"doc": ["{not json"]})])
+    w.replace_files([], [pa.RecordBatch.from_pydict({"doc": ["{not json"]})])
     with pytest.raises(ValueError):
         w.commit()
     w.rollback()
