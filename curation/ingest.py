@@ -76,6 +76,7 @@ def ingest(
     clear_caches()
     with open_for_writing(settings.catalog_path) as target:
         con = target.con
+        con.execute("SET enable_progress_bar = false")  # tqdm shows ingest's progress; DuckDB's bar would interleave
         run = con.execute("SELECT coalesce(max(ingest_run), 0) + 1 FROM ingest_runs").fetchone()[0]
         con.execute("INSERT INTO ingest_runs VALUES (?, now(), NULL, 0, 0, 0)", [run])
         summary = IngestSummary(ingest_run=run)
@@ -102,6 +103,9 @@ def ingest(
                 pending += _write_group(con, group, datasets, known, run, select_sql, summary, writer, taken)
                 if pending >= ROWS_PER_COMMIT:
                     con.execute("COMMIT")
+                    # Write what the commit left in the WAL now: left to the end, the last checkpoint held it all
+                    # in memory at once (3.3 GB peak at 4.1M rows against 2.3 GB).
+                    con.execute("CHECKPOINT")
                     if writer and target.in_place:  # the text index commits when the catalog's rows become visible
                         writer.commit()
                     con.execute("BEGIN TRANSACTION")
@@ -242,25 +246,28 @@ def _write_group(
     files: list[GroupFile] = []
     tables: list[pa.Table] = []
     written: list[tuple[_ReadShard, str]] = []
+    # Errors from a file's last try go, whether it failed as a whole then or now.
+    con.execute("DELETE FROM ingest_errors WHERE file IN (SELECT unnest(?))", [[s.source_file for s in group]])
     for shard, shard_dataset in zip(group, datasets):
         source_file = shard.source_file
         if shard.failure is not None:
             summary.files_failed += 1
             _record_error(con, summary, RowError(source_file, None, None, shard.failure), run)
             continue
-        # Re-ingesting a file replaces its rows: same rows, no duplicates, and errors from the last try go;
-        # unchanged rows keep their ids. A file never ingested has no rows to look for (a lookup scans the catalog).
+        # Re-ingesting a file replaces its rows: same rows, no duplicates; unchanged rows keep their ids. A file
+        # never ingested has no rows to look for (each lookup scans the catalog).
         previous = None
         if source_file in known:
             previous = previous_ids(con, source_file)
             con.execute("DELETE FROM samples WHERE source_file = ?", [source_file])
-            con.execute("DELETE FROM ingest_errors WHERE file = ?", [source_file])
         written.append((shard, shard_dataset))
         if shard.table is not None and shard.table.num_rows:
             files.append(GroupFile(source_file, shard_dataset, previous))
             tables.append(_staged(shard.table, len(tables), shard_dataset, Path(source_file).parent.name))
     rows = _insert_group(con, tables, files, select_sql, run, taken) if tables else 0
     _record_errors(con, summary, [err for shard, _ in written for err in shard.errors], run)
+    if not written:
+        return 0
     con.executemany(
         "INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, now())",
         [
@@ -271,7 +278,7 @@ def _write_group(
     summary.files_ingested += len(written)
     summary.rows_ok += rows
     summary.rows_failed += sum(len(s.errors) for s, _ in written)
-    if writer is not None and written:
+    if writer is not None:
         names = [s.source_file for s, _ in written]
         docs = con.sql(
             f"{document_json_sql('samples')} WHERE ingest_run = $run AND source_file IN (SELECT unnest($files))",

@@ -83,6 +83,18 @@ def test_bad_input_is_recorded_and_the_rest_lands(home, tmp_path):
     assert catalog_stats(home).errors == len(errors)
 
 
+def test_a_file_fixed_since_it_failed_loses_its_old_error(home, tmp_path):
+    broken = tmp_path / "vst_p" / "si_distance" / "part-00000.parquet"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"PAR1 this is not parquet")
+    ingest([tmp_path / "vst_p"], home, progress=False)
+    ingest([tmp_path / "vst_p"], home, progress=False)  # still broken: one error, not one per try
+    assert len(rows(home, "SELECT * FROM ingest_errors")) == 1
+    write_sft(broken, [sft_row(0, "What is the distance between the chair and the table?", "1.8")])
+    s = ingest([tmp_path / "vst_p"], home, progress=False)
+    assert s.rows_ok == 1 and rows(home, "SELECT * FROM ingest_errors") == []
+
+
 def test_misspelt_byres_key_is_read(home, tmp_path):
     import pyarrow as pa
 
