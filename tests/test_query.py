@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from curation.ingest import ingest
-from curation.query import CatalogQuery, FilterSpec
+from curation.query import DIMENSIONS, CatalogQuery, FilterSpec
 
 from .shards import sft_row, write_sft
 
@@ -41,6 +41,34 @@ def test_facets_count_under_the_filter_but_keep_own_options(many):
     assert f["sources"] == {"scannet": 19}
     assert many.count(spec) == 19
     assert many.count(FilterSpec(skills=["si_distance"], sources=["hypersim"])) == 0
+
+
+def _facet_one_by_one(q: CatalogQuery, spec: FilterSpec, name: str) -> dict[str, int]:
+    """The reference: one query per dimension, its own selection left out."""
+    column = DIMENSIONS[name]
+    c = q.compile(spec, skip=name)
+    rows = q.execute(f"SELECT coalesce(s.{column}, '(none)'), count(*) FROM samples s WHERE {c.where} GROUP BY 1",
+                     c.params, c.tables).fetchall()
+    return dict(sorted(((str(v), n) for v, n in rows), key=lambda p: (-p[1], p[0])))
+
+
+@pytest.mark.parametrize("spec", [
+    FilterSpec(),
+    FilterSpec(skills=["si_distance"]),
+    FilterSpec(skills=["si_distance", "si_depth_comparison", "mi_camera_motion"], sources=["scannet"]),
+    FilterSpec(groups=["single", "video"], answer_kinds=["number"], datasets=["vst-p"], has_reasoning=False),
+    FilterSpec(skills=["si_distance", "cot_sr_si", "rl_gr_math"], types=["qa"], text="chair"),
+    FilterSpec(subsets=["no_such_subset"]),
+], ids=["none", "one", "two-dims", "four-dims", "with-text", "nothing-matches"])
+def test_facets_in_one_scan_match_a_query_per_dimension(demo_home, spec):
+    q = CatalogQuery(demo_home)
+    try:
+        facets = q.facets(spec)
+        assert facets == {name: _facet_one_by_one(q, spec, name) for name in DIMENSIONS}
+        unselected = next(n for n in DIMENSIONS if not getattr(spec, n))  # its facet counts exactly the matches
+        assert sum(facets[unselected].values()) == q.count(spec)
+    finally:
+        q.close()
 
 
 def test_text_search_narrows_and_ranks(many):
