@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         figures["ingest_s"] / (figures["catalog_import_s"] + figures["text_index_floor_s"]), 2)
     figures["peak_rss_mb"] = max(v for k, v in figures.items() if k.endswith("_rss_mb"))
     print(f"\ningest {figures['ingest_s']} s (catalog only {figures['ingest_catalog_only_s']} s), "
-          f"{figures['samples']:,} rows in shards of {args.rows_per_shard:,}")
+          f"{figures['ingest_rows']:,} rows in shards of {args.rows_per_shard:,}")
     print(f"  vs the bare imports of what it produces, the catalog's columns by DuckDB alone "
           f"({figures['catalog_import_s']} s) + their text by tantivy alone ({figures['text_index_floor_s']} s): "
           f"{figures['ingest_vs_floors_ratio']}x  budget <= 3x: "
