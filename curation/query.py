@@ -28,6 +28,13 @@ DIMENSIONS: dict[str, str] = {
     "answer_kinds": "answer_kind",
     "subsets": "subset",
 }
+# The facet cube: sample counts per combination of the dimensions and the two flags, built by one GROUP BY per
+# catalog version. Count and facet queries whose filter uses only these fields read it (tens of rows for the
+# real taxonomy) instead of scanning millions; any other filter (text, ids, state, checks) scans the catalog.
+_CUBE_FIELDS = frozenset(DIMENSIONS) | {"has_reasoning", "has_problems"}
+_CUBE_SQL = (f"SELECT {', '.join(DIMENSIONS.values())}, has_reasoning, len(problems) > 0 AS has_problems, "
+             "count(*) AS n FROM samples GROUP BY ALL")
+_CUBE_MAX_ROWS = 200_000  # past this, a cube would cost about what a scan does
 ReviewState = Literal["reviewed", "unreviewed", "approved", "rejected", "fixed"]
 # Columns a results table shows; the sample view fetches the whole row.
 LIST_COLUMNS = ["sample_id", "dataset", "skill", "sample_group", "source", "answer_kind", "question", "answer",
@@ -137,13 +144,15 @@ class CatalogQuery:
         self._state_db = state_db
         self._lock = threading.Lock()
         self._results_view_ready = False
+        self._cube: tuple[str, pa.Table | None] | None = None  # (catalog version, cube or None when too big)
 
     def close(self) -> None:
         self._con.close()
 
     # --- compilation ------------------------------------------------------------------------------
-    def compile(self, spec: FilterSpec, skip: str | None = None) -> CompiledFilter:
-        """WHERE clause over ``samples`` (alias s) with positional parameters; user text is only ever a parameter."""
+    def compile(self, spec: FilterSpec, skip: str | None = None, on_cube: bool = False) -> CompiledFilter:
+        """WHERE clause over ``samples`` (alias s) with positional parameters; user text is only ever a parameter.
+        ``on_cube``: over the facet cube (alias s) instead, which keeps has_problems as a column."""
         clauses: list[str] = []
         params: list[Any] = []
         tables: dict[str, pa.Table] = {}
@@ -158,7 +167,7 @@ class CatalogQuery:
             clauses.append("s.has_reasoning = ?")
             params.append(spec.has_reasoning)
         if spec.has_problems is not None:
-            clauses.append("(len(s.problems) > 0) = ?")
+            clauses.append("s.has_problems = ?" if on_cube else "(len(s.problems) > 0) = ?")
             params.append(spec.has_problems)
         if spec.sample_ids:
             clauses.append("s.sample_id IN (SELECT unnest(?::VARCHAR[]))")
@@ -235,10 +244,12 @@ class CatalogQuery:
         return latest_results_sql(self.settings.results_dir)
 
     # --- execution --------------------------------------------------------------------------------
-    def _cursor(self, compiled: CompiledFilter) -> duckdb.DuckDBPyConnection:
+    def _cursor(self, compiled: CompiledFilter, cube: pa.Table | None = None) -> duckdb.DuckDBPyConnection:
         cur = self._con.cursor()
         for name, table in compiled.tables.items():
             cur.register(name, table)
+        if cube is not None:
+            cur.register("facet_cube", cube)
         return cur
 
     def execute(self, sql: str, params: list[Any] | None = None, tables: dict[str, pa.Table] | None = None):
@@ -257,24 +268,40 @@ class CatalogQuery:
         return cur
 
     def count(self, spec: FilterSpec) -> int:
-        c = self.compile(spec)
-        return int(self._cursor(c).execute(f"SELECT count(*) FROM samples s WHERE {c.where}", c.params).fetchone()[0])
+        cube = self._cube_for(spec)
+        c = self.compile(spec, on_cube=cube is not None)
+        row = self._cursor(c, cube).execute(f"SELECT {_counter(cube)} FROM {_relation(cube)} s WHERE {c.where}",
+                                            c.params).fetchone()
+        return int(row[0] or 0)
+
+    def _cube_for(self, spec: FilterSpec) -> pa.Table | None:
+        """The facet cube when the filter only uses the cube's fields (and the cube is small enough), else None."""
+        if not set(spec.model_dump(exclude_defaults=True)) <= _CUBE_FIELDS:
+            return None
+        version = self.version()
+        with self._lock:
+            if self._cube is None or self._cube[0] != version:
+                cube = self._con.cursor().sql(_CUBE_SQL).to_arrow_table()
+                self._cube = (version, cube if cube.num_rows <= _CUBE_MAX_ROWS else None)
+            return self._cube[1]
 
     def facets(self, spec: FilterSpec, dims: list[str] | None = None, limit: int = 200) -> dict[str, dict[str, int]]:
         """Counts per value of each dimension under the current filter, ignoring the dimension's own selection
         (so the options a curator could add stay visible with their counts).
 
         Dimensions without a selection share one filter, so they are counted in one scan (GROUPING SETS); each
-        selected dimension needs its own filter and scan."""
+        selected dimension needs its own filter and scan. The scans read the facet cube when the filter allows."""
         names = dims or list(DIMENSIONS)
         out: dict[str, dict[str, int]] = {}
+        cube = self._cube_for(spec)
+        counter, relation = _counter(cube), _relation(cube)
         shared = [n for n in names if not getattr(spec, n)]
         if shared:
-            c = self.compile(spec)
+            c = self.compile(spec, on_cube=cube is not None)
             cols = [DIMENSIONS[n] for n in shared]
-            rows = self._cursor(c).execute(
+            rows = self._cursor(c, cube).execute(
                 f"SELECT {', '.join(f's.{col}' for col in cols)}, "
-                f"{', '.join(f'GROUPING(s.{col})' for col in cols)}, count(*) FROM samples s WHERE {c.where} "
+                f"{', '.join(f'GROUPING(s.{col})' for col in cols)}, {counter} FROM {relation} s WHERE {c.where} "
                 f"GROUP BY GROUPING SETS ({', '.join(f'(s.{col})' for col in cols)})",
                 c.params,
             ).fetchall()
@@ -290,9 +317,9 @@ class CatalogQuery:
             if name in out:
                 continue
             column = DIMENSIONS[name]
-            c = self.compile(spec, skip=name)
-            rows = self._cursor(c).execute(
-                f"SELECT coalesce(s.{column}, '(none)') AS v, count(*) AS n FROM samples s WHERE {c.where} "
+            c = self.compile(spec, skip=name, on_cube=cube is not None)
+            rows = self._cursor(c, cube).execute(
+                f"SELECT coalesce(s.{column}, '(none)') AS v, {counter} AS n FROM {relation} s WHERE {c.where} "
                 f"GROUP BY v ORDER BY n DESC, v LIMIT {int(limit)}",
                 c.params,
             ).fetchall()
@@ -363,6 +390,14 @@ class CatalogQuery:
 
     def version(self) -> str:
         return catalog_version(self._con.cursor())
+
+
+def _relation(cube: pa.Table | None) -> str:
+    return "samples" if cube is None else "facet_cube"
+
+
+def _counter(cube: pa.Table | None) -> str:
+    return "count(*)" if cube is None else "sum(s.n)"
 
 
 def open_query(settings: Settings) -> CatalogQuery:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from curation import query
 from curation.ingest import ingest
 from curation.query import DIMENSIONS, CatalogQuery, FilterSpec
 
@@ -59,16 +60,36 @@ def _facet_one_by_one(q: CatalogQuery, spec: FilterSpec, name: str) -> dict[str,
     FilterSpec(groups=["single", "video"], answer_kinds=["number"], datasets=["vst-p"], has_reasoning=False),
     FilterSpec(skills=["si_distance", "cot_sr_si", "rl_gr_math"], types=["qa"], text="chair"),
     FilterSpec(subsets=["no_such_subset"]),
-], ids=["none", "one", "two-dims", "four-dims", "with-text", "nothing-matches"])
-def test_facets_in_one_scan_match_a_query_per_dimension(demo_home, spec):
+    FilterSpec(has_problems=True, sources=["scannet", "arkitscenes"]),
+    FilterSpec(has_problems=False, has_reasoning=True, groups=["single"]),
+], ids=["none", "one", "two-dims", "four-dims", "with-text", "nothing-matches", "problems", "no-problems"])
+@pytest.mark.parametrize("cube", [True, False], ids=["cube", "scan"])
+def test_facets_match_a_query_per_dimension(demo_home, spec, cube, monkeypatch):
+    """Whether counted from the facet cube (filters on its fields only) or by scanning the catalog, facets and
+    count agree with a plain query per dimension over the catalog, order included."""
+    if not cube:
+        monkeypatch.setattr(query, "_CUBE_MAX_ROWS", 0)
     q = CatalogQuery(demo_home)
     try:
         facets = q.facets(spec)
-        assert facets == {name: _facet_one_by_one(q, spec, name) for name in DIMENSIONS}
+        expected = {name: _facet_one_by_one(q, spec, name) for name in DIMENSIONS}
+        assert {n: list(f.items()) for n, f in facets.items()} == {n: list(f.items()) for n, f in expected.items()}
         unselected = next(n for n in DIMENSIONS if not getattr(spec, n))  # its facet counts exactly the matches
-        assert sum(facets[unselected].values()) == q.count(spec)
+        reference = q.execute(f"SELECT count(*) FROM samples s WHERE {q.compile(spec).where}",
+                              q.compile(spec).params, q.compile(spec).tables).fetchone()[0]
+        assert sum(facets[unselected].values()) == q.count(spec) == reference
+        assert (q._cube_for(spec) is not None) == (cube and not spec.text)
     finally:
         q.close()
+
+
+def test_the_facet_cube_is_built_once_per_catalog_version(many, monkeypatch):
+    spec = FilterSpec(skills=["si_distance"])
+    cube = many._cube_for(spec)
+    assert many.count(spec) == 19 and many._cube_for(FilterSpec(has_problems=False)) is cube
+    monkeypatch.setattr(many, "version", lambda: "another version")
+    assert many._cube_for(spec) is not cube
+    assert many.facets(FilterSpec(), ["sources"])["sources"] == {"arkitscenes": 19, "hypersim": 19, "scannet": 19}
 
 
 def test_text_search_narrows_and_ranks(many):
