@@ -75,8 +75,8 @@ def test_facets_match_a_query_per_dimension(demo_home, spec, cube, monkeypatch):
         expected = {name: _facet_one_by_one(q, spec, name) for name in DIMENSIONS}
         assert {n: list(f.items()) for n, f in facets.items()} == {n: list(f.items()) for n, f in expected.items()}
         unselected = next(n for n in DIMENSIONS if not getattr(spec, n))  # its facet counts exactly the matches
-        reference = q.execute(f"SELECT count(*) FROM samples s WHERE {q.compile(spec).where}",
-                              q.compile(spec).params, q.compile(spec).tables).fetchone()[0]
+        c = q.compile(spec)
+        reference = q.execute(f"SELECT count(*) FROM samples s WHERE {c.where}", c.params, c.tables).fetchone()[0]
         assert sum(facets[unselected].values()) == q.count(spec) == reference
         assert (q._cube_for(spec) is not None) == (cube and not spec.text)
     finally:
