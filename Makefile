@@ -9,10 +9,11 @@ PORT ?= 8501
 
 .PHONY: run test install system-deps test-deps demo-data lint bench labelstudio clean-data
 
-$(VENV)/.installed: requirements.txt requirements-ml.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-ml.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt -r requirements-ml.txt -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	@touch $@
 
 install: system-deps $(VENV)/.installed

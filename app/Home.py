@@ -1,15 +1,11 @@
 """Overview: samples per dataset, group, skill and source; flag and review progress per skill; ingest errors."""
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run app/Home.py` puts only app/ on the path
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from app.components import data  # noqa: E402
-from curation.query import FilterSpec  # noqa: E402
-from curation.views import counts_figure, ingest_error_kinds, progress_figure, skill_progress  # noqa: E402
+from app.components import data
+from curation.presenters.sample import counts_figure, ingest_error_kinds, progress_figure, skill_progress
+from curation.query.catalog import FilterSpec
 
 
 def load_overview(b: data.Backend) -> dict:

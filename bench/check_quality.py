@@ -64,7 +64,7 @@ GOAL = 0.95
 
 def build(home: Path, samples: int, seed: int) -> Path:
     from curation.demo import generate_demo
-    from curation.ingest import ingest
+    from curation.ingest.run import ingest
     from curation.settings import load_settings
 
     demo = home / "demo"
@@ -79,7 +79,7 @@ def build(home: Path, samples: int, seed: int) -> Path:
 def evaluate(home: Path, demo: Path) -> dict:
     """Per defect type: injected, flagged, true positives, clean false positives, other-defect hits, P and R."""
     from curation.checks.duplicates import exact_rows_sql
-    from curation.results import latest_results_sql
+    from curation.query.results import latest_results_sql
     from curation.settings import load_settings
 
     settings = load_settings(home)
@@ -146,7 +146,7 @@ def evaluate(home: Path, demo: Path) -> dict:
 
 
 def _media_bytes(row: dict) -> list[bytes] | None:
-    from curation.media import MediaError, read_media_bytes
+    from curation.media.sample_media import MediaError, read_media_bytes
 
     try:
         return [hashlib.sha256(read_media_bytes(row, i)).digest() for i in range(len(row["media"] or []))]
@@ -155,8 +155,8 @@ def _media_bytes(row: dict) -> list[bytes] | None:
 
 
 def _content(answer: str, question: str) -> str:
-    from curation.answers import extract_choice, parse_options
-    from curation.reasoning import last_boxed
+    from curation.vst.answers import extract_choice, parse_options
+    from curation.vst.reasoning import last_boxed
 
     text = (answer or "").strip()
     text = last_boxed(text) or text
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", action="store_true", help="print examples of false positives and misses")
     args = ap.parse_args(argv)
 
-    from curation.jobs import run_checks
+    from curation.jobs.run import run_checks
     from curation.settings import load_settings
 
     tmp = None if args.home else tempfile.TemporaryDirectory(prefix="check-quality-")

@@ -44,7 +44,7 @@ def build_catalog(home: Path, rows: int, mix: str = "vst", samples: int = 2000, 
     import pyarrow as pa
 
     from curation.demo import generate_demo
-    from curation.ingest import ingest
+    from curation.ingest.run import ingest
     from curation.settings import load_settings
     from db.catalog import SAMPLE_COLUMNS, open_catalog
 
@@ -105,7 +105,7 @@ def _peak_mb() -> float:
 
 def phase_rules(home: Path, workers: int, mix: str = "vst") -> dict:
     from curation.checks.registry import all_checks
-    from curation.jobs import run_checks
+    from curation.jobs.run import run_checks
     from curation.settings import load_settings
 
     settings = load_settings(home / f"big_{mix}")
@@ -135,7 +135,7 @@ def phase_rules(home: Path, workers: int, mix: str = "vst") -> dict:
 
 
 def phase_media(home: Path) -> dict:
-    from curation.jobs import run_checks
+    from curation.jobs.run import run_checks
     from curation.settings import load_settings
 
     settings = load_settings(home / "demo_home")
@@ -173,7 +173,7 @@ def phase_embedding(home: Path) -> dict:
 
 def phase_global_embedding(home: Path) -> dict:
     """duplicates.near and contamination.question end to end on the demo rows (distinct texts, MiniLM)."""
-    from curation.jobs import run_checks
+    from curation.jobs.run import run_checks
     from curation.settings import load_settings
 
     settings = load_settings(home / "demo_home")

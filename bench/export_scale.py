@@ -132,8 +132,8 @@ RECIPES = {
 
 def measure_export(home: Path, out: Path, fmt: str, recipe_name: str) -> dict:
     sys.path.insert(0, str(ROOT))
-    from curation.mixtures import export_mixture, parse_recipe, select_mixture
-    from curation.query import CatalogQuery
+    from curation.mixtures.selection import export_mixture, parse_recipe, select_mixture
+    from curation.query.catalog import CatalogQuery
     from curation.settings import load_settings
 
     settings = load_settings(home)

@@ -163,7 +163,7 @@ def phase(name: str, out: Path) -> dict:
         db.unlink()
         return {"duckdb_import_s": round(secs, 2), "duckdb_import_rss_mb": round(_rss_mb())}
     if name == "ingest":
-        from curation.ingest import ingest
+        from curation.ingest.run import ingest
 
         shutil.rmtree(settings.home, ignore_errors=True)
         t = time.perf_counter()
@@ -171,7 +171,7 @@ def phase(name: str, out: Path) -> dict:
         secs = time.perf_counter() - t
         return {"ingest_s": round(secs, 2), "ingest_rows": s.rows_ok, "ingest_rss_mb": round(_rss_mb())}
     if name == "ingest_no_text":
-        from curation.ingest import ingest
+        from curation.ingest.run import ingest
 
         shutil.rmtree(out / "home_nt", ignore_errors=True)
         s2 = load_settings(out / "home_nt")
@@ -183,9 +183,9 @@ def phase(name: str, out: Path) -> dict:
     if name == "floors":
         return _floors(out)
     if name == "queries":
-        from curation import query
-        from curation.query import CatalogQuery, FilterSpec
-        from curation.text_index import search_text
+        from curation.ingest.text_index import search_text
+        from curation.query import catalog as query
+        from curation.query.catalog import CatalogQuery, FilterSpec
 
         q = CatalogQuery(settings)
         spec = FilterSpec(skills=["si_distance", "si_depth_comparison"], sources=["scannet"])
@@ -247,9 +247,9 @@ def _floors(out: Path) -> dict:
     import duckdb
     import tantivy
 
-    from curation.canonical import canonical_select, content_hash_sql
-    from curation.taxonomy import load_taxonomy
-    from curation.text_index import TEXT_FIELDS, _schema, document_json_sql
+    from curation.ingest.canonical import canonical_select, content_hash_sql
+    from curation.ingest.text_index import TEXT_FIELDS, _schema, document_json_sql
+    from curation.vst.taxonomy import load_taxonomy
 
     db = out / "floor.duckdb"
     db.unlink(missing_ok=True)

@@ -38,7 +38,7 @@ def build_home(home: Path, rows: int, scene_points: int) -> None:
     import numpy as np
 
     from curation.demo import generate_demo
-    from curation.ingest import ingest
+    from curation.ingest.run import ingest
     from curation.settings import load_settings
     from db.catalog import open_catalog
 
@@ -110,10 +110,10 @@ def server_side(home: Path, sample_id: str) -> dict:
     sys.path.insert(0, str(ROOT))
     import plotly.io as pio
 
-    from curation.query import CatalogQuery
-    from curation.scenes import load_scene_cloud, sample_scene
+    from curation.media.scenes import load_scene_cloud, sample_scene
+    from curation.presenters.sample import sample_geometry, scene_figure, with_scene_objects
+    from curation.query.catalog import CatalogQuery
     from curation.settings import load_settings
-    from curation.views import sample_geometry, scene_figure, with_scene_objects
 
     settings = load_settings(home, env={})
     q = CatalogQuery(settings)
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rebuild or not (args.home / "catalog.duckdb").exists():
         build_home(args.home, args.rows, args.scene_points)
     sys.path.insert(0, str(ROOT))
-    from curation.query import CatalogQuery, FilterSpec
+    from curation.query.catalog import CatalogQuery, FilterSpec
     from curation.settings import load_settings
 
     settings = load_settings(args.home, env={})

@@ -1,12 +1,12 @@
 """Training-format writers: one module per format, the manifest, media storage and the streaming pipeline.
 
-Pure functions of (selected rows, media access) -> files; the selection itself lives in curation.mixtures.
+Pure functions of (selected rows, media access) -> files; the selection itself lives in curation.mixtures.selection.
 """
 
 from __future__ import annotations
 
-from . import llamafactory, llava, swift, verl, vst_rl, vst_sft
-from .base import ExportFormat
+from exports import llamafactory, llava, swift, verl, vst_rl, vst_sft
+from exports.base import ExportFormat
 
 FORMATS: dict[str, ExportFormat] = {
     m.FORMAT.name: m.FORMAT for m in (vst_sft, vst_rl, llava, llamafactory, swift, verl)

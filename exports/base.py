@@ -17,7 +17,7 @@ from typing import Literal
 
 import pyarrow as pa
 
-from .media_store import MEDIA_EXTS
+from exports.media_store import MEDIA_EXTS
 
 WHITESPACE = "' ' || chr(9) || chr(10) || chr(13)"  # DuckDB's trim() alone strips spaces only
 _USUAL_EXTS = ("jpg", "png", "jpeg", "mp4")  # tested by suffix before the regex over every MEDIA_EXTS

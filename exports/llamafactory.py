@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .base import ExportFormat, FormatContext, media_paths_sql
+from exports.base import ExportFormat, FormatContext, media_paths_sql
 
 
 def _select(ctx: FormatContext) -> str:

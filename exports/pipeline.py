@@ -25,9 +25,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from .base import TALLY_COLUMNS, ExportFormat, FormatContext, effective_rows_sql, helper_select, media_relpath_sql
-from .media_store import MediaMissing, MediaReader, MediaStore
-from .shards import ParquetShards, TextShards
+from exports.base import (
+    TALLY_COLUMNS,
+    ExportFormat,
+    FormatContext,
+    effective_rows_sql,
+    helper_select,
+    media_relpath_sql,
+)
+from exports.media_store import MediaMissing, MediaReader, MediaStore
+from exports.shards import ParquetShards, TextShards
 
 # (sql, params, Arrow tables to register) -> a DuckDB relation over the catalog (``samples``) and those tables.
 RelationFn = Callable[[str, list, dict[str, pa.Table]], Any]

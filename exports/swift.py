@@ -3,7 +3,7 @@ reward functions."""
 
 from __future__ import annotations
 
-from .base import ExportFormat, FormatContext, media_paths_sql
+from exports.base import ExportFormat, FormatContext, media_paths_sql
 
 
 def _select(ctx: FormatContext) -> str:

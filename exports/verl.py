@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .base import IMAGES, WHITESPACE, ExportFormat, FormatContext, embedded_items, question_sql, reward_modes_sql
+from exports.base import IMAGES, WHITESPACE, ExportFormat, FormatContext, embedded_items, question_sql, reward_modes_sql
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 EXTRA_INFO = pa.struct(

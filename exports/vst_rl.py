@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .base import IMAGES, ExportFormat, FormatContext, embedded_images, question_sql, rl_meta_sql
+from exports.base import IMAGES, ExportFormat, FormatContext, embedded_images, question_sql, rl_meta_sql
 
 SCHEMA = pa.schema(
     [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .base import IMAGES, ExportFormat, FormatContext, embedded_images
+from exports.base import IMAGES, ExportFormat, FormatContext, embedded_images
 
 SCHEMA = pa.schema(
     [

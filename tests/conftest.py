@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 
 from curation.settings import Settings, load_settings
-
-from .shards import small_vst_tree
+from tests.support.shards import small_vst_tree
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-pytest_plugins = ["tests.pg_server", "tests.ls_server"]
+pytest_plugins = ["tests.support.pg_server", "tests.support.ls_server"]
 
 DEMO_SAMPLES = 300
 DEMO_SEED = 7
@@ -44,7 +43,7 @@ def demo_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_home(tmp_path_factory, demo_root: Path) -> Settings:
     """A data home with the demo ingested (catalog + text index), shared read-only by tests that only query."""
-    from curation.ingest import ingest
+    from curation.ingest.run import ingest
 
     settings = load_settings(tmp_path_factory.mktemp("demo_home") / "home",
                              env={"CURATOR_SCENE_ROOT": str(demo_root / "scenes")}).ensure_dirs()

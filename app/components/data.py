@@ -12,11 +12,11 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
-from curation.media import MediaError, load_image, read_media_bytes, video_frame, video_info
-from curation.query import CatalogQuery, FilterSpec, Page
-from curation.scenes import MAX_BROWSER_POINTS, SampleScene, SceneCloud, load_scene_cloud, sample_scene
+from curation.media.sample_media import MediaError, load_image, read_media_bytes, video_frame, video_info
+from curation.media.scenes import MAX_BROWSER_POINTS, SampleScene, SceneCloud, load_scene_cloud, sample_scene
+from curation.presenters.sample import SampleGeometry, draw_overlays, sample_geometry, with_scene_objects
+from curation.query.catalog import CatalogQuery, FilterSpec, Page
 from curation.settings import Settings, load_settings
-from curation.views import SampleGeometry, draw_overlays, sample_geometry, with_scene_objects
 from db.catalog import catalog_identity
 from db.state import StateDB, open_state
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import streamlit as st
 from pydantic import ValidationError
 
-from curation.query import DIMENSIONS, FilterSpec
+from curation.query.catalog import DIMENSIONS, FilterSpec
 from db.models import FLAG_REASONS
 
 DIMENSION_LABELS = {

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from curation.check_views import check_results_for
-from curation.media import MediaError
-from curation.scenes import MAX_BROWSER_POINTS, SampleScene, SceneError, cloud_in_camera_frame
+from app.components import data
+from curation.media.sample_media import MediaError
+from curation.media.scenes import MAX_BROWSER_POINTS, SampleScene, SceneError, cloud_in_camera_frame
+from curation.presenters.checks import check_results_for
+from curation.presenters.sample import SampleGeometry, TurnView, conversation_view, scene_figure
 from curation.settings import Settings
-from curation.views import SampleGeometry, TurnView, conversation_view, scene_figure
-
-from . import data
 
 # Points sent to the browser by default: instant with a GPU, a few seconds where Chromium draws WebGL in software
 # (~3 s per 40k points on 2 cores); the curator can ask for up to MAX_BROWSER_POINTS.

@@ -1,17 +1,13 @@
 """Browse: filter the catalog (sidebar, facet counts, text search), page through the matches by keyset, and open
 a sample by clicking its row. The filter lives in the URL."""
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repo root, for `app` and `curation`
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from app.components import data, filters  # noqa: E402
-from curation.check_views import result_check_names  # noqa: E402
-from curation.query import FilterSpec  # noqa: E402
-from curation.views import table_rows  # noqa: E402
+from app.components import data, filters
+from curation.presenters.checks import result_check_names
+from curation.presenters.sample import table_rows
+from curation.query.catalog import FilterSpec
 
 PAGE_SIZE = 50
 SAMPLE_PAGE = "pages/2_Sample.py"

@@ -1,16 +1,13 @@
 """Sample view and review queue: one sample (``?id=...``) with its turns, reasoning, media with boxes drawn in and
 its 3D scene; flag / approve / reject / fix / undo; step through the filter in the URL with j/k."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repo root, for `app` and `curation`
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from app.components import data, filters, review, sample_view  # noqa: E402
-from curation.query import FilterSpec  # noqa: E402
-from curation.reasoning import split_reasoning  # noqa: E402
+from app.components import data, filters, review, sample_view
+from curation.query.catalog import FilterSpec
+from curation.vst.reasoning import split_reasoning
 
 BROWSE_PAGE = "pages/1_Browse.py"
 

@@ -1,15 +1,13 @@
 """Checks: start a check run (queued for the worker, or run here now), follow runs and cancel them, see failures per
 check x skill, move score thresholds without a re-run, and open the failing samples in Browse."""
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repo root, for `app` and `curation`
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from app.components import data, filters  # noqa: E402
-from curation.check_views import (  # noqa: E402
+from app.components import data, filters
+from curation.checks.report import check_summary, score_histogram
+from curation.jobs.run import queue_checks
+from curation.presenters.checks import (
     INGEST_PREFIX,
     JobView,
     browse_spec_for,
@@ -27,10 +25,8 @@ from curation.check_views import (  # noqa: E402
     summary_matrix,
     worker_seems_absent,
 )
-from curation.checks.report import check_summary, score_histogram  # noqa: E402
-from curation.jobs import queue_checks  # noqa: E402
-from curation.query import FilterSpec  # noqa: E402
-from db.state import cancel_job  # noqa: E402
+from curation.query.catalog import FilterSpec
+from db.state import cancel_job
 
 BROWSE_PAGE = "pages/1_Browse.py"
 REFRESH_S = 2.0

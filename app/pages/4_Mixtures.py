@@ -2,18 +2,15 @@
 what it leaves out, export it in training formats, and look through past exports."""
 
 import copy
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repo root, for `app` and `curation`
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from app.components import data, filters  # noqa: E402
-from curation import mixture_views as mv  # noqa: E402
-from curation.mixtures import Recipe, Selection, export_mixture, select_mixture  # noqa: E402
-from curation.query import FilterSpec  # noqa: E402
-from exports import FORMATS  # noqa: E402
+from app.components import data, filters
+from curation.mixtures.selection import Recipe, Selection, export_mixture, select_mixture
+from curation.presenters import mixtures as mv
+from curation.query.catalog import FilterSpec
+from exports import FORMATS
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "recipes"
 DATA, YAML, PROBLEM, GEN = "mix_data", "mix_yaml", "mix_yaml_problem", "mix_gen"

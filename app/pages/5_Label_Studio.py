@@ -1,20 +1,16 @@
 """Label Studio: is the server there, push the Browse filter (or the flagged set) as review tasks, see what each
 project holds, pull the verdicts back or import an exported file."""
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repo root, for `app` and `curation`
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from app.components import data, filters  # noqa: E402
-from curation.labelstudio import overview  # noqa: E402
-from curation.labelstudio.client import LabelStudioError  # noqa: E402
-from curation.labelstudio.pull import ExportFileError, PullReport, pull  # noqa: E402
-from curation.labelstudio.push import DEFAULT_PROJECT, PushReport, push  # noqa: E402
-from curation.query import FilterSpec  # noqa: E402
-from curation.settings import Settings  # noqa: E402
+from app.components import data, filters
+from curation.labelstudio.client import LabelStudioError
+from curation.labelstudio.pull import ExportFileError, PullReport, pull
+from curation.labelstudio.push import DEFAULT_PROJECT, PushReport, push
+from curation.presenters import labelstudio as overview
+from curation.query.catalog import FilterSpec
+from curation.settings import Settings
 
 BROWSE_PAGE = "pages/1_Browse.py"
 BROWSE_SESSION_SPEC = "browse_spec"  # where Browse keeps the filter of the rows it shows (pages/1_Browse.py)

@@ -1,6 +1,6 @@
 """What a check is: a named, versioned rule over a batch of catalog rows that returns pass/fail, a score and a reason.
 
-A check never decides how it is run: the runner (curation.jobs) reads the rows it asks for, batches them,
+A check never decides how it is run: the runner (curation.jobs.run) reads the rows it asks for, batches them,
 times them and writes the results. Scores are stored once; thresholds are applied when querying.
 """
 
@@ -91,7 +91,7 @@ class GlobalContext:
     def embedder(self):
         """The text embedder of this run (MiniLM unless params['embedder'] names another), loaded once."""
         if self._embedder is None:
-            from .embeddings import get_embedder
+            from curation.checks.embeddings import get_embedder
 
             self._embedder = get_embedder(self.params.get("embedder"))
         return self._embedder
@@ -246,7 +246,7 @@ def conform(table: pa.Table) -> pa.Table:
 
 
 def with_check_columns(outcomes: pa.Table, name: str, version: str, run_id: str) -> pa.Table:
-    """OUTCOME_SCHEMA -> RESULT_SCHEMA (curation.results layout)."""
+    """OUTCOME_SCHEMA -> RESULT_SCHEMA (curation.query.results layout)."""
     n = outcomes.num_rows
     return pa.table(
         [

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from curation.readers.media_refs import digest_bytes
+from curation.ingest.readers.media_refs import digest_bytes
 
 SUFFIXES = (".json", ".jsonl", ".parquet", ".tsv", ".csv")
 _NAMES = [(r"vsi", "VSI-Bench"), (r"mmsi", "MMSI-Bench"), (r"cv[-_]?bench", "CV-Bench"), (r"3dsr", "3DSRBench")]

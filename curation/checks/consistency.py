@@ -10,9 +10,12 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.answers import _OPTION_LINE, _SINGLE_LETTER, extract_choice, parse_number, parse_options, to_meters
-from curation.reasoning import reasoning_conclusion
-from curation.scoring import (
+from curation.checks.base import CheckContext, Outcome, RowCheck, outcome_table
+from curation.checks.priors import load_priors
+from curation.checks.registry import register
+from curation.vst.answers import _OPTION_LINE, _SINGLE_LETTER, extract_choice, parse_number, parse_options, to_meters
+from curation.vst.reasoning import reasoning_conclusion
+from curation.vst.scoring import (
     VALID_RL_MODES,
     anls_score,
     bbox3d_score,
@@ -21,11 +24,7 @@ from curation.scoring import (
     relaxed_score,
     score_by_modes,
 )
-from curation.spatial_text import parse_boxes_3d
-
-from .base import CheckContext, Outcome, RowCheck, outcome_table
-from .priors import load_priors
-from .registry import register
+from curation.vst.spatial_text import parse_boxes_3d
 
 # The score at or above which two answers agree, per metric (binary metrics score 0 or 1).
 PASS_AT = {"choice": 1.0, "relaxed": 1.0, "mra": 0.5, "anls": 0.5, "bbox3d": 0.5, "rl": 1.0}

@@ -12,10 +12,10 @@ import numpy as np
 import pyarrow as pa
 from rapidfuzz import fuzz
 
-from .base import OUTCOME_SCHEMA, GlobalCheck, conform
-from .benchmarks import BenchItem, load_benchmarks
-from .embeddings import encode_unique, question_core
-from .registry import register
+from curation.checks.base import OUTCOME_SCHEMA, GlobalCheck, conform
+from curation.checks.benchmarks import BenchItem, load_benchmarks
+from curation.checks.embeddings import encode_unique, question_core
+from curation.checks.registry import register
 
 log = logging.getLogger(__name__)
 NGRAM = 13  # word n-grams (practice: 13; 8 is the strict setting)

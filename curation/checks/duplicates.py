@@ -10,12 +10,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curation.answers import extract_choice, parse_options
-from curation.reasoning import last_boxed
-
-from .base import OUTCOME_SCHEMA, GlobalCheck, conform
-from .embeddings import encode_unique, normalise_text, question_core
-from .registry import register
+from curation.checks.base import OUTCOME_SCHEMA, GlobalCheck, conform
+from curation.checks.embeddings import encode_unique, normalise_text, question_core
+from curation.checks.registry import register
+from curation.vst.answers import extract_choice, parse_options
+from curation.vst.reasoning import last_boxed
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.answers import extract_choice, parse_options
-from curation.scoring import VALID_RL_MODES
-
-from .base import OUTCOME_SCHEMA, Check, CheckContext, GlobalCheck, Outcome, SqlCheck, conform
-from .priors import load_priors
-from .registry import register
+from curation.checks.base import OUTCOME_SCHEMA, Check, CheckContext, GlobalCheck, Outcome, SqlCheck, conform
+from curation.checks.priors import load_priors
+from curation.checks.registry import register
+from curation.vst.answers import extract_choice, parse_options
+from curation.vst.scoring import VALID_RL_MODES
 
 HUMAN_ROLES = "('human', 'user')"
 # Text of the human turns / the answer turns of a sample, as SQL over ``batch s``.
@@ -109,7 +108,7 @@ class AnswerExtractable(Check):
     columns = ("sample_id", "question", "answer", "answer_kind", "rl_modes", "boxes_3d")
     score_meaning = "none"
 
-    # Boxes and numbers are vectorised SQL; choice letters follow the Python reference rule (curation.answers).
+    # Boxes and numbers are vectorised SQL; choice letters follow the Python reference rule (curation.vst.answers).
     _sql = f"""
     WITH x AS (
       SELECT *,
@@ -140,7 +139,7 @@ class AnswerExtractable(Check):
     SELECT sample_id, passed, NULL::DOUBLE, CASE WHEN passed THEN NULL ELSE why END FROM numbers
     """
     # A lone letter the question offers as an option line (or a question with no option lines) is decided in SQL;
-    # every other choice answer goes through the reference rule (curation.answers).
+    # every other choice answer goes through the reference rule (curation.vst.answers).
     _choice_rows = r"""
     WITH c AS (
       SELECT s.sample_id, s.question, s.answer,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .base import SqlCheck
-from .priors import load_priors
-from .registry import register
+from curation.checks.base import SqlCheck
+from curation.checks.priors import load_priors
+from curation.checks.registry import register
 
 # Boxes of an answer with their index, as SQL over ``batch s``.
 _BOXES = "list_transform(s.boxes_3d, lambda b, i: struct_pack(i := i - 1, label := b.label, v := b.bbox))"

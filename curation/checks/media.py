@@ -11,11 +11,10 @@ from typing import Any
 import pyarrow.parquet as pq
 from PIL import Image
 
-from curation.media import MAX_PIXELS, MIN_PIXELS, TOKEN_PATCH, MediaError, read_media_bytes, smart_resize
-from curation.readers.media_refs import resolve_media_path
-
-from .base import Outcome, RowCheck, SqlCheck
-from .registry import register
+from curation.checks.base import Outcome, RowCheck, SqlCheck
+from curation.checks.registry import register
+from curation.ingest.readers.media_refs import resolve_media_path
+from curation.media.sample_media import MAX_PIXELS, MIN_PIXELS, TOKEN_PATCH, MediaError, read_media_bytes, smart_resize
 
 MIN_SIDE = 28
 MAX_ASPECT = 100.0

@@ -16,12 +16,11 @@ from typing import Any
 
 from PIL import Image
 
-from curation.reasoning import split_reasoning
-
-from .base import BatchCheck, Outcome
-from .consistency import agreement
-from .media import _RowGroupImages, media_bytes
-from .registry import register
+from curation.checks.base import BatchCheck, Outcome
+from curation.checks.consistency import agreement
+from curation.checks.media import _RowGroupImages, media_bytes
+from curation.checks.registry import register
+from curation.vst.reasoning import split_reasoning
 
 log = logging.getLogger(__name__)
 MAX_PIXELS = 512 * 28 * 28  # resize before the processor: enough for spatial questions, cheap on CPU

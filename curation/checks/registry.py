@@ -6,7 +6,7 @@ import fnmatch
 import importlib
 from collections.abc import Iterable
 
-from .base import FAMILIES, Check
+from curation.checks.base import FAMILIES, Check
 
 _CHECKS: dict[str, type[Check]] = {}
 

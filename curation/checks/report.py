@@ -13,10 +13,9 @@ from typing import TextIO
 import duckdb
 import pyarrow as pa
 
+from curation.query.results import latest_results_sql
+from curation.settings import Settings
 from db.catalog import open_catalog
-
-from ..results import latest_results_sql
-from ..settings import Settings
 
 FAILURE_COLUMNS = ["sample_id", "check", "reason", "score"]
 

@@ -2,9 +2,9 @@
 
 A chunk of consecutive shards is read from the catalog in one query and checked batch by batch; each check's
 outcomes are then split by shard and written as one Parquet part per shard and check, under
-``<out_dir>/<check>/part-<hash of the shard>.parquet`` (curation.results). curation.jobs plans the shards and
-records their completion; the engines (curation.engines) run this module's functions. It imports nothing of the state
-database: a spawned worker process starts in a third of a second.
+``<out_dir>/<check>/part-<hash of the shard>.parquet`` (curation.query.results). curation.jobs.run plans the shards
+and records their completion; the engines (curation.jobs.engines) run this module's functions. It imports nothing of the
+state database: a spawned worker process starts in a third of a second.
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
+from curation.checks.base import Check, CheckContext, with_check_columns
+from curation.checks.registry import select_checks
 from db.catalog import catalog_identity, open_catalog
-
-from .base import Check, CheckContext, with_check_columns
-from .registry import select_checks
 
 
 @dataclass(frozen=True)

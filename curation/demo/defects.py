@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from . import phrasing as ph
-from .render import encode_image
-from .rows import IMAGE_PAD, VIDEO_PAD, DemoRow, Media, sft_meta_info
-from .video_questions import BenchItem, training_text
-from .world import World
+from curation.demo import phrasing as ph
+from curation.demo.render import encode_image
+from curation.demo.rows import IMAGE_PAD, VIDEO_PAD, DemoRow, Media, sft_meta_info
+from curation.demo.video_questions import BenchItem, training_text
+from curation.demo.world import World
 
 DEFECT_TYPES = [
     "placeholder_mismatch",

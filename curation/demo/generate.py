@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import writer
-from .defects import DEFECT_TYPES, DefectInjector, DefectRecord
-from .questions import GENERATORS
-from .reasoning import COT_GENERATORS, RL_GENERATORS, rl_json_row
-from .rooms import write_scene
-from .rows import DemoRow
-from .video import write_mp4
-from .video_questions import VIDEO_GENERATORS, benchmark_items
-from .world import World, build_world
+from curation.demo import writer
+from curation.demo.defects import DEFECT_TYPES, DefectInjector, DefectRecord
+from curation.demo.questions import GENERATORS
+from curation.demo.reasoning import COT_GENERATORS, RL_GENERATORS, rl_json_row
+from curation.demo.rooms import write_scene
+from curation.demo.rows import DemoRow
+from curation.demo.video import write_mp4
+from curation.demo.video_questions import VIDEO_GENERATORS, benchmark_items
+from curation.demo.world import World, build_world
 
 # Rows per skill in the full VST sets (thousands, vst-format.md §6). The demo takes square roots so
 # rare skills still get rows, and leans toward the families that carry most defect kinds.

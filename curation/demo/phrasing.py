@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from curation.geometry import Box3D, Camera
+from curation.vst.geometry import Box3D, Camera
 
 SINGLE_WORD = "Please answer the question using a single word or phrase."
 PICK_LETTER = "Answer with the option's letter from the given choices directly."

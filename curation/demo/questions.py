@@ -8,13 +8,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from curation.geometry import Camera, point_in_image
-
-from . import phrasing as ph
-from .rooms import heading_of
-from .rows import DemoRow, Media, new_id, placeholders, sft_meta_info
-from .views import SeenObject, View
-from .world import World
+from curation.demo import phrasing as ph
+from curation.demo.rooms import heading_of
+from curation.demo.rows import DemoRow, Media, new_id, placeholders, sft_meta_info
+from curation.demo.views import SeenObject, View
+from curation.demo.world import World
+from curation.vst.geometry import Camera, point_in_image
 
 Generator = Callable[[World, np.random.Generator, int], DemoRow | None]
 

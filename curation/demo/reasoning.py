@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import phrasing as ph
-from .questions import (
+from curation.demo import phrasing as ph
+from curation.demo.questions import (
     box_items,
     boxes_sentence,
     camera_position_choices,
@@ -20,11 +20,11 @@ from .questions import (
     stated_range,
     view_media,
 )
-from .render import encode_image, shape_card, text_card
-from .rooms import LABEL_PRIORS
-from .rows import DemoRow, Media, new_id, placeholders, rl_meta_info, sft_meta_info
-from .views import SeenObject, View
-from .world import World
+from curation.demo.render import encode_image, shape_card, text_card
+from curation.demo.rooms import LABEL_PRIORS
+from curation.demo.rows import DemoRow, Media, new_id, placeholders, rl_meta_info, sft_meta_info
+from curation.demo.views import SeenObject, View
+from curation.demo.world import World
 
 PURPOSES = {
     "chair": "sitting at a table or desk",

@@ -7,9 +7,8 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from curation.geometry import Camera, Pose
-
-from .rooms import CEILING_COLOUR, Room
+from curation.demo.rooms import CEILING_COLOUR, Room
+from curation.vst.geometry import Camera, Pose
 
 NEAR = 0.02  # metres: polygons are clipped here so nothing behind the camera is drawn
 # Id-buffer values: objects are index + 1 (a room holds at most 15); room surfaces get their own codes.

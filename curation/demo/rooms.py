@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.geometry import Box3D, Camera, Pose, box_corners
+from curation.vst.geometry import Box3D, Camera, Pose, box_corners
 
 # World frame of a room: metres, x along the room's width, y along its depth, z up; floor at z = 0.
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from curation.media import TOKEN_PATCH, smart_resize
+from curation.media.sample_media import TOKEN_PATCH, smart_resize
 
 IMAGE_PAD = "<|image_pad|>"
 VIDEO_PAD = "<|video_pad|>"

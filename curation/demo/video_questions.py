@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import phrasing as ph
-from .questions import data_source
-from .rooms import RoomObject
-from .rows import DemoRow, new_id, placeholders, sft_meta_info
-from .views import MIN_SEEN_FRACTION, VIDEO_CAMERA, Tour
-from .world import World
+from curation.demo import phrasing as ph
+from curation.demo.questions import data_source
+from curation.demo.rooms import RoomObject
+from curation.demo.rows import DemoRow, new_id, placeholders, sft_meta_info
+from curation.demo.views import MIN_SEEN_FRACTION, VIDEO_CAMERA, Tour
+from curation.demo.world import World
 
 VIDEO_INTRO = "These are frames of a video."
 

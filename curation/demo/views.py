@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.geometry import Box3D, Camera, Pose, project_box_to_rect, project_points
-
-from .render import encode_image, render_view
-from .rooms import Room, RoomObject
+from curation.demo.render import encode_image, render_view
+from curation.demo.rooms import Room, RoomObject
+from curation.vst.geometry import Box3D, Camera, Pose, project_box_to_rect, project_points
 
 VIDEO_CAMERA = Camera(114.3, 114.3, 80.0, 60.0, 160, 120)  # 160x120 frames, hfov 70 degrees
 MIN_SEEN_FRACTION = 0.0015  # of the frame's pixels, for "appears in the video"

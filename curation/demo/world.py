@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .rooms import Room, build_room
-from .views import Tour, View, analyse_view, render_tour
+from curation.demo.rooms import Room, build_room
+from curation.demo.views import Tour, View, analyse_view, render_tour
 
 SOURCES = ["scannet", "scannetpp", "arkitscenes", "hypersim", "sunrgbd"]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .defects import DefectRecord
-from .rows import DemoRow
+from curation.demo.defects import DefectRecord
+from curation.demo.rows import DemoRow
 
 ROW_GROUP_SIZE = 64
 

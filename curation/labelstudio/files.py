@@ -16,8 +16,8 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from curation.geometry import BOX_EDGES, Box3D, Camera, project_box_corners
-from curation.media import MediaError, read_media_bytes
+from curation.media.sample_media import MediaError, read_media_bytes
+from curation.vst.geometry import BOX_EDGES, Box3D, Camera, project_box_corners
 
 VIDEO_FRAMES = 4  # frames shown per video sample, evenly spaced
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF8", "gif"), (b"BM", "bmp"))

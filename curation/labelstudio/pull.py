@@ -420,7 +420,7 @@ def _import(
     state_db: Any,
     report: PullReport,
 ) -> PullReport:
-    from curation.query import CatalogQuery
+    from curation.query.catalog import CatalogQuery
     from db.state import open_state
 
     db = state_db or open_state(settings.db_url)

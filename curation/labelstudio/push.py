@@ -12,8 +12,8 @@ from curation.labelstudio.client import LabelStudioClient
 from curation.labelstudio.configs import SampleKind, labeling_config, sample_kind, verdict_result
 from curation.labelstudio.files import MediaFolder
 from curation.labelstudio.server import MEDIA_SUBDIR
-from curation.query import CatalogQuery, FilterSpec
-from curation.results import latest_results_sql
+from curation.query.catalog import CatalogQuery, FilterSpec
+from curation.query.results import latest_results_sql
 from curation.settings import Settings
 
 PUSH_COLUMNS = [

@@ -1,0 +1,373 @@
+"""Check runs as background jobs: queue a run, split it into shard units, run them on an engine, publish the results.
+
+A run's results are written under ``<results_dir>/.inprogress/<run_id>/<check>/part-*.parquet`` (each file written to a
+temporary name, then renamed) and the folder is renamed to ``<results_dir>/<run_id>`` when the run completes, so the
+app never sees half a run. Each shard (catalog ``source_file``) is one unit; a unit's completion is recorded in the
+state database, so a killed worker's job resumes where it stopped. Cross-sample checks run after the shards, each as
+one ``global:<check>`` unit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from sqlalchemy import update
+
+from curation.checks.base import RESULT_SCHEMA, Check, GlobalContext, RunCancelled, with_check_columns
+from curation.checks.registry import select_checks
+from curation.checks.runner import PARQUET_OPTIONS, CheckStats, ShardTask, ShardUnit, tune
+from curation.settings import Settings
+from db.catalog import open_catalog
+from db.models import Job, utcnow
+from db.state import (
+    JobInfo,
+    StateDB,
+    claim_next_job,
+    create_job,
+    done_units,
+    fail_job,
+    finish_job,
+    get_job,
+    heartbeat,
+    is_cancelled,
+    mark_unit_done,
+    open_state,
+    requeue_job,
+    update_progress,
+)
+
+log = logging.getLogger(__name__)
+JOB_KIND = "check"
+STAGING = ".inprogress"
+ENGINES = ("local", "ray")
+GLOBAL_MEMORY = "2GB"  # DuckDB's share for the cross-sample checks; the 4 GiB budget must hold Python too
+
+
+class RunInterrupted(Exception):
+    """The worker was told to stop: the job goes back to the queue, its finished units stay done."""
+
+
+@dataclass
+class RunParams:
+    """What a check run does; stored as the job's params (JSON)."""
+
+    checks: list[str] | None = None  # names, families or patterns; None: every default check
+    engine: str = "local"
+    address: str | None = None  # Ray cluster address (engine=ray)
+    workers: int = 1  # local engine: processes
+    batch_rows: int = 50_000  # rows checked together: DuckDB plans each SQL check once per batch
+    benchmarks: list[str] = field(default_factory=list)  # files/folders for contamination.*
+    model_path: str | None = None  # local Hugging Face model directory for model.*
+    embedder: str | None = None  # 'minilm' (default), 'hashing', or a sentence-transformers folder
+    check_params: dict[str, Any] = field(default_factory=dict)  # thresholds etc., passed to every check
+    run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine: {self.engine!r} is not one of {', '.join(ENGINES)}")
+        if isinstance(self.checks, str):
+            self.checks = [c.strip() for c in self.checks.split(",") if c.strip()] or None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunParams:
+        known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def check_kwargs(self) -> dict[str, Any]:
+        """The parameters every check receives."""
+        out = dict(self.check_params)
+        out.update(benchmarks=list(self.benchmarks), model_path=self.model_path, embedder=self.embedder)
+        return out
+
+
+@dataclass
+class RunSummary:
+    job_id: int
+    run_id: str
+    state: str  # completed | cancelled | interrupted (worker stopped: re-queued) | lost (another worker has it)
+    results_dir: Path
+    units_done: int = 0
+    units_skipped: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    stats: dict[str, CheckStats] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------- queueing
+
+
+def queue_checks(settings: Settings, checks: str | list[str] | None = None, engine: str = "local",
+                 address: str | None = None, db: StateDB | None = None, **params: Any) -> JobInfo:
+    """Queue a check run (validates the check names now, so a typo fails at once, not in the worker)."""
+    run = RunParams(checks=checks, engine=engine, address=address, **params)
+    resolve_checks(run)
+    own = db is None
+    db = db or open_state(settings.db_url)
+    try:
+        return create_job(db, JOB_KIND, run.to_json())
+    finally:
+        if own:
+            db.close()
+
+
+def resolve_checks(run: RunParams) -> list[type[Check]]:
+    checks = select_checks(run.checks)
+    if not checks:
+        raise ValueError("no checks selected")
+    if any(c.family() == "model" for c in checks) and not run.model_path:
+        if run.checks is None:
+            checks = [c for c in checks if c.family() != "model"]
+        else:
+            raise ValueError("model checks need a local model directory: pass --model PATH")
+    return checks
+
+
+def run_id_for(job: JobInfo) -> str:
+    """Run ids sort by creation time, so the latest run of a check is max(run_id) (curation.query.results)."""
+    created: datetime = job.created_at
+    return f"{created:%Y%m%dT%H%M%S}-j{job.id:06d}"
+
+
+def default_benchmarks(settings: Settings) -> list[str]:
+    """Benchmark folders found under the data home (<home>/benchmarks, the demo's benchmarks)."""
+    return [str(p) for p in (settings.home / "benchmarks", settings.home / "demo" / "benchmarks") if p.is_dir()]
+
+
+# ------------------------------------------------ cross-sample checks (a shard's checks: curation.checks.runner)
+
+
+def run_global_check(check: Check, gctx: GlobalContext, out_dir: Path, run_id: str) -> CheckStats:
+    """Stream a cross-sample check's outcomes into one Parquet file, renamed into place when complete."""
+    t0 = time.perf_counter()
+    stats = CheckStats()
+    path = out_dir / check.name / "part-global.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    writer: pq.ParquetWriter | None = None
+    try:
+        for outcomes in check.run_global(gctx):
+            if not outcomes.num_rows:
+                continue
+            table = with_check_columns(outcomes, check.name, check.version, run_id)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, RESULT_SCHEMA, **PARQUET_OPTIONS)
+            writer.write_table(table)
+            stats.rows += table.num_rows
+            stats.failed += table.num_rows - int(pc.sum(table.column("passed")).as_py() or 0)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is not None:
+        os.replace(tmp, path)
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+def shard_units(catalog_path: Path) -> list[ShardUnit]:
+    con = open_catalog(catalog_path, read_only=True)
+    try:
+        rows = con.sql("SELECT source_file, count(*) FROM samples GROUP BY source_file ORDER BY source_file").fetchall()
+    finally:
+        con.close()
+    return [ShardUnit(f, int(n)) for f, n in rows]
+
+
+# --------------------------------------------------------------------------------------------- one job
+
+
+def make_engine(run: RunParams):
+    if run.engine == "ray":
+        from curation.jobs.engines.ray_data import RayEngine
+
+        return RayEngine(address=run.address)
+    from curation.jobs.engines.local import LocalEngine
+
+    return LocalEngine(workers=run.workers)
+
+
+def run_job(settings: Settings, db: StateDB, job: JobInfo, stop: threading.Event | None = None,
+            engine=None, max_units: int | None = None) -> RunSummary:
+    """Run a claimed check job to the end (or until cancelled / stopped), resuming from its done units.
+
+    ``max_units`` stops after that many new units as if the worker had been killed (tests of resume).
+    """
+    started = time.perf_counter()
+    run = RunParams.from_json(job.params)
+    run_id = run.run_id or run_id_for(job)
+    if not run.benchmarks:
+        run.benchmarks = default_benchmarks(settings)
+    checks = resolve_checks(run)
+    params = run.check_kwargs()
+    row_checks = tuple(c.name for c in checks if c.scope == "row")
+    global_checks = [c for c in checks if c.scope == "global"]
+    staging = Path(settings.results_dir) / STAGING / run_id
+    final = Path(settings.results_dir) / run_id
+    summary = RunSummary(job.id, run_id, "completed", final)
+
+    units = shard_units(settings.catalog_path)
+    rows_total = sum(u.rows for u in units)
+    total = rows_total * ((1 if row_checks else 0) + len(global_checks))
+    done = done_units(db, job.id)
+    progress = sum(u.rows for u in units if u.key in done) if row_checks else 0
+    progress += rows_total * sum(1 for c in global_checks if f"global:{c.name}" in done)
+    summary.units_skipped = len(done)
+
+    def stop_requested() -> None:
+        if stop is not None and stop.is_set():
+            raise RunInterrupted(f"job {job.id}: worker stopping")
+        if max_units is not None and summary.units_done >= max_units:
+            raise RunInterrupted(f"job {job.id}: stopped after {max_units} unit(s)")
+
+    try:
+        _progress(db, job.id, progress, total)
+        if row_checks:
+            pending = [u for u in units if u.key not in done]
+            tasks = [ShardTask(str(settings.catalog_path), str(staging), run_id, u, row_checks, params, run.batch_rows)
+                     for u in pending]
+            engine = engine or make_engine(run)
+            live = {"rows": progress}
+
+            def on_rows(n: int) -> None:  # in-process engines report each batch
+                live["rows"] += n
+                _progress(db, job.id, live["rows"], total)
+                stop_requested()
+
+            stop_requested()
+            for result in engine.map_shards(tasks, on_rows=on_rows):
+                mark_unit_done(db, job.id, result.unit.key, rows=result.unit.rows,
+                               output_path=str(staging / "*" / result.unit.part))
+                summary.units_done += 1
+                summary.rows += result.unit.rows
+                for name, s in result.stats.items():
+                    summary.stats.setdefault(name, CheckStats()).add(s)
+                progress += result.unit.rows
+                live["rows"] = progress
+                _progress(db, job.id, progress, total)
+                stop_requested()
+        if global_checks:
+            con = open_catalog(settings.catalog_path, read_only=True)
+            tune(con, None, params.get("duckdb_memory", GLOBAL_MEMORY))
+            try:
+                gctx = GlobalContext(con, params, heartbeat=lambda: _alive(db, job.id))
+                for cls in global_checks:
+                    key = f"global:{cls.name}"
+                    if key in done:
+                        continue
+                    stop_requested()
+                    stats = run_global_check(cls(params), gctx, staging, run_id)
+                    mark_unit_done(db, job.id, key, rows=stats.rows, output_path=str(staging / cls.name))
+                    summary.units_done += 1
+                    summary.stats.setdefault(cls.name, CheckStats()).add(stats)
+                    progress += rows_total
+                    _progress(db, job.id, progress, total)
+            finally:
+                con.close()
+    except RunCancelled:
+        # Cancelled by a curator, or taken back by the queue (our heartbeat looked stale): only the first deletes.
+        summary.state = "cancelled" if is_cancelled(db, job.id) else "lost"
+    except RunInterrupted as exc:
+        log.info("%s", exc)
+        summary.state = "interrupted"
+    finally:
+        if engine is not None:
+            engine.close()
+    if summary.state == "completed" and is_cancelled(db, job.id):
+        summary.state = "cancelled"
+    if summary.state == "cancelled":
+        shutil.rmtree(staging, ignore_errors=True)
+    elif summary.state == "completed":
+        _publish(staging, final)
+        finish_job(db, job.id)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _progress(db: StateDB, job_id: int, done: int, total: int) -> None:
+    if not update_progress(db, job_id, done, total):
+        raise RunCancelled(f"job {job_id} is no longer running")
+
+
+def _alive(db: StateDB, job_id: int) -> bool:
+    return heartbeat(db, job_id)
+
+
+def _publish(staging: Path, final: Path) -> None:
+    """Make a finished run visible: one folder rename (merged into the final folder if part of it is there)."""
+    if not staging.exists():
+        final.mkdir(parents=True, exist_ok=True)  # a run whose checks applied to nothing
+        return
+    if not final.exists():
+        os.replace(staging, final)
+        return
+    for src in staging.rglob("*.parquet"):
+        dst = final / src.relative_to(staging)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def execute_job(settings: Settings, db: StateDB, job: JobInfo, worker_id: str,
+                stop: threading.Event | None = None, **kwargs: Any) -> RunSummary | None:
+    """Run one claimed job and leave it in its final state: completed, cancelled, failed (with the error) or
+    back in the queue when the worker stops."""
+    try:
+        summary = run_job(settings, db, job, stop=stop, **kwargs)
+    except Exception as exc:  # a bug or bad input must not kill the worker: the job says what went wrong
+        log.exception("check job %s failed", job.id)
+        tb = traceback.format_exc(limit=6)
+        fail_job(db, job.id, f"{type(exc).__name__}: {exc}\n{tb}")
+        return None
+    if summary.state == "interrupted":
+        requeue_job(db, job.id, worker_id)
+    return summary
+
+
+def run_checks(settings: Settings, checks: str | list[str] | None = None, engine: str = "local",
+               db: StateDB | None = None, worker_id: str = "foreground", **params: Any) -> RunSummary:
+    """Queue a run and execute it in this process now (CLI `check --wait`, tests, benches)."""
+    own = db is None
+    db = db or open_state(settings.db_url)
+    try:
+        job = queue_checks(settings, checks, engine=engine, db=db, **params)
+        claimed = _claim(db, job.id, worker_id)
+        summary = execute_job(settings, db, claimed, worker_id)
+        if summary is None:
+            raise RuntimeError(f"check run failed: {get_job(db, job.id).error}")
+        return summary
+    finally:
+        if own:
+            db.close()
+
+
+def _claim(db: StateDB, job_id: int, worker_id: str) -> JobInfo:
+    """Claim this very job (older queued jobs are left for the background worker), as claim_next_job would."""
+    now = utcnow()
+    with db.write() as s:
+        res = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == "queued")
+            .values(state="running", worker_id=worker_id, started_at=now, heartbeat_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    if res.rowcount != 1:
+        raise RuntimeError(f"job {job_id} could not be claimed (state {get_job(db, job_id).state})")
+    return get_job(db, job_id)
+
+
+def claim_check_job(db: StateDB, worker_id: str) -> JobInfo | None:
+    """The oldest queued check run, claimed atomically for this worker."""
+    return claim_next_job(db, worker_id, kinds=[JOB_KIND])

@@ -1,0 +1,834 @@
+"""Training mixtures: a YAML recipe (components, exclusions, fixes, seed) and its deterministic selection.
+
+How rows are picked. Every sample gets a rank, the first 64 bits of ``md5(f"{seed}:{sample_id}")`` (the same in
+Python, :func:`sample_rank`, and in DuckDB SQL), i.e. a uniform pseudo-random number that depends on nothing but the
+seed and the id. A component keeps, from its pool (rows matching its filter, minus exclusions, minus rows an
+earlier component took), either
+
+- the ``n`` rows of smallest rank (``count``, or ``weight`` x ``total``: bottom-n sampling), or
+- every row whose rank / 2^64 is below ``fraction`` (threshold sampling).
+
+What that guarantees:
+
+1. Same recipe + same catalog -> the same rows (and, with the writers' fixed settings, the same bytes).
+2. Threshold components are stable under appends: adding rows never removes an earlier pick nor adds an old row;
+   each new row joins with probability ``fraction``.
+3. Bottom-n components change minimally under appends: if k of the new rows rank below the old n-th pick, exactly
+   those k come in and the k highest-ranked old picks go out; every other old pick stays and no old row that was
+   left out comes in. Expected churn is n x (added / new pool size).
+4. Removing a row from a pool (a new flag, a failed check) replaces it by the next row in rank order; the other
+   picks stay. A larger ``n`` gives a superset of a smaller one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from curation.query.catalog import CatalogQuery, FilterSpec
+from curation.query.results import latest_results_sql
+from curation.settings import Settings
+from curation.vst.taxonomy import GROUPS, load_taxonomy
+from exports import FORMATS, get_format
+from exports.manifest import MANIFEST_NAME, build_manifest, file_entries, write_manifest
+from exports.pipeline import FIXES_SCHEMA, SELECTION_SCHEMA, ExportPlan, write_export
+
+log = logging.getLogger(__name__)
+
+# Checks whose failure means "the reasoning trace is bad" / "the final answer is wrong" (recipe keys override).
+DEFAULT_REASONING_CHECKS = ["format.think_tags", "consistency.reasoning_vs_answer"]
+NEAR_DUPLICATE_CHECK = "duplicates.near"
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20,
+          "gib": 2**30, "tib": 2**40}
+# Media problems (recorded at ingest) that mean the bytes cannot be had: such samples are left out and listed.
+_MISSING_MEDIA = ("missing_file", "no_path")
+LEFT_OUT_LISTED = 10_000  # the manifest lists at most this many left-out samples (and says how many there were)
+
+
+def sample_rank(seed: int, sample_id: str) -> int:
+    """The rank of a sample under a seed: first 64 bits of md5("seed:sample_id") as an unsigned integer."""
+    return int(hashlib.md5(f"{seed}:{sample_id}".encode()).hexdigest()[:16], 16)
+
+
+def rank_sql(seed: int, column: str = "s.sample_id") -> str:
+    """The same rank in DuckDB SQL (md5 is stable across DuckDB versions, unlike its hash())."""
+    return f"('0x' || substr(md5('{int(seed)}:' || {column}), 1, 16))::UBIGINT"
+
+
+def parse_size(value: int | str | None) -> int | None:
+    """'500MB', '1GiB', 10_000 (bytes) -> bytes; None stays None."""
+    if value is None or isinstance(value, int):
+        return value
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(value))
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"size {value!r} is not understood; write e.g. 500MB, 1GB or 2GiB")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+# ------------------------------------------------------------------------------------------------ the recipe
+
+
+class Component(BaseModel):
+    """One part of a mixture: a filter and how much of it (exactly one of weight, count, fraction)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    filter: FilterSpec = Field(default_factory=FilterSpec)
+    weight: float | None = Field(default=None, gt=0, description="share of the recipe total")
+    count: int | None = Field(default=None, ge=0, description="exact number of rows")
+    fraction: float | None = Field(default=None, gt=0, le=1, description="share of the pool, stable under appends")
+    upsample: bool = False  # when the pool is short: repeat rows (rank order) to reach the target
+    max_repeat: int = Field(default=3, ge=1)  # at most this many copies of one row when up-sampling
+
+    @model_validator(mode="after")
+    def _one_size(self) -> Component:
+        given = [k for k in ("weight", "count", "fraction") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"component {self.name!r}: give exactly one of weight, count, fraction (got {given})")
+        return self
+
+
+class Exclusions(BaseModel):
+    """Rows no component may take."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    flagged: bool = False
+    flag_reasons: list[str] = Field(default_factory=list)  # only flags with these reasons count (empty: any)
+    rejected: bool = False
+    failed_checks: list[str] = Field(default_factory=list)  # check names, or family patterns like "geometry.*"
+    near_duplicates: bool = False  # keep one per near-duplicate cluster (check results of near_duplicate_check)
+    near_duplicate_check: str = NEAR_DUPLICATE_CHECK
+    exact_duplicates: bool = False  # keep one per identical content (turns + media digests)
+
+    @field_validator("flag_reasons", "failed_checks", mode="before")
+    @classmethod
+    def _listify(cls, v):
+        return [] if v is None else [v] if isinstance(v, str) else list(v)
+
+
+class Recipe(BaseModel):
+    """A training mixture. YAML keys are these field names (see examples/recipes/)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    seed: int = 0
+    total: int | None = Field(default=None, ge=0)
+    components: list[Component] = Field(min_length=1)
+    exclude: Exclusions = Field(default_factory=Exclusions)
+    apply_fixes: bool = False  # reviewed fixes replace the original answer / reasoning in the exported turns
+    formats: list[str] = Field(default_factory=list)
+    # Reasoning samples whose trace fails a reasoning check while their answer passes every answer check:
+    # keep as they are, drop, or downgrade (trace removed, kept as a direct answer).
+    reasoning_failures: Literal["keep", "drop", "downgrade"] = "keep"
+    reasoning_checks: list[str] = Field(default_factory=lambda: list(DEFAULT_REASONING_CHECKS))
+    answer_checks: list[str] = Field(default_factory=list)
+    placeholders: Literal["convert", "repair"] = "convert"
+    shard_size: int | str | None = "1GB"
+    shard_rows: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "format" in data:  # `format: llava` reads as `formats: [llava]`
+            data = dict(data)
+            value = data.pop("format")
+            data["formats"] = [*([value] if isinstance(value, str) else list(value)), *data.get("formats", [])]
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v):
+            raise ValueError(f"{v!r} must be letters, digits, '.', '_' or '-' (it names the export folder)")
+        return v
+
+    @field_validator("formats", "reasoning_checks", "answer_checks", mode="before")
+    @classmethod
+    def _listify(cls, v):
+        return [] if v is None else [v] if isinstance(v, str) else list(v)
+
+    @field_validator("formats")
+    @classmethod
+    def _formats(cls, v: list[str]) -> list[str]:
+        unknown = [f for f in v if f not in FORMATS]
+        if unknown:
+            raise ValueError(f"unknown format(s) {unknown}; use {', '.join(FORMATS)}")
+        return v
+
+    @field_validator("shard_size")
+    @classmethod
+    def _shard_size(cls, v):
+        parse_size(v)
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        names = [c.name for c in self.components]
+        if len(set(names)) != len(names):
+            raise ValueError(f"component names must be unique: {names}")
+        tax = load_taxonomy()
+        for c in self.components:
+            try:
+                tax.check_skills(c.filter.skills)
+            except ValueError as exc:
+                raise ValueError(f"component {c.name!r}: {exc}") from None
+            bad = [g for g in c.filter.groups if g not in GROUPS]
+            if bad:
+                raise ValueError(f"component {c.name!r}: unknown group(s) {bad}; use {', '.join(GROUPS)}")
+        weighted = [c for c in self.components if c.weight is not None]
+        counted = sum(c.count for c in self.components if c.count is not None)
+        if weighted:
+            if self.total is None:
+                raise ValueError("components with a weight need a recipe total")
+            share = sum(c.weight for c in weighted)
+            if abs(share - 1.0) > 1e-6:
+                raise ValueError(f"weights are shares of the total and must sum to 1 (they sum to {share:g})")
+        if self.total is not None and counted > self.total:
+            raise ValueError(f"component counts ({counted}) exceed the total ({self.total})")
+        return self
+
+    @property
+    def shard_bytes(self) -> int | None:
+        return parse_size(self.shard_size)
+
+    def targets(self) -> list[int | None]:
+        """Rows asked of each component (None for fraction components): counts as given; weights share
+        total - counts by largest remainder, so the targets sum exactly to the total."""
+        counted = sum(c.count for c in self.components if c.count is not None)
+        rest = (self.total or 0) - counted
+        raw = {i: c.weight * rest for i, c in enumerate(self.components) if c.weight is not None}
+        out: list[int | None] = [c.count for c in self.components]
+        if raw:
+            floors = {i: int(v) for i, v in raw.items()}
+            left = rest - sum(floors.values())
+            order = sorted(raw, key=lambda i: (-(raw[i] - floors[i]), i))
+            for i in order[:left]:
+                floors[i] += 1
+            for i, v in floors.items():
+                out[i] = v
+        return out
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file; errors name the file and the key that is wrong."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise FileNotFoundError(f"recipe {path}: cannot be read ({exc.strerror or exc})") from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f"recipe {path}: not valid YAML ({exc})") from exc
+    return parse_recipe(data, str(path))
+
+
+def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: a recipe is a mapping with name, seed, components, ...")  # noqa: TRY004
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(recipe)"
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {msg}")
+        raise ValueError(f"{source}: " + "; ".join(problems)) from None
+
+
+# ------------------------------------------------------------------------------------------------ selection
+
+
+@dataclass
+class ComponentReport:
+    name: str
+    asked: int | None  # None for fraction components
+    fraction: float | None
+    matching: int  # rows matching the filter
+    excluded: int  # of those, removed by an exclusion
+    taken_earlier: int  # of those, already picked by an earlier component
+    available: int  # what was left to pick from
+    selected: int  # rows written for it (copies included)
+    unique: int  # distinct samples among them
+    shortfall: int  # asked - selected (0 when met)
+    upsampled: int  # extra copies added
+
+
+@dataclass
+class Selection:
+    """The rows a recipe picks, and why the others were not (the manifest's "selection" part)."""
+
+    recipe: Recipe
+    table: pa.Table  # exports.pipeline.SELECTION_SCHEMA, in output order
+    fixes: pa.Table  # exports.pipeline.FIXES_SCHEMA
+    components: list[ComponentReport]
+    excluded: dict[str, int]  # reason -> candidates excluded by it (a row may have several reasons)
+    excluded_total: int
+    left_out: list[dict[str, str]]  # samples left out and why (missing media)
+    fixes_applied: list[dict[str, Any]]
+    downgraded: list[str]
+    counts: dict[str, dict[str, int]]  # by_component / by_skill / by_source / by_group / by_dataset (rows)
+    warnings: list[str]
+    catalog_version: str
+
+    @property
+    def rows(self) -> int:
+        return self.table.num_rows
+
+    def shortfalls(self) -> list[str]:
+        return [f"component {c.name!r}: asked {c.asked}, only {c.available} available, selected {c.selected}"
+                + (f" ({c.upsampled} up-sampled copies)" if c.upsampled else "")
+                for c in self.components if c.shortfall > 0 or c.upsampled]
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready description of the selection (the manifest stores it)."""
+        return {
+            "rows": self.rows,
+            "unique_samples": sum(c.unique for c in self.components),  # components never share a sample
+            "components": [asdict(c) for c in self.components],
+            "counts": self.counts,
+            "excluded": {"total": self.excluded_total, "by_reason": self.excluded},
+            "left_out": self.left_out[:LEFT_OUT_LISTED],
+            "left_out_total": len(self.left_out),
+            "fixes": {"applied": len(self.fixes_applied), "samples": self.fixes_applied},
+            "downgraded": {"count": len(self.downgraded), "sample_ids": self.downgraded},
+            "shortfalls": self.shortfalls(),
+            "warnings": self.warnings,
+        }
+
+
+class _Session:
+    """One cursor on the catalog with our Arrow tables registered, reused across the selection's queries."""
+
+    def __init__(self, query: CatalogQuery):
+        self.query = query
+        self.tables: dict[str, pa.Table] = {}
+
+    def register(self, name: str, table: pa.Table) -> None:
+        self.tables[name] = table
+
+    def run(self, sql: str, params: list | None = None, extra: dict[str, pa.Table] | None = None):
+        return self.query.execute(sql, params or [], {**self.tables, **(extra or {})})
+
+    def arrow(self, sql: str, params: list | None = None, extra: dict[str, pa.Table] | None = None) -> pa.Table:
+        cur = catalog_cursor(self.query, {**self.tables, **(extra or {})})
+        return cur.sql(sql, params=params or []).to_arrow_table()
+
+
+def catalog_cursor(query: CatalogQuery, tables: dict[str, pa.Table]):
+    """A fresh catalog cursor with Arrow tables registered, for relations (``cursor.sql``) that stream their result
+    without the extra copy an ``execute`` result makes."""
+    return query.cursor(tables)
+
+
+def _check_match_sql(patterns: list[str], column: str = "check_name") -> tuple[str, list]:
+    """SQL matching check names: exact names, or 'family.*' / 'family*' patterns."""
+    clauses, params = [], []
+    for p in patterns:
+        if p.endswith("*"):
+            clauses.append(f"starts_with({column}, ?)")
+            params.append(p.rstrip("*"))
+        else:
+            clauses.append(f"{column} = ?")
+            params.append(p)
+    return ("(" + " OR ".join(clauses) + ")") if clauses else "FALSE", params
+
+
+def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Selection:
+    """Pick the recipe's rows from the catalog (no files written: this is also the dry run)."""
+    warnings: list[str] = []
+    ses = _Session(query)
+    needs_state = recipe.exclude.flagged or recipe.exclude.rejected or recipe.apply_fixes
+    if needs_state and state_db is None:
+        state_db = query.state_db()
+    trace_policy = recipe.reasoning_failures != "keep" and bool(recipe.reasoning_checks)
+
+    # 1. each component's pool: one scan of the rows matching its filter, with what selection needs. The rank
+    # (an md5 per row) is computed only where an order or a threshold needs it, the media problems only for the
+    # rows that have problems: a component taking its whole pool costs a scan of ids and positions.
+    missing = " OR ".join(f"m.problem = '{p}'" for p in _MISSING_MEDIA)
+    media_problem = f"""list_filter(list_transform(s.media, lambda m, i:
+          CASE WHEN m.digest IS NULL OR {missing} OR starts_with(coalesce(m.problem, ''), 'unreadable')
+          THEN 'media[' || (i - 1) || '] ' || m.kind || ' ' || coalesce(nullif(m.path, ''), '(embedded)')
+               || ': ' || coalesce(m.problem, 'no bytes') END), lambda x: x IS NOT NULL)[1]"""
+    rank = rank_sql(recipe.seed, "sample_id")
+    columns = "s.sample_id, s.rowid AS pos"
+    if trace_policy:
+        columns += """, coalesce(s.has_reasoning, false) AS has_reasoning,
+        nullif(trim(coalesce(s.answer, '')), '') IS NOT NULL AND NOT contains(coalesce(s.answer, ''), 'think>')
+          AS answer_ok"""
+    if recipe.exclude.exact_duplicates:
+        columns += ", s.content_hash"
+    scans: list[pa.Table] = []
+    problems: list[pa.Table] = []  # (sample_id, media_problem) of the pool rows whose media cannot be had
+    for comp in recipe.components:
+        compiled = query.compile(comp.filter)
+        warnings.extend(f"component {comp.name!r}: {w}" for w in compiled.warnings)
+        cur = catalog_cursor(query, compiled.tables)
+        scans.append(cur.sql(f"SELECT {columns} FROM samples s WHERE {compiled.where}",
+                             params=compiled.params).to_arrow_table())
+        cur = catalog_cursor(query, compiled.tables)
+        problems.append(cur.sql(f"SELECT * FROM (SELECT s.sample_id, {media_problem} AS media_problem FROM samples s "
+                                f"WHERE ({compiled.where}) AND len(s.problems) > 0) WHERE media_problem IS NOT NULL",
+                                params=compiled.params).to_arrow_table())
+
+    # 2. candidates: rows in any pool (a sample in two pools is there twice: queries that care say DISTINCT)
+    ses.register("cand", scans[0] if len(scans) == 1 else pa.concat_tables(scans))
+    ses.register("probs", problems[0] if len(problems) == 1 else pa.concat_tables(problems))
+    unique_cand = "(SELECT DISTINCT ON (sample_id) * FROM cand)" if len(scans) > 1 else "cand"
+    # Catalog rows in more than one pool: only they can have been taken by an earlier component (a sample_id
+    # names one catalog row: ingest makes it unique, DESIGN.md "Stable sample identity").
+    shared = np.array([], np.int64)
+    if len(scans) > 1:
+        shared = np.flatnonzero(np.bincount(np.concatenate([sc.column("pos").to_numpy() for sc in scans])) > 1)
+
+    # 3. exclusions, each (sample_id, reason)
+    excl_parts: list[pa.Table] = []
+    results_rel = latest_results_sql(query.settings.results_dir)
+
+    def add(sql: str, params: list | None = None) -> None:
+        part = ses.arrow(sql, params)
+        if part.num_rows:
+            excl_parts.append(part.select(["sample_id", "reason"]).cast(
+                pa.schema([("sample_id", pa.string()), ("reason", pa.string())])))
+
+    def failing(patterns: list[str]) -> tuple[str, list]:
+        match, params = _check_match_sql(patterns)
+        return (f"SELECT DISTINCT r.sample_id, r.check_name FROM {results_rel} r JOIN cand USING (sample_id) "
+                f"WHERE NOT r.passed AND {match}"), params
+
+    named_checks = [*recipe.exclude.failed_checks]
+    if trace_policy:
+        named_checks += recipe.reasoning_checks + recipe.answer_checks
+    if recipe.exclude.near_duplicates:
+        named_checks.append(recipe.exclude.near_duplicate_check)
+    if named_checks:
+        match, params = _check_match_sql(named_checks)
+        present = {r[0] for r in ses.run(f"SELECT DISTINCT check_name FROM {results_rel} WHERE {match}",
+                                         params).fetchall()}
+        for name in dict.fromkeys(named_checks):
+            if not any(p == name or (name.endswith("*") and p.startswith(name.rstrip("*"))) for p in present):
+                warnings.append(f"no results for check {name!r}: run it first (nothing was excluded by it)")
+
+    if recipe.exclude.flagged or recipe.exclude.rejected:
+        from db.state import state_table
+
+        ses.register("st", state_table(state_db))
+        if recipe.exclude.flagged:
+            reasons = recipe.exclude.flag_reasons
+            cond = "AND list_has_any(flag_reasons, ?::VARCHAR[])" if reasons else ""
+            add(f"SELECT sample_id, 'flagged' AS reason FROM st JOIN cand USING (sample_id) WHERE flagged {cond}",
+                [reasons] if reasons else [])
+        if recipe.exclude.rejected:
+            add("SELECT sample_id, 'rejected' AS reason FROM st JOIN cand USING (sample_id) WHERE verdict = 'reject'")
+    if recipe.exclude.failed_checks:
+        sql, params = failing(recipe.exclude.failed_checks)
+        add(f"SELECT sample_id, 'failed_check:' || check_name AS reason FROM ({sql})", params)
+    add("SELECT DISTINCT sample_id, 'missing_media' AS reason FROM probs")
+
+    downgrade_ids: list[str] = []
+    if trace_policy:
+        rsql, rparams = failing(recipe.reasoning_checks)
+        asql, aparams = failing(recipe.answer_checks) if recipe.answer_checks else ("SELECT NULL, NULL WHERE FALSE", [])
+        trace = ses.arrow(f"""
+            SELECT c.sample_id, c.answer_ok, c.sample_id IN (SELECT sample_id FROM ({asql}) a) AS answer_failed
+            FROM {unique_cand} c WHERE c.has_reasoning AND c.sample_id IN (SELECT sample_id FROM ({rsql}) r)""",
+                          aparams + rparams)
+        ses.register("trace", trace)
+        if recipe.reasoning_failures == "drop":
+            add("SELECT sample_id, 'reasoning_failed' AS reason FROM trace")
+        else:
+            add("SELECT sample_id, CASE WHEN answer_failed THEN 'reasoning_failed_answer_wrong' "
+                "ELSE 'reasoning_unrecoverable' END AS reason FROM trace WHERE answer_failed OR NOT answer_ok")
+            downgrade_ids = [r[0] for r in ses.run(
+                "SELECT DISTINCT sample_id FROM trace WHERE NOT answer_failed AND answer_ok ORDER BY sample_id"
+            ).fetchall()]
+
+    def excluded_so_far() -> pa.Table:
+        return pa.concat_tables(excl_parts) if excl_parts else pa.table(
+            {"sample_id": pa.array([], pa.string()), "reason": pa.array([], pa.string())})
+
+    if recipe.exclude.exact_duplicates:
+        ses.register("excl", excluded_so_far())
+        # Only hashes held by more than one candidate can exclude anything: the others need no rank.
+        add(f"""WITH c AS (
+                 SELECT sample_id, content_hash FROM {unique_cand}
+                 WHERE content_hash IS NOT NULL AND sample_id NOT IN (SELECT sample_id FROM excl))
+               SELECT sample_id, 'exact_duplicate' AS reason FROM (
+                 SELECT sample_id, row_number() OVER (PARTITION BY content_hash ORDER BY {rank}, sample_id) AS k
+                 FROM c WHERE content_hash IN (SELECT content_hash FROM c GROUP BY content_hash HAVING count(*) > 1))
+               WHERE k > 1""")
+    if recipe.exclude.near_duplicates:
+        clusters = _near_duplicate_clusters(ses, results_rel, recipe.exclude.near_duplicate_check)
+        ses.register("clusters", clusters)
+        ses.register("excl", excluded_so_far())
+        add(f"""SELECT sample_id, 'near_duplicate' AS reason FROM (
+                 SELECT k.sample_id, k.lone,
+                        row_number() OVER (PARTITION BY k.cluster ORDER BY {rank_sql(recipe.seed, "c.sample_id")},
+                                           c.sample_id) AS n
+                 FROM clusters k JOIN {unique_cand} c USING (sample_id)
+                 WHERE k.sample_id NOT IN (SELECT sample_id FROM excl))
+               WHERE n > 1 OR lone""")
+    excl = excluded_so_far()
+    ses.register("excl", excl)
+    by_reason: dict[str, int] = {}
+    excluded_total = 0
+    left_out: list[dict[str, str]] = []
+    if excl.num_rows:
+        by_reason = {r: int(n) for r, n in ses.run(
+            "SELECT reason, count(DISTINCT sample_id) FROM excl GROUP BY reason ORDER BY reason").fetchall()}
+        excluded_total = int(ses.run("SELECT count(DISTINCT sample_id) FROM excl").fetchone()[0])
+        left_out = [{"sample_id": sid, "reason": f"missing media: {why}"} for sid, why in ses.run(
+            "SELECT DISTINCT sample_id, media_problem FROM probs ORDER BY sample_id").fetchall()]
+
+    # 4. components in order, each from what is left of its pool
+    reports: list[ComponentReport] = []
+    picks: list[pa.Table] = []
+    taken = pa.table({"sample_id": pa.array([], pa.string())})
+    for comp, target, scan in zip(recipe.components, recipe.targets(), scans):
+        ses.register("taken", taken)
+        ses.register("pool", scan)
+        excluded = 0
+        if excl.num_rows:
+            excluded = ses.run("SELECT count(*) FROM pool WHERE sample_id IN (SELECT sample_id FROM excl)"
+                               ).fetchone()[0]
+        conds = [c for c, n in (("sample_id NOT IN (SELECT sample_id FROM excl)", excl.num_rows),
+                                ("sample_id NOT IN (SELECT sample_id FROM taken)", taken.num_rows)) if n]
+        where = " AND ".join(conds) or "TRUE"
+        avail = (ses.arrow(f"SELECT sample_id, pos FROM pool WHERE {where}") if conds
+                 else scan.select(["sample_id", "pos"]))
+        available = avail.num_rows
+        want = int(target or 0)
+        if comp.fraction is not None:
+            # A threshold needs no order: every row under it is taken (all of them at 1, no rank needed).
+            picked = avail if comp.fraction >= 1 else ses.arrow(
+                f"SELECT sample_id, pos FROM pool WHERE {where} AND {rank} < {int(comp.fraction * 2**64)}::UBIGINT")
+        elif available > want or (comp.upsample and 0 < available < want):
+            # Bottom-n by rank (up-sampling repeats the best-ranked rows first: it needs the order too).
+            picked = ses.arrow(f"SELECT sample_id, pos FROM pool WHERE {where} ORDER BY {rank}, sample_id "
+                               f"LIMIT {want}") if want else avail.slice(0, 0)
+        else:
+            picked = avail  # the whole pool is asked for: no order needed
+        earlier = scan.num_rows - excluded - available
+        copies = _copies(picked.num_rows, target, comp) if comp.fraction is None else None
+        selected = int(copies.sum()) if copies is not None else picked.num_rows
+        shortfall = max((target or 0) - selected, 0) if comp.fraction is None else 0
+        reports.append(ComponentReport(comp.name, target, comp.fraction, scan.num_rows, int(excluded), int(earlier),
+                                       int(available), selected, picked.num_rows, shortfall,
+                                       selected - picked.num_rows))
+        name = pa.DictionaryArray.from_arrays(pa.array(np.zeros(picked.num_rows, np.int32)),
+                                              pa.array([comp.name], pa.string()))
+        picks.append(picked.append_column("component", name).append_column(
+            "copies", pa.array(copies if copies is not None else np.ones(picked.num_rows, np.int32))))
+        if len(shared):
+            taken = pa.concat_tables([taken, picked.filter(pc.is_in(picked.column("pos"), value_set=pa.array(shared)))
+                                      .select(["sample_id"])])
+    ses.tables.pop("pool", None)
+    del scans
+
+    # 5. the output table: one row per copy; first copies in catalog row order (ingest order: shard by shard,
+    # row by row, which is also the order media are read in), then the up-sampled copies.
+    picked_all = pa.concat_tables(picks).unify_dictionaries().combine_chunks()
+    table = _output_table(picked_all, downgrade_ids)
+    ses.register("sel", table)
+    tally: dict[str, dict[str, int]] = {n: defaultdict(int) for n in
+                                        ("by_component", "by_skill", "by_source", "by_group", "by_dataset")}
+    for *keys, n in _tally_rows(ses, picked_all):
+        for name, key in zip(tally, keys):
+            tally[name][str(key)] += int(n)
+    counts = {name: dict(sorted(c.items())) for name, c in tally.items()}
+    downgraded = sorted(set(table.filter(table.column("downgrade")).column("sample_id").to_pylist()))
+
+    # 6. reviewed fixes of the selected rows
+    fixes, applied = (_fixes(ses, state_db) if recipe.apply_fixes
+                      else (FIXES_SCHEMA.empty_table(), []))
+    return Selection(recipe, table, fixes, reports, dict(sorted(by_reason.items())), excluded_total, left_out,
+                     applied, downgraded, counts, warnings, query.version())
+
+
+def _tally_rows(ses: _Session, picks: pa.Table) -> list[tuple]:
+    """(component, skill, source, group, dataset, rows) of the picks (one row per sample, with its copies).
+
+    Read with a positional join against a mask over the catalog (no hash join) when the catalog's rowids are in
+    scan order, as they are in a table that is only appended to and deleted from; else joined by rowid.
+    """
+    keys = "s.skill, coalesce(s.source, '(none)'), s.sample_group, s.dataset"
+    rowids = ses.arrow("SELECT rowid FROM samples").column(0).to_numpy()
+    pos = picks.column("pos").to_numpy()
+    dense = len(rowids) and rowids[0] == 0 and rowids[-1] == len(rowids) - 1  # no rows deleted: rowid = position
+    at = pos if dense else np.searchsorted(rowids, pos)
+    if not (len(rowids) and np.all(np.diff(rowids) > 0) and np.all(at < len(rowids))
+            and np.array_equal(rowids[np.minimum(at, len(rowids) - 1)], pos)):
+        return ses.run(f"SELECT p.component, {keys}, sum(p.copies) FROM p JOIN samples s ON s.rowid = p.pos "
+                       "GROUP BY ALL", extra={"p": picks.select(["pos", "component", "copies"])}).fetchall()
+    component = picks.column("component").combine_chunks()
+    code = np.full(len(rowids), -1, np.int32)
+    code[at] = component.indices.to_numpy(zero_copy_only=False)
+    copies = np.zeros(len(rowids), np.int64)
+    copies[at] = picks.column("copies").to_numpy()
+    mask = pa.table({"c": pa.array(code, mask=code < 0), "n": copies})
+    names = component.dictionary.to_pylist()
+    rows = ses.run(f"SELECT m.c, {keys}, sum(m.n) FROM samples s POSITIONAL JOIN m WHERE m.c IS NOT NULL "
+                   "GROUP BY ALL", extra={"m": mask}).fetchall()
+    return [(names[c], *rest) for c, *rest in rows]
+
+
+def _output_table(picks: pa.Table, downgrade_ids: list[str]) -> pa.Table:
+    """exports.pipeline.SELECTION_SCHEMA rows: first copies by catalog position, then later copies by (position,
+    copy); ``ord`` numbers them in that order."""
+    pos = picks.column("pos").to_numpy()
+    copies = picks.column("copies").to_numpy()
+    order = np.argsort(pos, kind="stable")
+    in_order = bool(np.all(order[1:] > order[:-1]))  # one component's picks come in catalog order already
+    rows = [(picks if in_order else picks.take(pa.array(order))).append_column(
+        "copy", pa.array(np.ones(len(order), np.int32)))]
+    later_copies = bool(len(copies) and copies.max() > 1)
+    if later_copies:
+        extra = np.flatnonzero(copies > 1)
+        rep = np.repeat(extra, copies[extra] - 1)  # row j repeated copies-1 times ...
+        nth = np.concatenate([np.arange(2, c + 1) for c in copies[extra]]).astype(np.int32)  # ... as copies 2..c
+        later = np.lexsort((nth, pos[rep]))
+        rows.append(picks.take(pa.array(rep[later])).append_column("copy", pa.array(nth[later], pa.int32())))
+    table = pa.concat_tables(rows)
+    sid, copy = table.column("sample_id"), table.column("copy")
+    out_id = sid if not later_copies else pc.if_else(
+        pc.equal(copy, 1), sid, pc.binary_join_element_wise(sid, pc.cast(copy, pa.string()), "~"))
+    downgrade = (pc.is_in(sid, value_set=pa.array(downgrade_ids, pa.string())) if downgrade_ids
+                 else pa.array(np.zeros(table.num_rows, bool)))
+    return pa.table({
+        "ord": pa.array(np.arange(table.num_rows, dtype=np.int64)),
+        "sample_id": sid, "out_id": out_id, "copy": copy, "component": table.column("component"),
+        "downgrade": downgrade, "pos": table.column("pos"),
+    }).cast(SELECTION_SCHEMA)
+
+
+def _copies(n_picked: int, target: int | None, comp: Component) -> np.ndarray | None:
+    """Copies per picked row (rank order), None when every row is taken once; when up-sampling a short pool: full
+    passes over the pool plus one more copy for the best-ranked rows, never more than max_repeat copies of a row."""
+    if not comp.upsample or not n_picked or target is None or target <= n_picked:
+        return None
+    full, extra = divmod(target, n_picked)
+    copies = np.full(n_picked, full, dtype=np.int32)
+    copies[:extra] += 1
+    return np.minimum(copies, comp.max_repeat)
+
+
+_CLUSTER_RE = re.compile(r"cluster[\s:=#]+([\w.:-]+)", re.IGNORECASE)
+# "near duplicate of sample <id>: ..." (duplicates.near), "exact duplicate of sample <id> (...)" (duplicates.exact)
+_OF_RE = re.compile(r"(?:duplicate|copy|similar) (?:of|to) (?:sample )?[`'\"]?(\S+?)[`'\"]?(?=:\s|[\s,;)]|$)",
+                    re.IGNORECASE)
+
+
+def _near_duplicate_clusters(ses: _Session, results_rel: str, check: str) -> pa.Table:
+    """(sample_id, cluster) for every sample the near-duplicate check failed, plus the samples they duplicate.
+
+    The reason may name a cluster ("cluster=17") or the sample it duplicates ("near duplicate of <id>"); pairs
+    are joined into clusters, of which the best-ranked candidate is kept. A failing row naming neither is
+    dropped: such a check is taken to fail only the copies and let one representative pass.
+    """
+    rows = ses.run(f"SELECT sample_id, reason FROM {results_rel} WHERE check_name = ? AND NOT passed "
+                   "ORDER BY sample_id", [check]).fetchall()
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a: str, b: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    lone: list[str] = []
+    for sid, reason in rows:
+        m = _CLUSTER_RE.search(reason or "")
+        if m:
+            union(sid, f"\x00cluster:{m.group(1)}")
+            continue
+        m = _OF_RE.search(reason or "")
+        if m and m.group(1) != sid:
+            union(sid, m.group(1))
+        else:
+            lone.append(sid)
+    members = {x: find(x) for x in parent if not x.startswith("\x00")}
+    # A failing row with no cluster information is dropped (the check kept its cluster's representative passing).
+    lone_ids = [sid for sid in dict.fromkeys(lone) if sid not in members]
+    ids = list(members) + lone_ids
+    return pa.table({"sample_id": pa.array(ids, pa.string()),
+                     "cluster": pa.array(list(members.values()) + [f"\x00lone:{s}" for s in lone_ids], pa.string()),
+                     "lone": pa.array([False] * len(members) + [True] * len(lone_ids), pa.bool_())})
+
+
+def apply_fix(gpt_text: str | None, fixed_answer: str | None, fixed_reasoning: str | None) -> str:
+    """The assistant turn with a reviewed fix: the answer after </think> and/or the text inside <think> replaced."""
+    text = gpt_text or ""
+    m = re.match(r"(?s)^(\s*<think>)(.*?)(</think>)(\s*)(.*)$", text)
+    if m:
+        reasoning = fixed_reasoning if fixed_reasoning is not None else m.group(2)
+        answer = fixed_answer if fixed_answer is not None else m.group(5)
+        return f"{m.group(1)}{reasoning}{m.group(3)}{m.group(4) or ' '}{answer}"
+    answer = fixed_answer if fixed_answer is not None else text
+    return f"<think>{fixed_reasoning}</think> {answer}" if fixed_reasoning is not None else answer
+
+
+def _fixes(ses: _Session, state_db) -> tuple[pa.Table, list[dict[str, Any]]]:
+    from db.state import review_for, state_table
+
+    ses.register("st", state_table(state_db))
+    rows = ses.run("""
+        SELECT s.sample_id, list_filter(s.turns, lambda t: lower(t.role) IN ('gpt', 'assistant'))[1].text, s.answer
+        FROM st JOIN (SELECT DISTINCT sample_id FROM sel) USING (sample_id) JOIN samples s USING (sample_id)
+        WHERE st.fixed ORDER BY s.sample_id""").fetchall()
+    out: dict[str, list] = {"sample_id": [], "gpt_text": [], "answer": []}
+    applied: list[dict[str, Any]] = []
+    for sid, gpt_text, answer in rows:
+        review = review_for(state_db, sid)
+        if review is None or not review.fixed:
+            continue
+        out["sample_id"].append(sid)
+        out["gpt_text"].append(apply_fix(gpt_text, review.fixed_answer, review.fixed_reasoning))
+        out["answer"].append(review.fixed_answer if review.fixed_answer is not None else answer)
+        fields = [f for f, v in (("answer", review.fixed_answer), ("reasoning", review.fixed_reasoning))
+                  if v is not None]
+        applied.append({"sample_id": sid, "fields": fields, "reviewer": review.reviewer})
+    return pa.table(out, schema=FIXES_SCHEMA), applied
+
+
+# ------------------------------------------------------------------------------------------------ exporting
+
+
+@dataclass
+class ExportOutcome:
+    format: str
+    out_dir: Path
+    rows: int
+    left_out: int
+    manifest: dict[str, Any]
+
+
+def export_dirs(recipe: Recipe, formats: list[str], settings: Settings, out: str | Path | None) -> dict[str, Path]:
+    """Where each format goes: --out itself for one format, <out>/<format> for several; default
+    <exports_dir>/<recipe name>/<format>."""
+    if out is None:
+        return {f: Path(settings.exports_dir) / recipe.name / f for f in formats}
+    out = Path(out)
+    return {formats[0]: out} if len(formats) == 1 else {f: out / f for f in formats}
+
+
+def _clear_target(path: Path, force: bool) -> None:
+    if not path.exists():
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+        return
+    if not force:
+        raise FileExistsError(f"{path} already exists: choose another --out or pass --force to replace it")
+    if not (path / MANIFEST_NAME).is_file():
+        raise FileExistsError(f"{path} exists and is not an export (no {MANIFEST_NAME}); refusing to replace it")
+    shutil.rmtree(path)
+
+
+def export_mixture(
+    recipe: Recipe,
+    settings: Settings,
+    formats: list[str] | None = None,
+    out: str | Path | None = None,
+    *,
+    force: bool = False,
+    write_media: bool = True,
+    absolute_media_paths: bool = False,
+    progress: bool = False,
+    state_db=None,
+    recipe_file: str | Path | None = None,
+    selection: Selection | None = None,
+    query: CatalogQuery | None = None,
+) -> list[ExportOutcome]:
+    """Select the recipe's rows and write one export folder (data files + media + manifest.json) per format.
+
+    Each export is written into ``<out>.partial`` and renamed when complete, so a folder with a manifest is
+    always a finished export. ``query``: an open catalog to use (left open), else one is opened and closed here.
+    """
+    formats = list(formats or recipe.formats)
+    if not formats:
+        raise ValueError(f"recipe {recipe.name!r} names no format: pass --format ({', '.join(FORMATS)})")
+    for f in formats:
+        get_format(f)
+    targets = export_dirs(recipe, formats, settings, out)
+    for target in targets.values():
+        _clear_target(target, force)
+    own = query is None
+    query = CatalogQuery(settings, state_db) if own else query
+    try:
+        sel = selection or select_mixture(recipe, query, state_db)
+        if sel.catalog_version != query.version():  # rows are addressed by catalog position: it must not move
+            raise ValueError(f"the catalog changed since the selection was made ({sel.catalog_version} -> "
+                             f"{query.version()}): select again")
+        outcomes = []
+        for f, target in targets.items():
+            outcomes.append(_export_one(recipe, sel, query, f, target, write_media, absolute_media_paths, progress,
+                                        recipe_file))
+        return outcomes
+    finally:
+        if own:
+            query.close()
+
+
+def _export_one(recipe: Recipe, sel: Selection, query: CatalogQuery, fmt_name: str, target: Path, write_media: bool,
+                absolute_media_paths: bool, progress: bool, recipe_file: str | Path | None) -> ExportOutcome:
+    fmt = get_format(fmt_name)
+    target = target.resolve()
+    partial = target.with_name(target.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    keep: list = []  # cursors stay alive while their relations are read
+
+    def relation(sql: str, params: list, tables: dict[str, pa.Table]):
+        cur = catalog_cursor(query, tables)
+        keep.append(cur)
+        return cur.sql(sql, params=params)
+
+    plan = ExportPlan(
+        fmt=fmt, out_dir=partial, selection=sel.table, fixes=sel.fixes, placeholders=recipe.placeholders,
+        shard_bytes=recipe.shard_bytes, shard_rows=recipe.shard_rows, write_media=write_media,
+        media_prefix=f"{target.as_posix()}/" if absolute_media_paths else "", dataset_name=recipe.name,
+        progress=progress, counts=sel.counts,
+    )
+    result = write_export(plan, relation)
+    written_left_out = result.left_out
+    manifest = build_manifest(
+        fmt=fmt_name,
+        recipe={**recipe.model_dump(mode="json"), **({"file": str(recipe_file)} if recipe_file else {})},
+        catalog={"path": str(query.settings.catalog_path), "version": sel.catalog_version},
+        selection=sel.summary(),
+        written={
+            "rows": result.rows,
+            "counts": result.counts,
+            "left_out": written_left_out,
+            "placeholders": recipe.placeholders,
+            "media_paths": "absolute" if absolute_media_paths else "relative to this folder",
+        },
+        files=file_entries(partial, result.data_files + result.extra_files, result.sha256),
+        media={**result.media, "written": write_media and fmt.media == "files",
+               "embedded": fmt.media == "embedded"},
+    )
+    write_manifest(partial, manifest)
+    partial.rename(target)
+    keep.clear()
+    return ExportOutcome(fmt_name, target, result.rows, len(written_left_out), manifest)

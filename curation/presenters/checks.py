@@ -1,0 +1,317 @@
+"""What the Checks page and the sample view show of check runs, without Streamlit: the registry by family, jobs
+with their progress, an in-process run, failures per check x skill, score histograms, and one sample's results."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import plotly.graph_objects as go
+import pyarrow as pa
+
+from curation.checks.base import FAMILIES
+from curation.checks.registry import describe_checks
+from curation.checks.report import iter_failures
+from curation.jobs.run import JOB_KIND, STAGING, RunSummary, run_checks, run_id_for
+from curation.query.catalog import FilterSpec
+from curation.query.results import latest_results_sql
+from curation.settings import Settings
+from db.state import JobInfo, StateDB, list_jobs
+
+ACTIVE_STATES = ("queued", "running")
+INGEST_PREFIX = "ingest."
+# A queued job nobody claims for this long (and nothing running) means no worker is there.
+NO_WORKER_AFTER_S = 20.0
+
+
+# --------------------------------------------------------------------------------------------- the registry
+
+
+def checks_by_family() -> dict[str, list[dict[str, str]]]:
+    """The registered checks (describe_checks rows) grouped by family, families in pipeline order."""
+    grouped: dict[str, list[dict[str, str]]] = {f: [] for f in FAMILIES}
+    for c in describe_checks():
+        grouped.setdefault(c["family"], []).append(c)
+    return {f: cs for f, cs in grouped.items() if cs}
+
+
+def is_scored(check: dict[str, str]) -> bool:
+    """Whether a check stores a measurement worth a threshold (its score meaning is not 'none')."""
+    meaning = (check.get("score") or "").strip().lower()
+    return bool(meaning) and meaning != "none"
+
+
+# --------------------------------------------------------------------------------------------- jobs
+
+
+@dataclass(frozen=True)
+class JobView:
+    """One check run as the page lists it."""
+
+    id: int
+    run_id: str
+    state: str
+    checks: str  # what was asked for ("every default check" when None)
+    done: int
+    total: int | None
+    rate: float | None
+    eta_s: float | None
+    created_at: datetime
+    worker_id: str | None
+    error: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def fraction(self) -> float:
+        if self.state == "completed":
+            return 1.0
+        if not self.total:
+            return 0.0
+        return max(0.0, min(1.0, self.done / self.total))
+
+    def progress_text(self) -> str:
+        """'1,200 / 4,000 row passes · 350/s · ETA 8 s' (what is known of it). A row pass is one sample through
+        the row checks or through one cross-sample check, the unit the worker counts progress in."""
+        parts = [f"{self.done:,} / {self.total:,} row passes" if self.total else f"{self.done:,} row passes"]
+        if self.rate:
+            parts.append(f"{self.rate:,.0f}/s")
+        if self.state == "running" and self.eta_s is not None:
+            parts.append(f"ETA {format_seconds(self.eta_s)}")
+        return " · ".join(parts)
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+def describe_selection(checks: list[str] | None) -> str:
+    """'every default check', the names when few, else how many and from which families."""
+    if not checks:
+        return "every default check"
+    if len(checks) <= 4:
+        return ", ".join(checks)
+    families = list(dict.fromkeys(c.split(".")[0] for c in checks))
+    return f"{len(checks)} checks ({', '.join(families)})"
+
+
+def job_view(job: JobInfo) -> JobView:
+    checks = (job.params or {}).get("checks")
+    return JobView(id=job.id, run_id=(job.params or {}).get("run_id") or run_id_for(job), state=job.state,
+                   checks=describe_selection(checks), done=job.done or 0,
+                   total=job.total, rate=job.rate, eta_s=job.eta_s, created_at=job.created_at,
+                   worker_id=job.worker_id, error=job.error)
+
+
+def check_jobs(db: StateDB, limit: int = 20) -> list[JobView]:
+    """Check runs, newest first."""
+    return [job_view(j) for j in list_jobs(db, kind=JOB_KIND, limit=limit)]
+
+
+def worker_seems_absent(jobs: list[JobView], now: datetime | None = None,
+                        after_s: float = NO_WORKER_AFTER_S) -> bool:
+    """True when a run has waited in the queue for a while and nothing is running: no worker is picking it up."""
+    now = now or datetime.now(UTC)
+    if any(j.state == "running" for j in jobs):
+        return False
+    waited = [(now - _aware(j.created_at)).total_seconds() for j in jobs if j.state == "queued"]
+    return bool(waited) and max(waited) >= after_s
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def run_in_process(settings: Settings, checks: list[str] | None, on_progress: Callable[[JobView], None],
+                   poll_s: float = 0.5, db: StateDB | None = None, **params: Any) -> RunSummary:
+    """Queue a run and execute it in this process now (a session without a background worker), calling
+    ``on_progress`` with the job's row while it runs; raises what the run raised."""
+    worker_id = f"app:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["summary"] = run_checks(settings, checks, db=db, worker_id=worker_id, **params)
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=work, name=f"checks-{worker_id}", daemon=True)
+    thread.start()
+    from db.state import open_state
+
+    watch = db or open_state(settings.db_url)
+    try:
+        while thread.is_alive():
+            thread.join(poll_s)
+            mine = [j for j in list_jobs(watch, kind=JOB_KIND, limit=20) if j.worker_id == worker_id]
+            if mine:
+                on_progress(job_view(mine[0]))
+    finally:
+        if db is None:
+            watch.close()
+    if "error" in box:
+        raise box["error"]
+    return box["summary"]
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+def result_check_names(settings: Settings) -> list[str]:
+    """Checks with results on disk (any published run), from the folder names: cheap enough for every rerun."""
+    root = Path(settings.results_dir)
+    if not root.is_dir():
+        return []
+    names = {p.parent.name for p in root.glob("*/*/*.parquet") if not p.parts[-3].startswith(STAGING)}
+    return sorted(names)
+
+
+def has_results(settings: Settings) -> bool:
+    return bool(result_check_names(settings))
+
+
+def summary_matrix(summary: pa.Table) -> tuple[list[str], list[str], dict[tuple[str, str], dict[str, Any]]]:
+    """check_summary's rows as (checks, skills, cells keyed by (check, skill))."""
+    cells = {(r["check_name"], r["skill"] or "(none)"): r for r in summary.to_pylist()}
+    checks = sorted({c for c, _ in cells}, key=lambda n: (n.startswith(INGEST_PREFIX), n))
+    skills = sorted({s for _, s in cells})
+    return checks, skills, cells
+
+
+def heatmap_figure(summary: pa.Table) -> go.Figure:
+    """Failure rate per check (rows) x skill (columns); each cell says failed / checked."""
+    checks, skills, cells = summary_matrix(summary)
+    z, text, custom = [], [], []
+    for c in checks:
+        zr, tr, cr = [], [], []
+        for s in skills:
+            cell = cells.get((c, s))
+            if cell is None:
+                zr.append(None)
+                tr.append("")
+                cr.append([0, 0])
+            else:
+                zr.append(float(cell["fail_rate"] or 0.0))
+                tr.append(str(cell["failed"]) if cell["failed"] else "")
+                cr.append([int(cell["failed"]), int(cell["checked"])])
+        z.append(zr)
+        text.append(tr)
+        custom.append(cr)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=skills, y=checks, text=text, texttemplate="%{text}", zmin=0, hoverinfo="skip",
+        zmax=max([v for c, row in zip(checks, z, strict=True) if not c.startswith(INGEST_PREFIX)
+                  for v in row if v is not None] + [0.01]),  # ingest.* rows fail by construction: not the scale
+        colorscale="Reds", colorbar={"title": "failed", "tickformat": ".0%"}, xgap=1, ygap=1,
+    ))
+    # Streamlit cannot select heatmap cells (streamlit#8760): an invisible marker on every cell takes the click
+    # (and the hover), so a click on a cell reports its check and skill.
+    xs, ys, cd = [], [], []
+    for i, c in enumerate(checks):
+        for j, s in enumerate(skills):
+            if custom[i][j][1]:
+                xs.append(s)
+                ys.append(c)
+                cd.append([*custom[i][j], z[i][j]])
+    fig.add_scatter(x=xs, y=ys, customdata=cd, mode="markers", showlegend=False, name="cells",
+                    marker={"symbol": "square", "size": 18, "color": "rgba(0,0,0,0)"},
+                    hovertemplate="%{y} on %{x}<br>%{customdata[0]} failed of %{customdata[1]} checked"
+                                  " (%{customdata[2]:.1%})<extra></extra>")
+    fig.update_layout(height=max(320, 22 * len(checks) + 160), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      xaxis={"side": "top", "tickangle": -45}, yaxis={"autorange": "reversed"},
+                      clickmode="event+select", dragmode=False)
+    return fig
+
+
+def clicked_cell(selection: Any) -> tuple[str, str] | None:
+    """(check, skill) of the heatmap cell a click selected, from st.plotly_chart's selection state."""
+    for p in (selection or {}).get("points") or []:
+        if p.get("x") is not None and p.get("y") is not None:
+            return str(p["y"]), str(p["x"])
+    return None
+
+
+def browse_spec_for(check: str, skill: str | None = None) -> FilterSpec:
+    """The Browse filter for the samples that failed ``check`` (in ``skill``); ingest.* problems are not check
+    results, so they map to 'has ingest problems'."""
+    skills = [skill] if skill else []
+    if check.startswith(INGEST_PREFIX):
+        return FilterSpec(skills=skills, has_problems=True)
+    return FilterSpec(skills=skills, failed_checks=[check])
+
+
+def score_range(settings: Settings, check: str) -> tuple[float, float] | None:
+    """Lowest and highest finite score of the check's latest run; None when it stored no scores."""
+    sql = (f"SELECT min(score), max(score) FROM {latest_results_sql(settings.results_dir)} "
+           "WHERE check_name = ? AND score IS NOT NULL AND isfinite(score)")
+    con = duckdb.connect()
+    try:
+        lo, hi = con.execute(sql, [check]).fetchone()
+    finally:
+        con.close()
+    return None if lo is None else (float(lo), float(hi))
+
+
+def histogram_figure(hist: pa.Table, check: str, threshold: float | None = None) -> go.Figure:
+    """score_histogram's bins as stacked bars (passed / failed), with the threshold drawn in."""
+    rows = hist.to_pylist()
+    mids = [(r["bin_start"] + r["bin_end"]) / 2 for r in rows]
+    widths = [max(r["bin_end"] - r["bin_start"], 1e-9) for r in rows]
+    fig = go.Figure()
+    fig.add_bar(x=mids, y=[r["count"] - r["failed"] for r in rows], width=widths, name="passed",
+                marker_color="#4c78a8")
+    fig.add_bar(x=mids, y=[r["failed"] for r in rows], width=widths, name="failed", marker_color="#e45756")
+    if threshold is not None:
+        fig.add_vline(x=threshold, line_dash="dash", line_color="black",
+                      annotation_text=f"< {threshold:g}", annotation_position="top left")
+    fig.update_layout(barmode="stack", height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      xaxis_title=f"{check} score", yaxis_title="samples", bargap=0.05,
+                      legend={"orientation": "h", "y": 1.12})
+    return fig
+
+
+def ingest_problems(settings: Settings, limit: int = 500) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Problems ingest recorded against samples (the ingest.* pseudo-checks): counts per code, first rows."""
+    counts: dict[str, int] = defaultdict(int)
+    rows: list[dict[str, Any]] = []
+    for batch in iter_failures(settings, check=INGEST_PREFIX + "*"):
+        for code in batch.column("check").to_pylist():
+            counts[code] += 1
+        if len(rows) < limit:
+            rows.extend(batch.slice(0, limit - len(rows)).select(["sample_id", "check", "reason"]).to_pylist())
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))), rows
+
+
+def check_results_for(settings: Settings, sample_id: str) -> list[dict[str, Any]]:
+    """The latest outcome of every check that looked at this sample: failing first, then by check name.
+
+    Each dict has check, passed, score, reason, check_version and run_id.
+    """
+    sql = (f"SELECT check_name AS \"check\", passed, score, reason, check_version, run_id "
+           f"FROM {latest_results_sql(settings.results_dir)} WHERE sample_id = ? ORDER BY passed, check_name")
+    con = duckdb.connect()
+    try:
+        rows = con.sql(sql, params=[sample_id]).to_arrow_table().to_pylist()
+    finally:
+        con.close()
+    for r in rows:  # NaN scores read as "no score"
+        if isinstance(r["score"], float) and not math.isfinite(r["score"]):
+            r["score"] = None
+    return rows

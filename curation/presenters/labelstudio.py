@@ -1,0 +1,269 @@
+"""What the app's Label Studio page shows, computed without Streamlit: is the server there, what each pushed project
+holds (tasks, annotated, pulled), and push and pull reports as numbers and table rows."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import plotly.graph_objects as go
+from pydantic import ValidationError
+from sqlalchemy import func, select
+
+from curation.labelstudio.client import (
+    LabelStudioAuthError,
+    LabelStudioClient,
+    LabelStudioError,
+    LabelStudioUnreachable,
+    connection_from_settings,
+)
+from curation.labelstudio.configs import SampleKind
+from curation.labelstudio.pull import ExportFileError, PullReport, pull_file
+from curation.labelstudio.push import PushReport, project_title
+from curation.query.catalog import FilterSpec
+from curation.settings import Settings
+
+# The page checks the server on every run: a server that hangs must not hang the page.
+STATUS_TIMEOUT_S = 5.0
+START_COMMAND = "make labelstudio"
+MAX_UPLOAD_NAME = 120
+LS_TITLE_LIMIT = 50  # Label Studio refuses longer project titles (HTTP 400)
+# The longest name a curator may give: each kind's project is titled '<name> · <kind title>'.
+MAX_PROJECT_NAME = LS_TITLE_LIMIT - max(len(project_title("", k)) for k in SampleKind)
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """Whether the configured Label Studio answers and accepts our token; ``message`` is what to tell the curator."""
+
+    url: str
+    state: str  # up | down | no_token | refused | error
+    message: str
+    user: str | None = None
+    version: str | None = None
+    token_source: str | None = None
+    projects: tuple[Mapping[str, Any], ...] = ()  # every project on the server (id, title, task_number, annotated)
+
+    @property
+    def up(self) -> bool:
+        return self.state == "up"
+
+
+def server_status(settings: Settings, timeout: float = STATUS_TIMEOUT_S) -> ServerStatus:
+    """Ask the server who our token belongs to, its version and its projects; never raises."""
+    url = settings.labelstudio_url.rstrip("/")
+    try:
+        connection = connection_from_settings(settings)
+    except LabelStudioAuthError as exc:  # no token configured and no local server has written one yet
+        return ServerStatus(url, "no_token", str(exc))
+    try:
+        client = LabelStudioClient(connection, timeout=timeout)
+        me = client.whoami()
+        version = client.version()
+        projects = tuple(client.projects())
+    except LabelStudioUnreachable as exc:
+        return ServerStatus(url, "down", str(exc))
+    except LabelStudioAuthError as exc:
+        return ServerStatus(url, "refused", str(exc))
+    except LabelStudioError as exc:
+        return ServerStatus(url, "error", str(exc))
+    except Exception as exc:  # not Label Studio at that URL (HTML, odd JSON): a message, never a traceback
+        return ServerStatus(url, "error", f"{url} does not answer like Label Studio: {type(exc).__name__}: {exc}")
+    user = str(me.get("email") or me.get("username") or f"user {me.get('id')}")
+    message = f"Label Studio {version or '(version unknown)'} at {url}, as {user} (token: {connection.token_source})"
+    return ServerStatus(url, "up", message, user, version, connection.token_source, projects)
+
+
+def project_link(url: str, project_id: int) -> str:
+    """The project's data manager (its task list) in Label Studio."""
+    return f"{url.rstrip('/')}/projects/{project_id}/data"
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    """One project pushed from here: what the server holds and what came back."""
+
+    project_id: int
+    title: str
+    kind: str
+    linked: int  # samples whose task in this project we recorded at push time
+    pulled: int  # samples with a review pulled from this project (not undone)
+    link: str
+    tasks: int | None = None  # None: the server was not reached, or the project is gone from it
+    annotated: int | None = None
+    on_server: bool | None = None  # None: not known (server not reached)
+
+    def as_table_row(self) -> dict[str, Any]:
+        where = {True: "yes", False: "gone", None: "?"}[self.on_server]
+        kind = SampleKind(self.kind).title if self.kind in SampleKind._value2member_map_ else self.kind
+        return {"project": self.title, "id": self.project_id, "kind": kind, "tasks": self.tasks,
+                "annotated": self.annotated, "pulled": self.pulled, "linked samples": self.linked,
+                "on server": where, "open in Label Studio": self.link}  # fmt: skip
+
+
+def _linked_and_pulled(db: Any) -> tuple[dict[int, int], dict[int, int]]:
+    """Per project id: recorded links, and distinct samples with a live review whose source is that project."""
+    from db.models import LSLink, Review
+
+    with db.read() as s:
+        linked = dict(s.execute(select(LSLink.project_id, func.count()).group_by(LSLink.project_id)).all())
+        rows = s.execute(
+            select(Review.source, func.count(func.distinct(Review.sample_id)))
+            .where(Review.source.like("labelstudio:%"), Review.undone_at.is_(None))
+            .group_by(Review.source)
+        ).all()
+    pulled: dict[int, int] = {}
+    for source, n in rows:
+        tail = source.split(":", 1)[1]
+        if tail.isdigit():
+            pulled[int(tail)] = int(n)
+    return {int(k): int(v) for k, v in linked.items()}, pulled
+
+
+def file_imports(db: Any) -> int:
+    """Samples with a live review imported from an export file (not tied to a project)."""
+    from db.models import Review
+
+    with db.read() as s:
+        q = select(func.count(func.distinct(Review.sample_id))).where(
+            Review.source == "labelstudio:file", Review.undone_at.is_(None)
+        )
+        return int(s.scalar(q) or 0)
+
+
+def project_rows(db: Any, url: str, server_projects: Sequence[Mapping[str, Any]] | None) -> list[ProjectRow]:
+    """The projects recorded in the state database (pushed from here), with the server's counts when
+    ``server_projects`` is given (None: the server was not reached)."""
+    from db.state import list_projects
+
+    linked, pulled = _linked_and_pulled(db)
+    on_server = {int(p["id"]): p for p in server_projects} if server_projects is not None else None
+    rows = []
+    for p in list_projects(db):
+        server = on_server.get(p.id) if on_server is not None else None
+        rows.append(
+            ProjectRow(
+                project_id=p.id,
+                title=p.title,
+                kind=p.kind,
+                linked=linked.get(p.id, 0),
+                pulled=pulled.get(p.id, 0),
+                link=project_link(url, p.id),
+                tasks=server.get("task_number") if server else None,
+                annotated=server.get("annotated") if server else None,
+                on_server=None if on_server is None else server is not None,
+            )
+        )
+    return rows
+
+
+def other_projects(server_projects: Sequence[Mapping[str, Any]], rows: Sequence[ProjectRow]) -> int:
+    """Projects on the server that were not pushed from this data home."""
+    ours = {r.project_id for r in rows}
+    return sum(1 for p in server_projects if int(p["id"]) not in ours)
+
+
+def projects_figure(rows: Sequence[ProjectRow]) -> go.Figure:
+    """Grouped bars per project: tasks, annotated, pulled (linked samples stand in for tasks when the server is
+    not reached)."""
+    names = [r.title for r in rows]
+    series: list[tuple[str, list[int | None], str]] = []
+    if any(r.tasks is not None for r in rows):
+        series += [("tasks", [r.tasks for r in rows], "#9ecae9"), ("annotated", [r.annotated for r in rows], "#4c78a8")]
+    else:
+        series.append(("linked samples", [r.linked for r in rows], "#9ecae9"))
+    series.append(("pulled", [r.pulled for r in rows], "#54a24b"))
+    fig = go.Figure([
+        go.Bar(name=name, x=names, y=values, marker_color=colour, textposition="outside", cliponaxis=False,
+               text=[f"{v:,}" if v is not None else "" for v in values])
+        for name, values, colour in series
+    ])  # fmt: skip
+    fig.update_layout(barmode="group", height=300, margin=dict(l=10, r=10, t=40, b=10), yaxis_title="samples",
+                      title="Tasks, annotated and pulled per project", legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- push and pull reports
+
+
+def push_rows(report: PushReport, url: str) -> list[dict[str, Any]]:
+    """One row per project a push touched."""
+    return [
+        {"project": p.title, "id": p.project_id, "kind": p.kind.title, "created": p.created, "new tasks": p.new_tasks,
+         "already there": p.already_there, "media files written": p.media_files_written,
+         "media problems": p.media_problems, "open in Label Studio": project_link(url, p.project_id)}
+        for p in report.projects
+    ]  # fmt: skip
+
+
+def pull_numbers(report: PullReport) -> dict[str, int]:
+    """The counts a curator reads first, in reading order."""
+    c = report.parsed.counts
+    return {
+        "tasks read": c["tasks"],
+        "annotations": c["annotations"],
+        "reviews imported": report.added,
+        "already pulled": report.already_pulled,
+        "flags added": report.flags_added,
+        "conflicts": len(report.conflicts),
+        "not annotated yet": c["unannotated_tasks"],
+        "skipped by annotators": c["cancelled"],
+        "unknown samples": c["unknown_sample"],
+        "malformed": c["malformed"],
+    }
+
+
+def conflict_rows(report: PullReport) -> list[dict[str, Any]]:
+    return [
+        {"sample": x.sample_id, "resolution": x.resolution, "local verdict": x.local_verdict,
+         "local reviewer": x.local_reviewer, "Label Studio verdict": x.ls_verdict, "annotator": x.annotator,
+         "local at": x.local_at.strftime("%Y-%m-%d %H:%M"), "annotated at": x.ls_at.strftime("%Y-%m-%d %H:%M"),
+         "local source": x.local_source}
+        for x in report.conflicts
+    ]  # fmt: skip
+
+
+def skipped_rows(report: PullReport) -> list[dict[str, Any]]:
+    return [
+        {"why": s.reason.replace("_", " "), "task": s.task_id, "annotation": s.annotation_id, "sample": s.sample_id,
+         "details": s.message}
+        for s in report.parsed.skipped
+    ]  # fmt: skip
+
+
+def _safe_name(name: str) -> str:
+    base = Path(name or "export.json").name
+    return (re.sub(r"[^A-Za-z0-9._-]+", "_", base) or "export.json")[:MAX_UPLOAD_NAME]
+
+
+def import_export_bytes(settings: Settings, name: str, data: bytes, *, state_db: Any = None) -> PullReport:
+    """Import an uploaded Label Studio JSON export (see pull.pull_file); errors name the uploaded file."""
+    with tempfile.TemporaryDirectory(prefix="ls-upload-") as tmp:
+        path = Path(tmp) / _safe_name(name)
+        path.write_bytes(data)
+        try:
+            return pull_file(settings, path, state_db=state_db)
+        except ExportFileError as exc:
+            raise ExportFileError(str(exc).replace(str(path), name or path.name)) from exc
+
+
+def spec_from_link(text: str) -> FilterSpec:
+    """The filter in a pasted Browse link (``http://.../Browse?skills=a,b&flagged=1``) or bare query string;
+    ValueError says what is wrong with it."""
+    text = (text or "").strip()
+    query = urlsplit(text).query if "?" in text or "://" in text else text.lstrip("?")
+    params = parse_qs(query, keep_blank_values=False)
+    unknown = sorted(set(params) - set(FilterSpec.model_fields) - {"id"})
+    if not params or unknown and len(unknown) == len(params):
+        raise ValueError(f"no filter in {text[:200]!r}: copy the address of the Browse page after filtering")
+    try:
+        return FilterSpec.from_query_params(params)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "query string"
+        raise ValueError(f"the link's filter has a bad value in `{where}`: {first.get('msg')}") from exc

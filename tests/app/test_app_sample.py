@@ -1,0 +1,186 @@
+"""The sample view and review queue: a curator opens a sample, sees its turns, reasoning, images with boxes and
+its 3D scene, reviews it under their name, and steps through the filter; broken media and scenes are messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from curation.query.catalog import CatalogQuery, FilterSpec
+from db.state import flags_for, open_state, review_for
+from tests.app.test_app_support import app_at, broken_app_home, demo_app_home, forget_app_caches, texts
+
+SAMPLE = "pages/2_Sample.py"
+
+
+@pytest.fixture
+def settings(monkeypatch, tmp_path, demo_home):
+    yield demo_app_home(monkeypatch, tmp_path, demo_home)
+    forget_app_caches()
+
+
+@pytest.fixture
+def catalog(settings):
+    q = CatalogQuery(settings)
+    yield q
+    q.close()
+
+
+def first_of(catalog: CatalogQuery, **spec) -> str:
+    return catalog.page(FilterSpec(**spec), limit=1).rows[0]["sample_id"]
+
+
+def sign_in(at, name: str = "ann"):
+    at.text_input(key="reviewer_input").input(name)
+    next(b for b in at.button if b.label == "Start reviewing").click()
+    return at.run()
+
+
+def plotly_names(at) -> list[str]:
+    import json
+
+    chart = next(c for c in at.get("plotly_chart") if c.key == "scene3d")
+    return [t.get("name") for t in json.loads(chart.proto.spec)["data"]]
+
+
+def test_a_detection_sample_shows_boxes_in_its_image_and_its_scene_in_3d(settings, catalog):
+    sid = first_of(catalog, skills=["si_3d_detection"])
+    at = app_at(SAMPLE, id=sid)
+    assert not at.exception and not at.error
+    assert texts(at, "title") == [f"Sample {sid}"]
+    images = at.get("image")
+    assert images and "boxes drawn in" in images[0].proto.imgs[0].caption
+    assert any("projected with the camera the prompt states" in c for c in texts(at, "caption"))
+    names = plotly_names(at)
+    assert names[0] == "camera" and any(n.startswith("scene room_") for n in names)
+    assert any("in the frame of camera cam_" in c for c in texts(at, "caption"))
+    assert any(":blue-badge[:material/image: image 1]" in m for m in texts(at, "markdown"))
+
+
+def test_a_reasoning_sample_sets_its_trace_apart_and_outlines_the_objects_it_asks_about(settings, catalog):
+    sid = first_of(catalog, skills=["cot_sr_si"])
+    at = app_at(SAMPLE, id=sid)
+    assert not at.exception
+    assert any(m.startswith("**Reasoning** `<think>`") for m in texts(at, "markdown"))
+    assert "**Final answer**" in texts(at, "markdown")
+    trace = texts(at, "text")
+    assert any("So the answer is" in t for t in trace)
+    row = catalog.sample(sid)
+    if "closer" in (row["question"] or ""):  # depth questions name two objects: the scene places both
+        assert any(n.startswith("★") and n.endswith("(scene)") for n in plotly_names(at))
+
+
+def test_the_reviewer_is_asked_once_and_every_action_carries_the_name(settings, catalog):
+    sid = first_of(catalog, skills=["si_distance"])
+    at = app_at(SAMPLE, id=sid)
+    assert at.button(key="btn_flag").disabled and at.button(key="btn_approve").disabled
+    sign_in(at, "ann")
+    assert not at.button(key="btn_flag").disabled
+    assert any("Reviewing as **ann**" in m for m in texts(at, "markdown"))
+    at.run()  # still known on the next run: not asked again
+    assert "reviewer_input" not in [t.key for t in at.text_input]
+
+    at.selectbox(key="flag_reason").select("unit_error")
+    at.text_input(key="flag_note").input("answer in cm, question asks meters")
+    at.button(key="btn_flag").click().run()
+    with open_state(settings.db_url) as db:
+        (flag,) = flags_for(db, sid)
+    assert (flag.reason, flag.note, flag.who) == ("unit_error", "answer in cm, question asks meters", "ann")
+    assert any("**unit_error** by ann" in m for m in texts(at, "markdown"))
+
+    at.button(key="btn_undo").click().run()
+    with open_state(settings.db_url) as db:
+        assert flags_for(db, sid) == []
+    assert any("Undid your last flag" in s for s in texts(at, "success"))
+
+    at.button(key="btn_flag").click().run()  # flag again (the reason is still selected), then remove it
+    with open_state(settings.db_url) as db:
+        (again,) = flags_for(db, sid)
+    assert again.note is None  # the note box was emptied after the first flag
+    at.button(key=f"btn_unflag_{again.id}").click().run()
+    with open_state(settings.db_url) as db:
+        assert flags_for(db, sid) == [] and flags_for(db, sid, include_removed=True)[-1].removed_by == "ann"
+
+
+def test_approving_moves_the_queue_to_the_next_sample_of_the_filter(settings, catalog):
+    spec = FilterSpec(skills=["si_measurement"])
+    first, second, third = [r["sample_id"] for r in catalog.page(spec, limit=3).rows]
+    at = app_at(SAMPLE, id=first, skills="si_measurement")
+    sign_in(at)
+    assert at.button(key="btn_prev").disabled
+    at.button(key="btn_approve").click().run()
+    assert at.query_params == {"skills": "si_measurement", "id": second}
+    assert texts(at, "title") == [f"Sample {second}"]
+
+    at.toggle(key="auto_advance").set_value(False).run()
+    at.button(key="btn_reject").click().run()
+    assert at.query_params["id"] == second
+    at.button(key="btn_next").click().run()
+    assert at.query_params["id"] == third
+    at.button(key="btn_prev").click().run()
+    assert at.query_params["id"] == second
+    with open_state(settings.db_url) as db:
+        assert review_for(db, first).verdict == "approve"
+        assert (review_for(db, second).verdict, review_for(db, second).reviewer) == ("reject", "ann")
+
+
+def test_fixing_the_answer_keeps_the_original_in_the_catalog(settings, catalog):
+    sid = first_of(catalog, skills=["si_distance"])
+    original = catalog.sample(sid)["answer"]
+    at = app_at(SAMPLE, id=sid)
+    sign_in(at)
+    at.text_area[0].input("2.4")
+    next(b for b in at.button if b.label == "Save fix").click().run()
+    with open_state(settings.db_url) as db:
+        state = review_for(db, sid)
+    assert (state.verdict, state.fixed_answer, state.fixed_reasoning) == ("fix", "2.4", None)
+    assert catalog.sample(sid)["answer"] == original
+    assert any(":blue-badge[fixed] by ann" in m for m in texts(at, "markdown"))
+
+
+def test_a_video_is_scrubbed_one_decoded_frame_at_a_time(settings, catalog):
+    sid = first_of(catalog, groups=["video"])
+    at = app_at(SAMPLE, id=sid)
+    assert not at.exception
+    slider = at.slider(key=next(s.key for s in at.slider if s.key.startswith("frame_")))
+    last = int(slider.max)
+    assert last >= 1
+    slider.set_value(last).run()
+    assert any(f"frame {last + 1} of {last + 1}" in im.proto.imgs[0].caption for im in at.get("image"))
+    names = plotly_names(at)  # the 3D view follows: the camera path, and this frame's camera on it
+    assert "video camera path" in names and f"frame {last + 1}" in names
+
+
+def test_unknown_ids_missing_media_and_broken_scenes_are_messages_not_tracebacks(monkeypatch, tmp_path):
+    settings = broken_app_home(monkeypatch, tmp_path)
+    at = app_at(SAMPLE, id="no-such-sample")
+    assert not at.exception
+    assert any("There is no sample `no-such-sample`" in e for e in texts(at, "error"))
+
+    at = app_at(SAMPLE, id="v-1")  # its mp4 was never there; its scene room_0002 has no cloud
+    assert not at.exception
+    warnings = " ".join(texts(at, "warning"))
+    assert "Video 1 cannot be shown" in warnings and "room_0002_path0.mp4" in warnings
+    assert "Scene room_0002 has no point cloud" in warnings
+
+    at = app_at(SAMPLE, id="v-0")  # a file that is not a video; scene room_0001's PLY is garbage
+    warnings = " ".join(texts(at, "warning"))
+    assert "Video 1 cannot be shown" in warnings and "Scene `room_0001` cannot be shown" in warnings
+
+    shard = tmp_path / "src/vst_p/si_distance/part-00000.parquet"
+    shard.write_bytes(b"overwritten by a failed copy")  # the shard became unreadable after ingest
+    at = app_at(SAMPLE, id="id-2")
+    assert not at.exception
+    assert any("Image 1 cannot be shown" in w and "part-00000.parquet" in w for w in texts(at, "warning"))
+    shard.unlink()  # and then it is gone
+    at = app_at(SAMPLE, id="id-3")
+    assert any("is gone" in w for w in texts(at, "warning"))
+    assert settings.catalog_path.exists()
+
+
+def test_without_an_id_the_page_asks_for_one(settings, catalog):
+    at = app_at(SAMPLE)
+    assert not at.exception
+    assert any("No sample chosen" in i for i in texts(at, "info"))
+    sid = first_of(catalog)
+    at.text_input(key="sample_id_input").input(sid).run()
+    assert texts(at, "title") == [f"Sample {sid}"]
