@@ -115,27 +115,69 @@ def generate_demo(
     return build_demo(Path(out_dir), DemoConfig(samples=samples, seed=seed, defect_rate=defect_rate), progress)
 
 
+class _SkillRows:
+    """Distinct rows of one skill from one random stream; ``exhausted`` once its rooms stop yielding new ones."""
+
+    ATTEMPTS = 200  # misses in a row before a skill counts as out of distinct questions
+
+    def __init__(self, world: World, skill: str, rng: np.random.Generator):
+        self.world, self.skill, self.rng = world, skill, rng
+        self.gen = rl_json_row if skill == "rl_json" else ALL_GENERATORS[skill]
+        self.seen: set[tuple] = set()
+        self.k = 0  # variant index of the next row
+        self.exhausted = False
+
+    def next(self) -> DemoRow | None:
+        for attempt in range(self.ATTEMPTS):
+            # Variant k first; after repeated misses move on to the next variant of the question.
+            row = self.gen(self.world, self.rng, self.k + attempt // 20)
+            if row is None:
+                continue
+            key = (tuple(map(tuple, row.turns)), tuple(m.path for m in row.media), row.video)
+            if key not in self.seen:
+                self.seen.add(key)
+                self.k += 1
+                return row
+        self.exhausted = True
+        return None
+
+
 def _generate_rows(world: World, config: DemoConfig, counts: dict[str, int], bar: tqdm) -> list[DemoRow]:
+    """``counts`` rows per skill, all distinct. A skill whose rooms run out of distinct questions (the video skills,
+    whose tours are few, past about 10k samples) stops there; what it could not fill goes to the skills that still
+    have room, in proportion to their allocation, so the demo has as many rows as asked."""
+    streams = {skill: _SkillRows(world, skill, np.random.default_rng([config.seed, 2, index]))
+               for index, skill in enumerate(counts)}
     rows: list[DemoRow] = []
-    for index, (skill, n) in enumerate(counts.items()):
-        rng = np.random.default_rng([config.seed, 2, index])
-        gen = rl_json_row if skill == "rl_json" else ALL_GENERATORS[skill]
-        seen: set[tuple] = set()
-        for k in range(n):
-            row, attempt = None, 0
-            while row is None:
-                if attempt >= 200:
-                    raise RuntimeError(f"demo: could not build a {skill} sample from these rooms (seed {config.seed})")
-                # Variant k first; after repeated misses move on to the next variant of the question.
-                row = gen(world, rng, k + attempt // 20)
-                attempt += 1
-                if row is not None:
-                    key = (tuple(map(tuple, row.turns)), tuple(m.path for m in row.media), row.video)
-                    row = None if key in seen else row
-                    seen.add(key)
-            rows.append(row)
-            bar.update(1)
+    wanted = dict(counts)
+    while wanted:
+        for skill, n in wanted.items():
+            stream = streams[skill]
+            for _ in range(n):
+                row = stream.next()
+                if row is None:
+                    break
+                rows.append(row)
+                bar.update(1)
+        short = sum(counts.values()) - len(rows)
+        open_skills = {s: counts[s] for s, st in streams.items() if not st.exhausted}
+        if short <= 0:
+            break
+        if not open_skills:
+            raise RuntimeError(f"demo: every skill ran out of distinct questions at {len(rows)} rows "
+                               f"(seed {config.seed}); ask for fewer samples")
+        wanted = _spread(short, open_skills)
     return rows
+
+
+def _spread(total: int, weights: dict[str, int]) -> dict[str, int]:
+    """``total`` split in proportion to ``weights`` by largest remainders (ties by name: deterministic)."""
+    whole = sum(weights.values())
+    raw = {s: total * w / whole for s, w in weights.items()}
+    share = {s: int(v) for s, v in raw.items()}
+    for s in sorted(raw, key=lambda s: (-(raw[s] - share[s]), s))[: total - sum(share.values())]:
+        share[s] += 1
+    return {s: n for s, n in share.items() if n}
 
 
 def _clear(out_dir: Path) -> None:

@@ -416,3 +416,23 @@ def test_benchmark_overlap_rows_copy_a_benchmark_question(demo: Path, defects):
     for i, row in enumerate(rows):
         copied = any(q in row["conversations"][0]["value"] for q in questions)
         assert copied == (defects.get(("vst_p/video/video_train.json", i)) == "benchmark_overlap"), row
+
+
+def test_a_skill_that_runs_out_of_distinct_questions_hands_its_rows_to_the_others():
+    """At 10k+ samples the video skills' few tours ran out of distinct questions and the demo raised; now the
+    shortfall goes to skills that still have room, and every row stays distinct."""
+    from tqdm import tqdm
+
+    from curation.demo.generate import DemoConfig, _generate_rows
+    from curation.demo.world import build_world
+
+    world = build_world(seed=5, n_rooms=4, n_bench_rooms=0, n_cameras=4)
+    counts = {"video_object_counting": 400, "si_distance": 100, "si_depth_comparison": 50}
+    with tqdm(disable=True) as bar:
+        rows = _generate_rows(world, DemoConfig(seed=5), counts, bar)
+    by_skill = {s: sum(r.skill == s for r in rows) for s in counts}
+    assert len(rows) == 550
+    assert 0 < by_skill["video_object_counting"] < 400  # four rooms cannot hold 400 distinct counting questions
+    assert by_skill["si_distance"] > 100 and by_skill["si_depth_comparison"] > 50
+    keys = {(tuple(map(tuple, r.turns)), tuple(m.path for m in r.media), r.video) for r in rows}
+    assert len(keys) == len(rows)
