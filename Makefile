@@ -7,7 +7,7 @@ export CURATOR_HOME ?= $(CURDIR)/data
 DEMO_SAMPLES ?= 2000
 PORT ?= 8501
 
-.PHONY: run test install system-deps test-deps demo-data lint bench labelstudio clean-data
+.PHONY: run test test-fast install system-deps test-deps demo-data lint bench labelstudio clean-data
 
 $(VENV)/.installed: requirements.txt requirements-ml.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ labelstudio: install .venv-ls/bin/label-studio
 
 test: install test-deps .venv-ls/bin/label-studio
 	$(BIN)/python -m pytest
+
+# Quick local loop: everything but the real-server and browser tests (CI runs them all through `make test`).
+test-fast: install
+	$(BIN)/python -m pytest -m "not labelstudio and not postgres and not browser"
 
 lint: install
 	$(BIN)/ruff check curation db exports app tests bench

@@ -18,6 +18,17 @@ pytest_plugins = ["tests.support.pg_server", "tests.support.ls_server"]
 DEMO_SAMPLES = 300
 DEMO_SEED = 7
 
+# A test that needs a real server carries that server's marker because of the fixture it asks for, so
+# `make test-fast` (-m "not labelstudio and not postgres and not browser") can never start one by accident.
+SERVER_MARKERS = {"ls_server_booting": "labelstudio", "pg_server": "postgres"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, marker in SERVER_MARKERS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
 
 @pytest.fixture
 def home(tmp_path: Path) -> Settings:
