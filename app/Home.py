@@ -4,8 +4,8 @@
 import streamlit as st
 
 from app.components import data
-from curation.presenters.sample import counts_figure, ingest_error_kinds, progress_figure, skill_progress
-from curation.query.catalog import FilterSpec
+from curation.presenters.overview import counts_figure, ingest_error_kinds, progress_figure, skill_progress
+from curation.query.filters import FilterSpec
 
 
 def load_overview(b: data.Backend) -> dict:

@@ -32,7 +32,6 @@ SOURCES = ["scannet", "scannetpp", "arkitscenes", "hypersim"]
 
 def build_catalog(home: Path, samples: int) -> None:
     """A catalog of ``samples`` rows shaped like VST SFT rows (one image pointer each, two turns, ~200 chars)."""
-    sys.path.insert(0, str(ROOT))
     from db.catalog import SAMPLE_COLUMNS, open_catalog
 
     if home.exists():
@@ -131,14 +130,15 @@ RECIPES = {
 
 
 def measure_export(home: Path, out: Path, fmt: str, recipe_name: str) -> dict:
-    sys.path.insert(0, str(ROOT))
-    from curation.mixtures.selection import export_mixture, parse_recipe, select_mixture
+    from curation.mixtures.export import export_mixture
+    from curation.mixtures.recipe import parse_recipe
+    from curation.mixtures.selection import select_mixture
     from curation.query.catalog import CatalogQuery
     from curation.settings import load_settings
 
     settings = load_settings(home)
     q = CatalogQuery(settings)  # connected before the clock, as the COPY run is
-    samples = q.execute("SELECT count(*) FROM samples").fetchone()[0]
+    samples = q.cursor().execute("SELECT count(*) FROM samples").fetchone()[0]
     spec = dict(RECIPES[recipe_name])
     if "total" in spec:
         spec["total"] = samples

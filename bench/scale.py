@@ -185,7 +185,8 @@ def phase(name: str, out: Path) -> dict:
     if name == "queries":
         from curation.ingest.text_index import search_text
         from curation.query import catalog as query
-        from curation.query.catalog import CatalogQuery, FilterSpec
+        from curation.query.catalog import CatalogQuery
+        from curation.query.filters import FilterSpec
 
         q = CatalogQuery(settings)
         spec = FilterSpec(skills=["si_distance", "si_depth_comparison"], sources=["scannet"])
@@ -211,7 +212,7 @@ def phase(name: str, out: Path) -> dict:
         scanning.close()
         page_first_ms = _timed(lambda: q.page(FilterSpec(), limit=50), 7)
         total = q.count(FilterSpec())
-        deep = q.execute("SELECT sample_id FROM samples ORDER BY sample_id LIMIT 1 OFFSET ?",
+        deep = q.cursor().execute("SELECT sample_id FROM samples ORDER BY sample_id LIMIT 1 OFFSET ?",
                          [max(total - 100_000, 0)]).fetchone()[0]
         page_deep_ms = _timed(lambda: q.page(FilterSpec(), after=deep, limit=50), 7)
         filtered_deep_ms = _timed(lambda: q.page(spec, after=deep, limit=50), 7)

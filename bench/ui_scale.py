@@ -34,7 +34,6 @@ BIG_SCENE = "room_0001"
 
 def build_home(home: Path, rows: int, scene_points: int) -> None:
     """Demo -> ingest -> replicate the catalog rows to ``rows``; densify one scene to ``scene_points``."""
-    sys.path.insert(0, str(ROOT))
     import numpy as np
 
     from curation.demo import generate_demo
@@ -107,7 +106,6 @@ def start_app(home: Path, port: int) -> subprocess.Popen:
 
 def server_side(home: Path, sample_id: str) -> dict:
     """The server's share of opening the sample: scene read + downsample (cold, warm) and the figure's JSON."""
-    sys.path.insert(0, str(ROOT))
     import plotly.io as pio
 
     from curation.media.scenes import load_scene_cloud, sample_scene
@@ -194,15 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.rebuild or not (args.home / "catalog.duckdb").exists():
         build_home(args.home, args.rows, args.scene_points)
-    sys.path.insert(0, str(ROOT))
-    from curation.query.catalog import CatalogQuery, FilterSpec
+    from curation.query.catalog import CatalogQuery
+    from curation.query.filters import FilterSpec
     from curation.settings import load_settings
 
     settings = load_settings(args.home, env={})
     q = CatalogQuery(settings)
     rows = q.count(FilterSpec())
     skills = [s for s in q.facets(FilterSpec())["skills"] if s != "unknown"]
-    sample_id = q.execute(
+    sample_id = q.cursor().execute(
         "SELECT min(sample_id) FROM samples WHERE scene_id = ? AND skill LIKE '%3d_detection' AND NOT contains("
         "sample_id, '~')", [BIG_SCENE]).fetchone()[0]
     q.close()

@@ -1,1 +1,1 @@
-"""Storage: the DuckDB catalog and the SQLAlchemy curation-state database."""
+"""Storage only: the DuckDB catalog, the curation-state database (models, engine, migrations), media bytes."""

@@ -19,7 +19,7 @@ import duckdb
 
 SCHEMA_VERSION = 1
 
-# The canonical sample row. Every reader yields exactly these fields (see curation/records.py).
+# The canonical sample row: ingest derives these columns from every reader's rows (curation/ingest/canonical.py).
 MEDIA_STRUCT = (
     "STRUCT(kind VARCHAR, digest VARCHAR, width INTEGER, height INTEGER, path VARCHAR, "
     "byte_size BIGINT, embedded BOOLEAN, problem VARCHAR)"
@@ -45,8 +45,8 @@ SAMPLE_COLUMNS: list[tuple[str, str]] = [
     ("kind", "VARCHAR NOT NULL"),  # sft | rl
     ("turns", f"{TURN_STRUCT}[]"),
     ("n_turns", "INTEGER"),
-    ("question", "VARCHAR"),  # first human turn, media placeholders removed
-    ("answer", "VARCHAR"),  # stated answer: first gpt turn after </think>, or RL answer
+    ("question", "VARCHAR"),  # first human (or user) turn, media placeholders removed
+    ("answer", "VARCHAR"),  # stated answer: first answer turn after </think>, or RL answer
     ("reasoning", "VARCHAR"),  # text inside <think>...</think>, NULL when none
     ("has_reasoning", "BOOLEAN"),
     ("answer_kind", "VARCHAR"),  # choice | number | bbox3d | text

@@ -54,6 +54,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(dt: datetime | None) -> datetime | None:
+    """``dt`` with its UTC zone: SQLite hands back naive datetimes, and everything we store is UTC."""
+    if dt is None or dt.tzinfo is not None:
+        return dt
+    return dt.replace(tzinfo=UTC)
+
+
 def _in(column: str, values: tuple[str, ...]) -> str:
     # A CHECK over a fixed vocabulary instead of a database ENUM type: same SQL on SQLite and PostgreSQL,
     # and adding a value is one batch migration instead of an ALTER TYPE.

@@ -1,5 +1,7 @@
-"""What an export format is, and the SQL every writer starts from: the selected catalog rows with fixes,
-downgrades and placeholder conversion applied (relation ``e``), computed by DuckDB so millions of rows stay fast.
+"""What an export format is, and the SQL every writer starts from (relation ``e``, the rows as exported).
+
+Relation ``e`` is the selected catalog rows with fixes, downgrades and placeholder conversion applied, computed by
+DuckDB so millions of rows stay fast.
 
 Rows come from the catalog's ``samples`` next to one of two Arrow tables the pipeline registers, both with columns
 ord, out_id, copy, component, downgrade, fix_gpt, fix_answer:
@@ -25,7 +27,14 @@ IMAGE_ITEM = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 IMAGES = pa.list_(IMAGE_ITEM)
 # Columns the pipeline reads from every writer's SELECT besides the format's own (tallies for the manifest, media).
 TALLY_COLUMNS = ("_component", "_skill", "_source", "_group", "_dataset")
-HELPER_COLUMNS = ("_sample_id", "_media", "_source_file", "_row_group", "_row_in_group", *TALLY_COLUMNS)
+# The catalog's vocabulary as exports read and write it. Exports import nothing of curation (DESIGN.md, import
+# direction), so these repeat curation/vst/vocabulary.py; tests/vst/test_vocabulary.py holds the two equal.
+HUMAN_ROLES = ("human", "user")
+ASSISTANT_ROLES = ("gpt", "assistant")
+SYSTEM_ROLE = "system"
+IMAGE_PAD, VIDEO_PAD, IMAGE_TAG, VIDEO_TAG = "<|image_pad|>", "<|video_pad|>", "<image>", "<video>"
+PLACEHOLDERS = (IMAGE_PAD, VIDEO_PAD, IMAGE_TAG, VIDEO_TAG)
+THINK_CLOSE = "</think>"
 
 
 @dataclass(frozen=True)
@@ -95,11 +104,11 @@ def media_paths_sql(kind: str, prefix: str = "") -> str:
 
 
 def _has_tag(x: str) -> str:
-    return " OR ".join(f"contains({x}, {_q(tag)})" for tag in ("<|image_pad|>", "<|video_pad|>", "<image>", "<video>"))
+    return " OR ".join(f"contains({x}, {_q(tag)})" for tag in PLACEHOLDERS)
 
 
 def _strip_tags(x: str) -> str:
-    for tag in ("<|image_pad|>", "<|video_pad|>", "<image>", "<video>"):
+    for tag in PLACEHOLDERS:
         x = f"replace({x}, {_q(tag)}, '')"
     return x
 
@@ -118,21 +127,25 @@ def _tag_prefix_sql(style: str) -> str:
     before the text as upstream writes them, <image>/<video> one per line as LLaVA-style trainers expect."""
     if style == "vst":
         return ("array_to_string(list_transform(media, lambda m: CASE WHEN m.kind = 'video' "
-                "THEN '<|video_pad|>' ELSE '<|image_pad|>' END), '')")
+                f"THEN {_q(VIDEO_PAD)} ELSE {_q(IMAGE_PAD)} END), '')")
     tags = ("array_to_string(list_transform(media, lambda m: CASE WHEN m.kind = 'video' "
-            "THEN '<video>' ELSE '<image>' END), chr(10))")
+            f"THEN {_q(VIDEO_TAG)} ELSE {_q(IMAGE_TAG)} END), chr(10))")
     return f"CASE WHEN len(media) > 0 THEN {tags} || chr(10) ELSE '' END"
 
 
 def _role_sql(human: str, gpt: str) -> str:
     """Role of turn t: human/user and gpt/assistant as the format calls them, any other role as found."""
-    names = {"human": human, "user": human, "gpt": gpt, "assistant": gpt}
+    names = {**dict.fromkeys(HUMAN_ROLES, human), **dict.fromkeys(ASSISTANT_ROLES, gpt)}
     whens = " ".join(f"WHEN {_q(k)} THEN {_q(v)}" for k, v in names.items() if k != v)  # x -> x needs no test
     return f"CASE t.role {whens} ELSE t.role END" if whens else "t.role"
 
 
-_IS_GPT = "t.role IN ('gpt', 'assistant')"
-_IS_HUMAN = "t.role IN ('human', 'user')"
+def _is_role(turn: str, roles: tuple[str, ...]) -> str:
+    return f"{turn}.role IN ({', '.join(map(_q, roles))})"
+
+
+_IS_GPT = _is_role("t", ASSISTANT_ROLES)
+_IS_HUMAN = _is_role("t", HUMAN_ROLES)
 
 
 def _text_sql(style: str, mode: str, ensure: bool) -> str:
@@ -149,10 +162,10 @@ def _text_sql(style: str, mode: str, ensure: bool) -> str:
         return (f"CASE WHEN i = human_i THEN {prefix} || ltrim({_strip_tags(x)}, {WHITESPACE}) "
                 f"ELSE {_strip_tags(x)} END")
     if style == "vst":
-        text = _swap_tags("t.text", ("<image>", "<|image_pad|>"), ("<video>", "<|video_pad|>"))
+        text = _swap_tags("t.text", (IMAGE_TAG, IMAGE_PAD), (VIDEO_TAG, VIDEO_PAD))
         gpt = "t.text"
     else:
-        text = _swap_tags("t.text", ("<|image_pad|>", "<image>"), ("<|video_pad|>", "<video>"))
+        text = _swap_tags("t.text", (IMAGE_PAD, IMAGE_TAG), (VIDEO_PAD, VIDEO_TAG))
         gpt = f"CASE WHEN contains({x}, '<') THEN {_strip_tags(x)} ELSE t.text END"
     if ensure:  # tag_prefix is NULL unless the row is tagless
         text = f"CASE WHEN i = human_i AND {prefix} IS NOT NULL THEN {prefix} || {text} ELSE {text} END"
@@ -177,7 +190,7 @@ def effective_rows_sql(style: str, placeholders: str = "convert", ensure_tags: b
     gpt_i = (f"CASE WHEN {fix_gpt} IS NOT NULL OR m.downgrade THEN "
              f"coalesce(list_position(list_transform(s.turns, lambda t: {_IS_GPT}), true), 0) ELSE 0 END"
              if fixes or downgrades else "0")
-    human_i = (f"CASE WHEN s.turns[1].role IN ('human', 'user') THEN 1 ELSE "
+    human_i = (f"CASE WHEN {_is_role('s.turns[1]', HUMAN_ROLES)} THEN 1 ELSE "
                f"coalesce(list_position(list_transform(s.turns, lambda t: {_IS_HUMAN}), true), 0) END")
     type_ = ("CASE WHEN m.downgrade THEN coalesce(nullif(regexp_replace(coalesce(s.type, ''), '_?thought', '', 'g'), "
              "''), 'qa') ELSE s.type END" if downgrades else "s.type")
@@ -201,7 +214,7 @@ def effective_rows_sql(style: str, placeholders: str = "convert", ensure_tags: b
         edit = f"""list_transform(turns0, lambda t, i: struct_pack(role := t.role, text := CASE
       WHEN NOT ({_IS_GPT}) THEN t.text
       WHEN downgrade AND i = gpt_i THEN answer
-      WHEN downgrade THEN trim(regexp_replace(coalesce(t.text, ''), '(?s)^.*</think>', ''))
+      WHEN downgrade THEN trim(regexp_replace(coalesce(t.text, ''), '(?s)^.*{THINK_CLOSE}', ''))
       WHEN i = gpt_i AND fix_gpt IS NOT NULL THEN fix_gpt
       ELSE t.text END))"""
     samples = "samples" if rowids is None else (

@@ -53,6 +53,3 @@ def write_manifest(root: Path, manifest: dict[str, Any]) -> Path:
     path.write_text(json.dumps(manifest, indent=2, sort_keys=False, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 
-
-def read_manifest(root: Path) -> dict[str, Any]:
-    return json.loads((Path(root) / MANIFEST_NAME).read_text(encoding="utf-8"))

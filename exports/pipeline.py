@@ -1,6 +1,7 @@
-"""Write one export: stream the selected rows out of DuckDB in output order, attach or store their media, and cut
-the records into shards. Memory stays bounded by a few batches (plus one row group per open Parquet partition, and
-for text formats the records of the catalog slices computed ahead: a few hundred thousand rows).
+"""Write one export: the selected rows streamed out of DuckDB in output order, with their media, cut into shards.
+
+Memory stays bounded by a few batches (plus one row group per open Parquet partition, and for text formats the
+records of the catalog slices computed ahead: a few hundred thousand rows).
 
 Text formats come out in the catalog's row order (ingest order), then up-sampled copies: the rows are read with
 a positional join against a mask over the catalog, which keeps that order without a join or a sort (every
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
+from db.media import MediaError
 from exports.base import (
     TALLY_COLUMNS,
     ExportFormat,
@@ -33,7 +35,7 @@ from exports.base import (
     helper_select,
     media_relpath_sql,
 )
-from exports.media_store import MediaMissing, MediaReader, MediaStore
+from exports.media_store import MediaStore, read_verified_media
 from exports.shards import ParquetShards, TextShards
 
 # (sql, params, Arrow tables to register) -> a DuckDB relation over the catalog (``samples``) and those tables.
@@ -320,15 +322,14 @@ def _store_media(relation: RelationFn, selection: pa.Table, store: MediaStore, l
         "ORDER BY s.source_file, s.row_index, s.sample_id"  # shard by shard: each row group is read once
     )
     tables = {"sel": selection.select(["sample_id"])}
-    reader = MediaReader()
     failed: list[str] = []
     n = relation("SELECT count(DISTINCT sample_id) FROM sel", [], tables).fetchall()[0][0]
     bar = tqdm(total=n, desc=f"media {plan.fmt.name}", unit="sample", disable=not plan.progress)
     for batch in relation(sql, [], tables).to_arrow_reader(256):
         for row in batch.to_pylist():
             try:
-                data = reader.read_row(row)
-            except MediaMissing as exc:
+                data = read_verified_media(row)
+            except MediaError as exc:
                 failed.append(row["sample_id"])
                 left_out.append({"sample_id": row["sample_id"], "reason": f"media unreadable at export: {exc}"})
                 continue
@@ -345,7 +346,6 @@ def _write_parquet(fmt: ExportFormat, ctx: FormatContext, plan: ExportPlan, batc
     schema = fmt.schema(ctx)
     rg_rows = plan.row_group_rows or (64 if has_media else 8192)
     writers: dict[str, ParquetShards] = {}
-    reader = MediaReader()
     rows = 0
     for batch in batches:
         bar.update(batch.num_rows)
@@ -357,8 +357,8 @@ def _write_parquet(fmt: ExportFormat, ctx: FormatContext, plan: ExportPlan, batc
             row = {"sample_id": m["_sample_id"], "media": media, "source_file": m["_source_file"],
                    "row_group": m["_row_group"], "row_in_group": m["_row_in_group"]}
             try:
-                data.append(reader.read_row(row) if media else [])
-            except MediaMissing as exc:
+                data.append(read_verified_media(row) if media else [])
+            except MediaError as exc:
                 keep[i] = False
                 data.append([])
                 left_out.append({"sample_id": m["_sample_id"], "reason": f"media unreadable at export: {exc}"})

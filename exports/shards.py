@@ -1,5 +1,7 @@
-"""Sharded output files: JSON Lines, JSON arrays and Parquet, cut by size or row count at row boundaries that
-depend only on the content (never on batch boundaries), so the same rows always give the same bytes."""
+"""Sharded output files (JSON Lines, JSON arrays, Parquet) cut where only the content decides, never the batches.
+
+Shards are cut by size or row count at row boundaries, so the same rows always give the same bytes.
+"""
 
 from __future__ import annotations
 

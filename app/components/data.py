@@ -15,10 +15,10 @@ from PIL import Image
 from curation.media.sample_media import MediaError, load_image, read_media_bytes, video_frame, video_info
 from curation.media.scenes import MAX_BROWSER_POINTS, SampleScene, SceneCloud, load_scene_cloud, sample_scene
 from curation.presenters.sample import SampleGeometry, draw_overlays, sample_geometry, with_scene_objects
-from curation.query.catalog import CatalogQuery, FilterSpec, Page
+from curation.query.catalog import CatalogQuery, Page, catalog_file_identity
+from curation.query.filters import FilterSpec
+from curation.review.state_db import StateDB, open_state
 from curation.settings import Settings, load_settings
-from db.catalog import catalog_identity
-from db.state import StateDB, open_state
 
 
 class AppDataError(Exception):
@@ -64,7 +64,7 @@ def backend() -> Backend:
         )
     try:
         state = _state(s.db_url)
-        return Backend(s, _query(repr(s), catalog_identity(s.catalog_path), s.db_url, s), state)
+        return Backend(s, _query(repr(s), catalog_file_identity(s), s.db_url, s), state)
     except Exception as exc:  # a locked catalog, a bad database URL: shown on the page, never as a traceback
         raise AppDataError(f"Cannot open the data home `{s.home}`: {exc}") from exc
 

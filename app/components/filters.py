@@ -1,15 +1,14 @@
-"""The filter lives in the URL (FilterSpec.to_query_params), so a view can be shared and survives a reload; the
-sidebar widgets are seeded from the URL and write every change back to it."""
+"""The filter in the URL and the sidebar: widgets seeded from the link, every change written back to it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import get_args
 
 import streamlit as st
-from pydantic import ValidationError
 
-from curation.query.catalog import DIMENSIONS, FilterSpec
-from db.models import FLAG_REASONS
+from curation.query.filters import DIMENSIONS, FilterParamError, FilterSpec, ReviewFilter
+from curation.review.flags import FLAG_REASONS
 
 DIMENSION_LABELS = {
     "skills": "Skill",
@@ -21,7 +20,7 @@ DIMENSION_LABELS = {
     "subsets": "Subset",
 }
 _TRISTATE = {"any": None, "yes": True, "no": False}
-REVIEW_STATES = ["any", "unreviewed", "reviewed", "approved", "rejected", "fixed"]
+REVIEW_STATES = ["any", *get_args(ReviewFilter)]
 _SYNCED = "flt__synced"  # the spec the widgets were last seeded from / wrote to the URL
 _PREFIX = "flt_"
 _OVERRIDE = "flt__override"
@@ -29,24 +28,22 @@ _OVERRIDE = "flt__override"
 
 def spec_from_url() -> FilterSpec:
     """The filter in the page's query string; a malformed one is reported and dropped, never a traceback."""
-    params = st.query_params.to_dict()
     try:
-        return FilterSpec.from_query_params(params)
-    except (ValidationError, ValueError) as exc:
-        first = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": ("?",), "msg": str(exc)}
-        where = ".".join(str(p) for p in first.get("loc", ())) or "query string"
-        st.warning(f"The link's filter has a bad value in `{where}` ({first.get('msg')}); showing everything.")
+        return FilterSpec.from_query_params(st.query_params.to_dict())
+    except FilterParamError as exc:
+        st.warning(f"Showing everything: {exc}.")
         return FilterSpec()
 
 
 def write_url(spec: FilterSpec, **extra: str) -> None:
     """Replace the query string with the filter plus page-specific keys (e.g. ``id``)."""
-    params = {**spec.to_query_params(), **{k: v for k, v in extra.items() if v}}
+    params = url_params(spec, **extra)
     if params != st.query_params.to_dict():
         st.query_params.from_dict(params)
 
 
 def url_params(spec: FilterSpec, **extra: str) -> dict[str, str]:
+    """The filter's query parameters plus page-specific keys (empty ones left out), for links to a page."""
     return {**spec.to_query_params(), **{k: v for k, v in extra.items() if v}}
 
 

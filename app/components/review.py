@@ -1,5 +1,5 @@
 """Reviewing one sample: who is reviewing (asked once per browser session), flag / approve / reject / fix / undo
-through db.state, and the keyboard shortcuts that press the same buttons."""
+through curation.review, and the keyboard shortcuts that press the same buttons."""
 
 from __future__ import annotations
 
@@ -7,18 +7,12 @@ import json
 
 import streamlit as st
 
-from db.models import FLAG_REASONS
-from db.state import (
-    StateDB,
-    StateError,
-    add_flag,
-    add_review,
-    flags_for,
-    history,
-    remove_flag,
-    review_for,
-    undo_last,
-)
+from curation.review.audit import history
+from curation.review.errors import StateError
+from curation.review.flags import FLAG_REASONS, add_flag, flags_for, remove_flag
+from curation.review.reviews import add_review, review_for
+from curation.review.state_db import StateDB
+from curation.review.undo import undo_last
 
 REVIEWER_COOKIE = "curator_reviewer"
 # Keyboard shortcuts: key -> the Streamlit key of the button it presses (its container has class st-key-<key>).

@@ -11,12 +11,14 @@ from curation.media.scenes import MAX_BROWSER_POINTS, SampleScene, SceneError, c
 from curation.presenters.checks import check_results_for
 from curation.presenters.sample import SampleGeometry, TurnView, conversation_view, scene_figure
 from curation.settings import Settings
+from curation.vst.vocabulary import ASSISTANT_ROLES, HUMAN_ROLES
 
 # Points sent to the browser by default: instant with a GPU, a few seconds where Chromium draws WebGL in software
 # (~3 s per 40k points on 2 cores); the curator can ask for up to MAX_BROWSER_POINTS.
 DEFAULT_SCENE_POINTS = 50_000
 SCENE_POINT_CHOICES = [25_000, 50_000, 100_000, MAX_BROWSER_POINTS]
-_ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "ai"}
+# st.chat_message avatars by turn role; the system prompt and any other role get the neutral one.
+_ROLE = {**dict.fromkeys(HUMAN_ROLES, "user"), **dict.fromkeys(ASSISTANT_ROLES, "assistant")}
 
 
 def _placeholder_badge(kind: str, ordinal: int, media_index: int | None) -> str:

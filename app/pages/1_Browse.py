@@ -7,7 +7,7 @@ import streamlit as st
 from app.components import data, filters
 from curation.presenters.checks import result_check_names
 from curation.presenters.sample import table_rows
-from curation.query.catalog import FilterSpec
+from curation.query.filters import FilterSpec
 
 PAGE_SIZE = 50
 SAMPLE_PAGE = "pages/2_Sample.py"

@@ -6,8 +6,9 @@ from pathlib import Path
 import streamlit as st
 
 from app.components import data, filters, review, sample_view
-from curation.query.catalog import FilterSpec
+from curation.query.filters import FilterSpec
 from curation.vst.reasoning import split_reasoning
+from curation.vst.vocabulary import ASSISTANT_ROLES
 
 BROWSE_PAGE = "pages/1_Browse.py"
 
@@ -75,7 +76,7 @@ def main() -> None:
     _, next_id = header(row, spec, b)
     sample_view.checks(b.settings, sid)
     review.keyboard_shortcuts()
-    first_answer = next((t.get("text") for t in row.get("turns") or [] if t.get("role") in ("gpt", "assistant")),
+    first_answer = next((t.get("text") for t in row.get("turns") or [] if t.get("role") in ASSISTANT_ROLES),
                         row.get("answer"))
     parts = split_reasoning(first_answer or "")
     with st.container(border=True):

@@ -6,6 +6,7 @@ import streamlit as st
 
 from app.components import data, filters
 from curation.checks.report import check_summary, score_histogram
+from curation.jobs.queue import cancel_job
 from curation.jobs.run import queue_checks
 from curation.presenters.checks import (
     INGEST_PREFIX,
@@ -25,8 +26,7 @@ from curation.presenters.checks import (
     summary_matrix,
     worker_seems_absent,
 )
-from curation.query.catalog import FilterSpec
-from db.state import cancel_job
+from curation.query.filters import FilterSpec
 
 BROWSE_PAGE = "pages/1_Browse.py"
 REFRESH_S = 2.0

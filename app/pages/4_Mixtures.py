@@ -7,10 +7,12 @@ from pathlib import Path
 import streamlit as st
 
 from app.components import data, filters
-from curation.mixtures.selection import Recipe, Selection, export_mixture, select_mixture
+from curation.mixtures.export import export_mixture
+from curation.mixtures.recipe import Recipe
+from curation.mixtures.selection import Selection, select_mixture
 from curation.presenters import mixtures as mv
-from curation.query.catalog import FilterSpec
-from exports import FORMATS
+from curation.query.filters import FilterSpec
+from curation.query.results import checks_with_results
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "recipes"
 DATA, YAML, PROBLEM, GEN = "mix_data", "mix_yaml", "mix_yaml_problem", "mix_gen"
@@ -174,7 +176,7 @@ def recipe_form(b: data.Backend, values: dict[str, dict[str, int]]) -> None:
     c[3].checkbox("Exact duplicates (keep one)", form.exact_duplicates, key=_key("exact_duplicates"),
                   on_change=on_form_change)
     try:
-        checks = mv.checks_with_results(b.query)
+        checks = checks_with_results(b.settings.results_dir)
     except Exception as exc:  # unreadable result files: say so, keep the form usable
         st.warning(f"Check results cannot be read: {exc}")
         checks = []
@@ -194,7 +196,7 @@ def recipe_form(b: data.Backend, values: dict[str, dict[str, int]]) -> None:
                    on_change=on_form_change,
                    help="When the trace fails a reasoning check but the answer is right: keep it, drop the "
                         "sample, or downgrade it to a direct answer (trace removed).")
-    c[2].multiselect("Formats", list(FORMATS), default=[f for f in form.formats if f in FORMATS],
+    c[2].multiselect("Formats", list(mv.FORMAT_NAMES), default=[f for f in form.formats if f in mv.FORMAT_NAMES],
                      key=_key("formats"), on_change=on_form_change)
 
 
@@ -275,7 +277,7 @@ def export_section(b: data.Backend, recipe: Recipe) -> None:
     st.subheader("Export")
     default_dir = Path(b.settings.exports_dir) / recipe.name
     c = st.columns([2, 3])
-    formats = c[0].multiselect("Formats", list(FORMATS), default=recipe.formats,
+    formats = c[0].multiselect("Formats", list(mv.FORMAT_NAMES), default=recipe.formats,
                                key=f"mix_exp_formats_{recipe.name}_{'-'.join(recipe.formats)}")
     folder = c[1].text_input("Output folder", str(default_dir), key=f"mix_exp_dir_{recipe.name}",
                              help="Each format goes into <folder>/<format>.")

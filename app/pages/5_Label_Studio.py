@@ -9,7 +9,7 @@ from curation.labelstudio.client import LabelStudioError
 from curation.labelstudio.pull import ExportFileError, PullReport, pull
 from curation.labelstudio.push import DEFAULT_PROJECT, PushReport, push
 from curation.presenters import labelstudio as overview
-from curation.query.catalog import FilterSpec
+from curation.query.filters import FilterSpec, spec_from_link
 from curation.settings import Settings
 
 BROWSE_PAGE = "pages/1_Browse.py"
@@ -94,7 +94,7 @@ def filter_source(spec: FilterSpec) -> None:
                              placeholder="http://127.0.0.1:8501/Browse?skills=si_distance&flagged=1")
         if st.button("Use this filter", key="ls_link_btn", disabled=not link.strip()):
             try:
-                filters.write_url(overview.spec_from_link(link))
+                filters.write_url(spec_from_link(link))
             except ValueError as exc:
                 st.error(str(exc))
             else:

@@ -14,20 +14,11 @@ from typing import Any, ClassVar
 import duckdb
 import pyarrow as pa
 
+from curation.query.results import RESULT_SCHEMA
+
 # What every check returns for the rows it applies to (the runner adds check_name, check_version, run_id).
 OUTCOME_SCHEMA = pa.schema(
     [("sample_id", pa.string()), ("passed", pa.bool_()), ("score", pa.float64()), ("reason", pa.string())]
-)
-RESULT_SCHEMA = pa.schema(
-    [
-        ("sample_id", pa.string()),
-        ("check_name", pa.string()),
-        ("check_version", pa.string()),
-        ("passed", pa.bool_()),
-        ("score", pa.float64()),
-        ("reason", pa.string()),
-        ("run_id", pa.string()),
-    ]
 )
 FAMILIES = ("format", "media", "geometry", "consistency", "duplicates", "contamination", "model")
 # How a check spends its time; the bench and the default selection group checks by it.

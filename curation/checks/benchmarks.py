@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from curation.ingest.readers.media_refs import digest_bytes
+from db.media import digest_bytes, struct_bytes
 
 SUFFIXES = (".json", ".jsonl", ".parquet", ".tsv", ".csv")
 _NAMES = [(r"vsi", "VSI-Bench"), (r"mmsi", "MMSI-Bench"), (r"cv[-_]?bench", "CV-Bench"), (r"3dsr", "3DSRBench")]
@@ -118,7 +118,7 @@ def _image_digests(value: Any) -> list[str]:
     if isinstance(value, (bytes, bytearray)):
         return [digest_bytes(bytes(value))] if value else []
     if isinstance(value, dict):
-        data = value.get("bytes") or value.get("byres")
+        data = struct_bytes(value)
         return _image_digests(data) if data else []
     if isinstance(value, list):
         return [d for v in value for d in _image_digests(v)]

@@ -15,6 +15,7 @@ from curation.checks.embeddings import encode_unique, normalise_text, question_c
 from curation.checks.registry import register
 from curation.vst.answers import extract_choice, parse_options
 from curation.vst.reasoning import last_boxed
+from curation.vst.vocabulary import placeholders_replaced_sql
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +26,8 @@ _ALL_TEXT = (
 )
 # Literal replaces, not a regex: 2x cheaper over 4M rows. Whitespace runs of up to 16 characters collapse to one.
 _SPACED_TEXT = (
-    "replace(replace(replace(replace(replace(replace(replace("
-    f"{_ALL_TEXT}, '<|image_pad|>', ' '), '<|video_pad|>', ' '), '<image>', ' '), '<video>', ' '), "
-    "chr(10), ' '), chr(13), ' '), chr(9), ' ')"
+    "replace(replace(replace(" + placeholders_replaced_sql(_ALL_TEXT, "' '") + ", chr(10), ' '), chr(13), ' '), "
+    "chr(9), ' ')"
 )
 _COLLAPSED = "replace(replace(replace(replace(t, '  ', ' '), '  ', ' '), '  ', ' '), '  ', ' ')"
 # trim(t), which strips the Unicode space separators (Zs) at both ends, but only where an end has one: trim reads the

@@ -11,13 +11,14 @@ from typing import Protocol
 import numpy as np
 import xxhash
 
-_PLACEHOLDERS = re.compile(r"<\|image_pad\|>|<\|video_pad\|>|<image>|<video>")
+from curation.vst.vocabulary import PLACEHOLDER_RE
+
 _SPACE = re.compile(r"\s+")
 
 
 def normalise_text(text: str | None) -> str:
     """Lower case, media placeholders removed, whitespace collapsed: the text duplicates are judged on."""
-    return _SPACE.sub(" ", _PLACEHOLDERS.sub(" ", text or "")).strip().lower()
+    return _SPACE.sub(" ", PLACEHOLDER_RE.sub(" ", text or "")).strip().lower()
 
 
 # Boilerplate lines questions carry around their core (instructions, options): dropped before comparing.

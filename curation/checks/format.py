@@ -13,23 +13,31 @@ from curation.checks.priors import load_priors
 from curation.checks.registry import register
 from curation.vst.answers import extract_choice, parse_options
 from curation.vst.scoring import VALID_RL_MODES
+from curation.vst.vocabulary import (
+    IMAGE_PLACEHOLDERS,
+    PLACEHOLDERS,
+    THINK_CLOSE,
+    THINK_OPEN,
+    VIDEO_PLACEHOLDERS,
+    alternation,
+    answer_turn_sql,
+    human_turn_sql,
+)
 
-HUMAN_ROLES = "('human', 'user')"
 # Text of the human turns / the answer turns of a sample, as SQL over ``batch s``.
 HUMAN_TEXT = (
-    f"array_to_string(list_transform(list_filter(s.turns, lambda t: t.role IN {HUMAN_ROLES}), "
+    f"array_to_string(list_transform(list_filter(s.turns, lambda t: {human_turn_sql()}), "
     "lambda t: coalesce(t.text, '')), chr(10))"
 )
 ANSWER_TEXT = (
-    f"array_to_string(list_transform(list_filter(s.turns, lambda t: t.role NOT IN {HUMAN_ROLES} "
-    "AND t.role <> 'system'), lambda t: coalesce(t.text, '')), chr(10))"
+    f"array_to_string(list_transform(list_filter(s.turns, lambda t: {answer_turn_sql()}), "
+    "lambda t: coalesce(t.text, '')), chr(10))"
 )
-FIRST_ANSWER = (
-    f"coalesce(list_filter(s.turns, lambda t: t.role NOT IN {HUMAN_ROLES} AND t.role <> 'system')[1].text, '')"
-)
-_IMAGE_PH = r"'<\|image_pad\|>|<image>'"
-_VIDEO_PH = r"'<\|video_pad\|>|<video>'"
-_ANY_PH = r"'<\|image_pad\|>|<\|video_pad\|>|<image>|<video>'"
+FIRST_ANSWER = f"coalesce(list_filter(s.turns, lambda t: {answer_turn_sql()})[1].text, '')"
+_IMAGE_PH = f"'{alternation(IMAGE_PLACEHOLDERS)}'"
+_VIDEO_PH = f"'{alternation(VIDEO_PLACEHOLDERS)}'"
+_ANY_PH = f"'{alternation(PLACEHOLDERS)}'"
+_OPEN, _CLOSE = f"'{THINK_OPEN}'", f"'{THINK_CLOSE}'"
 
 
 @register
@@ -69,23 +77,23 @@ class ThinkTags(SqlCheck):
     query = f"""
     WITH x AS (SELECT s.sample_id, s.kind, s.type, {FIRST_ANSWER} AS g FROM batch s),
     c AS (
-      SELECT *, len(regexp_extract_all(g, '<think>')) AS o, len(regexp_extract_all(g, '</think>')) AS cl,
-             len(regexp_extract_all(g, '(?s)<think>.*?</think>')) AS blocks,
-             trim(regexp_extract(g, '(?s)^.*</think>(.*)$', 1)) AS after,
-             starts_with(ltrim(g), '<think>') AS first
+      SELECT *, len(regexp_extract_all(g, {_OPEN})) AS o, len(regexp_extract_all(g, {_CLOSE})) AS cl,
+             len(regexp_extract_all(g, '(?s){THINK_OPEN}.*?{THINK_CLOSE}')) AS blocks,
+             trim(regexp_extract(g, '(?s)^.*{THINK_CLOSE}(.*)$', 1)) AS after,
+             starts_with(ltrim(g), {_OPEN}) AS first
       FROM x
-      WHERE contains(g, '<think>') OR contains(g, '</think>')
+      WHERE contains(g, {_OPEN}) OR contains(g, {_CLOSE})
          OR (kind = 'sft' AND contains(lower(coalesce(type, '')), 'thought'))
     )
     SELECT sample_id,
-      o = 1 AND cl = 1 AND first AND instr(g, '<think>') < instr(g, '</think>') AND after <> '' AS passed,
+      o = 1 AND cl = 1 AND first AND instr(g, {_OPEN}) < instr(g, {_CLOSE}) AND after <> '' AS passed,
       CASE WHEN blocks = 1 AND after <> '' THEN 1.0 ELSE 0.0 END AS score,
-      CASE WHEN o = 1 AND cl = 1 AND first AND instr(g, '<think>') < instr(g, '</think>') AND after <> '' THEN NULL
+      CASE WHEN o = 1 AND cl = 1 AND first AND instr(g, {_OPEN}) < instr(g, {_CLOSE}) AND after <> '' THEN NULL
            WHEN o = 0 AND cl = 0 THEN 'turns: the answer has no <think> block (type ' || coalesce(type, '?') || ')'
            WHEN o <> 1 OR cl <> 1 THEN format('turns: the answer has {{}} <think> and {{}} </think> tag(s); '
                                                || 'exactly one of each is needed', o, cl)
            WHEN NOT first THEN 'turns: text before <think> (the block must come first)'
-           WHEN instr(g, '<think>') > instr(g, '</think>') THEN 'turns: </think> comes before <think>'
+           WHEN instr(g, {_OPEN}) > instr(g, {_CLOSE}) THEN 'turns: </think> comes before <think>'
            ELSE 'turns: no answer text after </think>' END AS reason
     FROM c
     """

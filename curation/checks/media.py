@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import io
 import re
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 from PIL import Image
 
 from curation.checks.base import Outcome, RowCheck, SqlCheck
 from curation.checks.registry import register
-from curation.ingest.readers.media_refs import resolve_media_path
-from curation.media.sample_media import MAX_PIXELS, MIN_PIXELS, TOKEN_PATCH, MediaError, read_media_bytes, smart_resize
+from curation.media.sample_media import MAX_PIXELS, MIN_PIXELS, TOKEN_PATCH, smart_resize
+from curation.vst.vocabulary import MISSING_FILE, UNDECODABLE
+from db.media import MediaError, read_media_bytes, resolve_media_path
 
 MIN_SIDE = 28
 MAX_ASPECT = 100.0
@@ -129,42 +128,6 @@ class TokenBudget(SqlCheck):
         """
 
 
-class _RowGroupImages:
-    """The `images` column of one Parquet row group at a time: a shard's rows come in order, one read serves many."""
-
-    def __init__(self, size: int = 2):
-        self._cache: OrderedDict[tuple[str, int], list] = OrderedDict()
-        self._size = size
-
-    def items(self, source_file: str, row_group: int, row_in_group: int) -> list:
-        key = (source_file, row_group)
-        if key not in self._cache:
-            table = pq.ParquetFile(source_file).read_row_group(row_group, columns=["images"])
-            self._cache[key] = table.column("images").to_pylist()
-            while len(self._cache) > self._size:
-                self._cache.popitem(last=False)
-        return self._cache[key][row_in_group] or []
-
-
-def _embedded_bytes(reader: _RowGroupImages, row: dict[str, Any], index: int) -> bytes:
-    try:
-        items = reader.items(row["source_file"], int(row["row_group"]), int(row["row_in_group"]))
-    except Exception as exc:  # the shard moved or is damaged: say which file and row
-        raise MediaError(f"cannot read media[{index}] from {row['source_file']}: {exc}") from exc
-    raw = items[index] if index < len(items) else None
-    data = (raw.get("bytes") or raw.get("byres")) if isinstance(raw, dict) else None
-    if not data:
-        raise MediaError(f"media[{index}] in {row['source_file']} has no bytes")
-    return data
-
-
-def media_bytes(reader: _RowGroupImages, row: dict[str, Any], index: int) -> bytes:
-    item = row["media"][index]
-    if item.get("embedded") and row.get("row_group") is not None:
-        return _embedded_bytes(reader, row, index)
-    return read_media_bytes(row, index)
-
-
 @register
 class ImagesDecode(RowCheck):
     name = "media.decodable"
@@ -175,19 +138,15 @@ class ImagesDecode(RowCheck):
     cost = "media"
     score_meaning = "none"
 
-    def __init__(self, params: dict[str, Any] | None = None):
-        super().__init__(params)
-        self._reader = _RowGroupImages()
-
     def check(self, row: dict[str, Any]) -> Outcome | None:
         for i, item in enumerate(row["media"] or []):
             if item.get("kind") != "image":
                 continue
             where = f"media[{i}] ({item.get('path') or 'embedded'})"
-            if item.get("problem") and not item.get("problem", "").startswith("undecodable"):
+            if item.get("problem") and not item.get("problem", "").startswith(UNDECODABLE):
                 return Outcome(False, None, f"{where}: {item['problem']}")
             try:
-                data = media_bytes(self._reader, row, i)
+                data = read_media_bytes(row, i)
                 with Image.open(io.BytesIO(data)) as im:
                     im.load()
             except MediaError as exc:
@@ -214,7 +173,7 @@ class VideoDecodes(RowCheck):
                 continue
             path = item.get("path") or ""
             where = f"media[{i}] ({path or 'embedded'})"
-            if item.get("problem") == "missing_file":
+            if item.get("problem") == MISSING_FILE:
                 shown = resolve_media_path(path, Path(row["source_file"]).parent)
                 return Outcome(False, None, f"{where}: video file is missing (looked for {shown})")
             if item.get("problem"):

@@ -18,9 +18,10 @@ from PIL import Image
 
 from curation.checks.base import BatchCheck, Outcome
 from curation.checks.consistency import agreement
-from curation.checks.media import _RowGroupImages, media_bytes
 from curation.checks.registry import register
 from curation.vst.reasoning import split_reasoning
+from curation.vst.vocabulary import IMAGE_PAD, VIDEO_PAD
+from db.media import read_media_bytes
 
 log = logging.getLogger(__name__)
 MAX_PIXELS = 512 * 28 * 28  # resize before the processor: enough for spatial questions, cheap on CPU
@@ -46,12 +47,12 @@ def _video_frames(data: bytes, n: int) -> list[Image.Image]:
     return frames[::step][:n]
 
 
-def sample_images(row: dict[str, Any], reader: _RowGroupImages, max_pixels: int = MAX_PIXELS,
+def sample_images(row: dict[str, Any], max_pixels: int = MAX_PIXELS,
                   video_frames: int = VIDEO_FRAMES) -> list[Image.Image]:
     """The images the model sees for a row: each image, and a few evenly spaced frames of each video."""
     out: list[Image.Image] = []
     for i, item in enumerate(row.get("media") or []):
-        data = media_bytes(reader, row, i)
+        data = read_media_bytes(row, i)
         if item.get("kind") == "video":
             out.extend(_resize(f, max_pixels) for f in _video_frames(data, video_frames))
         else:
@@ -76,8 +77,8 @@ def load_processor(model_path: str):
         """Qwen2.5-VL's processor without its video part (videos are passed as frames)."""
 
         def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-            self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
-            self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
+            self.image_token = getattr(tokenizer, "image_token", None) or IMAGE_PAD
+            self.video_token = getattr(tokenizer, "video_token", None) or VIDEO_PAD
             self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
             self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
             ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
@@ -177,7 +178,6 @@ class ReAnswer(BatchCheck):
     def __init__(self, params: dict[str, Any] | None = None):
         super().__init__(params)
         self._backend = None
-        self._reader = _RowGroupImages()
         self._pool = ThreadPoolExecutor(max_workers=int(self.params.get("decode_workers", 2)))
 
     def backend(self):
@@ -193,7 +193,7 @@ class ReAnswer(BatchCheck):
         out: list[list[Image.Image] | Exception] = []
         for row in rows:
             try:
-                out.append(sample_images(row, self._reader, int(self.params.get("max_pixels", MAX_PIXELS)),
+                out.append(sample_images(row, int(self.params.get("max_pixels", MAX_PIXELS)),
                                          int(self.params.get("video_frames", VIDEO_FRAMES))))
             except Exception as exc:  # unreadable media: the media checks report it; here the row is skipped
                 out.append(exc)

@@ -1,5 +1,4 @@
-"""What the checks found, read back: every failure per sample (with ingest problems as ingest.* checks), failure
-counts per check x skill, and score histograms. The CLI's `failures` and the app call these."""
+"""What the checks found, read back: failures (ingest problems as ingest.* checks), counts per check x skill, scores."""
 
 from __future__ import annotations
 

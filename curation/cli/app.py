@@ -1,7 +1,4 @@
-"""Command-line subcommand `app`: serve the curator's Streamlit app on the current data home.
-
-The lead's parser calls ``register(subparsers)``; the subcommand's function takes (args, settings).
-"""
+"""The `app` command: serve the curator's Streamlit app on the current data home."""
 
 from __future__ import annotations
 
@@ -23,7 +20,7 @@ def app_command(settings: Settings, port: int = 8501, address: str = "127.0.0.1"
             "--server.fileWatcherType", "none"]
 
 
-def _cmd_app(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_app(args: argparse.Namespace, settings: Settings) -> int:
     if not Path(settings.catalog_path).exists():
         print(f"no catalog at {settings.catalog_path}: run `python -m curation demo` and `python -m curation ingest "
               "PATH...` first (the app would only say so)", file=sys.stderr)
@@ -35,8 +32,8 @@ def _cmd_app(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     a = subparsers.add_parser("app", help="serve the Streamlit app (Overview, Browse, Sample review)")
     a.add_argument("--port", type=int, default=8501)
     a.add_argument("--address", default="127.0.0.1", help="interface to listen on (0.0.0.0 for a shared server)")
-    a.set_defaults(func=_cmd_app)
+    a.set_defaults(func=cmd_app)

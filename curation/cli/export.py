@@ -1,18 +1,20 @@
-"""The `export` subcommand: python -m curation export RECIPE.yaml --format F [--out DIR] [--dry-run]."""
+"""The `export` command: python -m curation export RECIPE.yaml --format F [--out DIR] [--dry-run]."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from curation.mixtures.selection import Selection, export_mixture, load_recipe, parse_size, select_mixture
-from curation.query.catalog import open_query
 from curation.settings import Settings
 from exports import FORMATS
 
+if TYPE_CHECKING:
+    from curation.mixtures.selection import Selection
 
-def register(subparsers) -> None:
+
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export", help="select a training mixture from a recipe and write it in training formats",
         description="Select the rows a recipe asks for (deterministic by seed) and write one export folder per "
@@ -43,6 +45,12 @@ def _formats(values: list[str] | None) -> list[str] | None:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    # Imported when the command runs: the mixture modules load DuckDB and the catalog query layer (~0.5 s).
+    from curation.mixtures.export import export_mixture
+    from curation.mixtures.recipe import load_recipe, parse_size
+    from curation.mixtures.selection import select_mixture
+    from curation.query.catalog import open_query
+
     recipe = load_recipe(args.recipe)
     update: dict = {}
     if args.seed is not None:

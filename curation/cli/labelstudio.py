@@ -1,21 +1,20 @@
-"""`python -m curation ls push|pull|status`: one function per subcommand taking (parsed args, settings)."""
+"""The `ls` commands: push samples to Label Studio, pull annotators' verdicts back, show the server's status."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from urllib.parse import parse_qs
 
-from curation.labelstudio.client import LabelStudioClient, LabelStudioError
-from curation.labelstudio.pull import ExportFileError, pull, pull_file
-from curation.labelstudio.push import DEFAULT_PROJECT, push
-from curation.query.catalog import FilterSpec
+from curation.query.filters import FilterSpec, spec_from_link
 from curation.settings import Settings
+
+# Each command imports the Label Studio modules when it runs: the Label Studio SDK alone takes ~1.4 s to load,
+# which every other command of `python -m curation` would pay.
 
 
 def filter_from_args(args: argparse.Namespace) -> FilterSpec:
-    """A FilterSpec from --filter (the app's URL query string) plus the shorthand options."""
-    spec = FilterSpec.from_query_params(parse_qs(args.filter)) if args.filter else FilterSpec()
+    """A FilterSpec from --filter (a Browse link or its query string) plus the shorthand options."""
+    spec = spec_from_link(args.filter) if args.filter else FilterSpec()
     update: dict[str, object] = {}
     for name in ("skills", "groups", "datasets", "sample_ids", "failed_checks", "flag_reasons"):
         values = getattr(args, name, None)
@@ -29,13 +28,17 @@ def filter_from_args(args: argparse.Namespace) -> FilterSpec:
 
 
 def cmd_push(args: argparse.Namespace, settings: Settings) -> int:
+    from curation.labelstudio.client import LabelStudioError
+    from curation.labelstudio.push import DEFAULT_PROJECT, push
+
     spec = filter_from_args(args)
     if spec.is_empty() and not args.all:
         print("error: say what to push: --flagged, --skill, --filter ..., or --all for the whole catalog",
               file=sys.stderr)  # fmt: skip
         return 2
     try:
-        report = push(settings, spec, project=args.project, limit=args.limit, predictions=not args.no_predictions)
+        project = DEFAULT_PROJECT if args.project is None else args.project
+        report = push(settings, spec, project=project, limit=args.limit, predictions=not args.no_predictions)
     except LabelStudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -44,6 +47,9 @@ def cmd_push(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_pull(args: argparse.Namespace, settings: Settings) -> int:
+    from curation.labelstudio.client import LabelStudioError
+    from curation.labelstudio.pull import ExportFileError, pull, pull_file
+
     try:
         if args.file:
             report = pull_file(settings, args.file, project_id=args.project_id[0] if args.project_id else None)
@@ -58,7 +64,9 @@ def cmd_pull(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Server reachable? whose token? and per recorded project: tasks on the server, annotated, links kept."""
-    from db.state import links_for_project, list_projects, open_state
+    from curation.labelstudio.client import LabelStudioClient, LabelStudioError
+    from curation.labelstudio.links import links_for_project, list_projects
+    from db.engine import open_state
 
     try:
         client = LabelStudioClient.from_settings(settings)
@@ -101,7 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--filter", help="a filter as the app's URL query string, e.g. 'skills=si_distance&flagged=1'")
     p.add_argument("--all", action="store_true", help="push the whole catalog (no filter)")
     p.add_argument("--limit", type=int, help="at most this many samples (in sample_id order)")
-    p.add_argument("--project", default=DEFAULT_PROJECT, help="project title prefix (one project per sample kind)")
+    p.add_argument("--project", help="project title prefix (one project per sample kind)")
     p.add_argument("--no-predictions", action="store_true", help="do not attach check results as predictions")
     p.set_defaults(func=cmd_push)
 

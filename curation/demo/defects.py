@@ -13,9 +13,10 @@ from PIL import Image
 
 from curation.demo import phrasing as ph
 from curation.demo.render import encode_image
-from curation.demo.rows import IMAGE_PAD, VIDEO_PAD, DemoRow, Media, sft_meta_info
+from curation.demo.rows import DemoRow, Media, sft_meta_info
 from curation.demo.video_questions import BenchItem, training_text
 from curation.demo.world import World
+from curation.vst.vocabulary import IMAGE_PAD, VIDEO_PAD
 
 DEFECT_TYPES = [
     "placeholder_mismatch",

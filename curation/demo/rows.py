@@ -10,9 +10,7 @@ from typing import Any
 import numpy as np
 
 from curation.media.sample_media import TOKEN_PATCH, smart_resize
-
-IMAGE_PAD = "<|image_pad|>"
-VIDEO_PAD = "<|video_pad|>"
+from curation.vst.vocabulary import IMAGE_PAD, VIDEO_PAD
 
 
 @dataclass

@@ -7,6 +7,13 @@ The Python parsers in ``reasoning``, ``answers`` and ``spatial_text`` are the re
 from __future__ import annotations
 
 from curation.vst.taxonomy import Taxonomy
+from curation.vst.vocabulary import (
+    THINK_CLOSE,
+    THINK_OPEN,
+    answer_turn_sql,
+    human_turn_sql,
+    placeholders_replaced_sql,
+)
 
 NUM = r"(-?[0-9]+(?:\.[0-9]+)?)"
 WS = "chr(32) || chr(10) || chr(13) || chr(9)"  # trim() alone strips spaces only
@@ -36,8 +43,8 @@ _STATED = {  # numbers a prompt states about its camera
 }
 
 
-def _first(role: str) -> str:
-    return f"list_filter(conversations, lambda t: t.role = '{role}')[1].text"
+def _first(turn_test: str) -> str:
+    return f"list_filter(conversations, lambda t: {turn_test})[1].text"
 
 
 def canonical_select(tax: Taxonomy, source: str = "staged") -> str:
@@ -49,20 +56,20 @@ def canonical_select(tax: Taxonomy, source: str = "staged") -> str:
     return f"""
 WITH base AS (
   SELECT *,
-    {_first("human")} AS first_human,
-    {_first("gpt")} AS first_gpt,
+    {_first(human_turn_sql())} AS first_human,
+    {_first(answer_turn_sql())} AS first_answer,
     len(list_filter(media, lambda m: m.kind = 'image')) AS n_img,
     len(list_filter(media, lambda m: m.kind = 'video')) AS n_vid
   FROM {source}
 ), parsed AS (
   SELECT *,
-    trim(replace(replace(replace(replace(coalesce(first_human, ''),
-      '<|image_pad|>', ''), '<|video_pad|>', ''), '<image>', ''), '<video>', ''), {WS}) AS q,
-    CASE WHEN contains(coalesce(first_gpt, ''), '</think>')
-         THEN trim(regexp_extract(first_gpt, '(?s).*</think>(.*)$', 1), {WS})
-         ELSE trim(coalesce(first_gpt, ''), {WS}) END AS a,
-    coalesce(thought, nullif(regexp_extract(coalesce(first_gpt, ''), '(?s)<think>(.*?)</think>', 1), '')) AS r,
-    thought IS NOT NULL OR contains(coalesce(first_gpt, ''), '<think>') AS has_r,
+    trim({placeholders_replaced_sql("coalesce(first_human, '')")}, {WS}) AS q,
+    CASE WHEN contains(coalesce(first_answer, ''), '{THINK_CLOSE}')
+         THEN trim(regexp_extract(first_answer, '(?s).*{THINK_CLOSE}(.*)$', 1), {WS})
+         ELSE trim(coalesce(first_answer, ''), {WS}) END AS a,
+    coalesce(thought, nullif(regexp_extract(coalesce(first_answer, ''), '(?s){THINK_OPEN}(.*?){THINK_CLOSE}', 1), ''))
+      AS r,
+    thought IS NOT NULL OR contains(coalesce(first_answer, ''), '{THINK_OPEN}') AS has_r,
     CASE WHEN n_vid > 0 THEN 'video' WHEN n_img > 1 THEN 'multi' WHEN n_img = 1 THEN 'single' ELSE 'text' END AS grp,
     CASE WHEN json_valid(meta_info) THEN meta_info END AS meta_json,
     {_STATED["hfov"]} AS hfov,

@@ -22,17 +22,13 @@ from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import update
 
-from curation.checks.base import RESULT_SCHEMA, Check, GlobalContext, RunCancelled, with_check_columns
+from curation.checks.base import Check, GlobalContext, RunCancelled, with_check_columns
 from curation.checks.registry import select_checks
 from curation.checks.runner import PARQUET_OPTIONS, CheckStats, ShardTask, ShardUnit, tune
-from curation.settings import Settings
-from db.catalog import open_catalog
-from db.models import Job, utcnow
-from db.state import (
+from curation.jobs.queue import (
     JobInfo,
-    StateDB,
+    claim_job,
     claim_next_job,
     create_job,
     done_units,
@@ -42,14 +38,16 @@ from db.state import (
     heartbeat,
     is_cancelled,
     mark_unit_done,
-    open_state,
     requeue_job,
     update_progress,
 )
+from curation.query.results import RESULT_SCHEMA, STAGING
+from curation.settings import Settings
+from db.catalog import open_catalog
+from db.engine import StateDB, open_state
 
 log = logging.getLogger(__name__)
 JOB_KIND = "check"
-STAGING = ".inprogress"
 ENGINES = ("local", "ray")
 GLOBAL_MEMORY = "2GB"  # DuckDB's share for the cross-sample checks; the 4 GiB budget must hold Python too
 
@@ -343,7 +341,7 @@ def run_checks(settings: Settings, checks: str | list[str] | None = None, engine
     db = db or open_state(settings.db_url)
     try:
         job = queue_checks(settings, checks, engine=engine, db=db, **params)
-        claimed = _claim(db, job.id, worker_id)
+        claimed = claim_job(db, job.id, worker_id)  # this very job: older queued ones are the worker's
         summary = execute_job(settings, db, claimed, worker_id)
         if summary is None:
             raise RuntimeError(f"check run failed: {get_job(db, job.id).error}")
@@ -351,21 +349,6 @@ def run_checks(settings: Settings, checks: str | list[str] | None = None, engine
     finally:
         if own:
             db.close()
-
-
-def _claim(db: StateDB, job_id: int, worker_id: str) -> JobInfo:
-    """Claim this very job (older queued jobs are left for the background worker), as claim_next_job would."""
-    now = utcnow()
-    with db.write() as s:
-        res = s.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.state == "queued")
-            .values(state="running", worker_id=worker_id, started_at=now, heartbeat_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    if res.rowcount != 1:
-        raise RuntimeError(f"job {job_id} could not be claimed (state {get_job(db, job_id).state})")
-    return get_job(db, job_id)
 
 
 def claim_check_job(db: StateDB, worker_id: str) -> JobInfo | None:

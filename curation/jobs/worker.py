@@ -15,9 +15,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from curation.jobs.queue import requeue_stale_jobs
 from curation.jobs.run import RunSummary, claim_check_job, execute_job
 from curation.settings import Settings
-from db.state import open_state, requeue_stale_jobs
+from db.engine import open_state
 
 log = logging.getLogger(__name__)
 STALE_AFTER_S = 300.0  # a running job without a heartbeat for this long lost its worker

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -238,7 +238,3 @@ class LabelStudioClient:
     def delete_project(self, project_id: int) -> None:
         self._call(f"delete project {project_id}", lambda: self.sdk.projects.delete(id=project_id))
 
-
-def chunked(items: list[T], size: int) -> Iterable[list[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

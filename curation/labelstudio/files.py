@@ -16,7 +16,7 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from curation.media.sample_media import MediaError, read_media_bytes
+from curation.media.sample_media import MediaError, decode_image, load_image, read_media_bytes, sample_frames
 from curation.vst.geometry import BOX_EDGES, Box3D, Camera, project_box_corners
 
 VIDEO_FRAMES = 4  # frames shown per video sample, evenly spaced
@@ -89,10 +89,10 @@ class MediaFolder:
         stem = item.get("digest") or f"{row['sample_id']}-{index}"
         path = self._existing(stem)
         if path is None:
-            data = read_media_bytes(dict(row), index)
+            data = read_media_bytes(row, index)
             ext = image_extension(data)
             if ext is None:  # exotic format (TIFF, ...): browsers cannot show it, so convert once
-                path = self._write_image(stem, _decode(data, row, index))
+                path = self._write_image(stem, decode_image(data, row, index))
             else:
                 path = self._write(f"{stem}.{ext}", data)
             out.written += 1
@@ -110,7 +110,7 @@ class MediaFolder:
         stem = f"{item.get('digest') or row['sample_id']}-boxes-{key}"
         path = self._existing(stem)
         if path is None:
-            image = _decode(read_media_bytes(dict(row), 0), row, 0)
+            image = load_image(row, 0)
             path = self._write_image(stem, draw_boxes(image, camera, boxes), "JPEG")
             out.written += 1
         out.urls.append(self.url(path))
@@ -121,7 +121,7 @@ class MediaFolder:
         stem = item.get("digest") or f"{row['sample_id']}-{index}"
         paths = [self._existing(f"{stem}-frame{k}of{n}") for k in range(n)]
         if any(p is None for p in paths):
-            frames = sample_frames(read_media_bytes(dict(row), index), n)
+            frames = sample_frames(read_media_bytes(row, index), n)
             if not frames:
                 raise MediaError(f"sample {row['sample_id']}: media[{index}] video has no frames")
             paths = [self._write_image(f"{stem}-frame{k}of{n}", f.convert("RGB"), "JPEG") for k, f in enumerate(frames)]
@@ -166,15 +166,6 @@ class MediaFolder:
         return out
 
 
-def _decode(data: bytes, row: Mapping[str, Any], index: int) -> Image.Image:
-    try:
-        im = Image.open(io.BytesIO(data))
-        im.load()
-    except Exception as exc:  # PIL raises many types for bad bytes
-        raise MediaError(f"sample {row.get('sample_id')}: media[{index}] does not decode as an image ({exc})") from exc
-    return im.convert("RGB")
-
-
 def _boxes(row: Mapping[str, Any]) -> list[Box3D]:
     out = []
     for b in row.get("boxes_3d") or []:
@@ -214,31 +205,3 @@ def draw_boxes(image: Image.Image, camera: Mapping[str, Any], boxes: list[Box3D]
             draw.text((float(x), float(y) - font.size - 2 if hasattr(font, "size") else float(y)), box.label,
                       fill=colour, font=font)  # fmt: skip
     return out
-
-
-def sample_frames(data: bytes, n: int) -> list[Image.Image]:
-    """``n`` evenly spaced frames of a video, decoded in order (seeking is unreliable on some encoders);
-    only the picked frames are kept, so a long clip does not fill memory."""
-    import av
-
-    try:
-        with av.open(io.BytesIO(data), mode="r") as container:
-            total = container.streams.video[0].frames
-        if not total:  # the container does not say: count in a first pass
-            with av.open(io.BytesIO(data), mode="r") as container:
-                total = sum(1 for _ in container.decode(video=0))
-        if not total:
-            return []
-        picks = [round(i * (total - 1) / max(n - 1, 1)) for i in range(n)]
-        wanted = set(picks)
-        kept: dict[int, Image.Image] = {}
-        with av.open(io.BytesIO(data), mode="r") as container:
-            for i, frame in enumerate(container.decode(video=0)):
-                if i in wanted:
-                    kept[i] = frame.to_image()
-                if i >= picks[-1]:
-                    break
-    except Exception as exc:  # av raises its own error tree for bad containers
-        raise MediaError(f"video does not decode: {exc}") from exc
-    last = kept[max(kept)] if kept else None
-    return [kept.get(i, last) for i in picks] if last is not None else []

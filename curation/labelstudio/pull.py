@@ -347,18 +347,11 @@ def _same_decision(state: Any, v: AnnotationVerdict) -> bool:
 
 def apply_verdicts(db: Any, verdicts: list[AnnotationVerdict], report: PullReport) -> None:
     """Store verdicts as reviews (and reject reasons as flags); see the module docstring for the rules."""
-    from sqlalchemy import select
-
-    from db.models import Review
-    from db.state import add_flag, add_review, review_for
+    from curation.review.flags import add_flag
+    from curation.review.reviews import add_review, review_for, stored_external_ids
 
     ordered = sorted(verdicts, key=lambda v: (v.sample_id, v.annotated_at, v.annotation_id))
-    stored: set[str] = set()
-    ext_ids = [v.external_id for v in ordered]
-    with db.read() as session:
-        for start in range(0, len(ext_ids), 500):
-            part = ext_ids[start : start + 500]
-            stored.update(session.scalars(select(Review.external_id).where(Review.external_id.in_(part))))
+    stored = stored_external_ids(db, [v.external_id for v in ordered])
     for v in ordered:
         if v.external_id in stored:
             report.already_pulled += 1
@@ -404,7 +397,8 @@ def known_samples(query: Any, sample_ids: Iterable[str]) -> set[str]:
     ids = sorted(set(sample_ids))
     if not ids:
         return set()
-    rows = query.execute("SELECT sample_id FROM samples WHERE sample_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
+    rows = query.cursor().execute("SELECT sample_id FROM samples WHERE sample_id IN (SELECT unnest(?::VARCHAR[]))",
+                                  [ids])
     return {r[0] for r in rows.fetchall()}
 
 
@@ -421,7 +415,7 @@ def _import(
     report: PullReport,
 ) -> PullReport:
     from curation.query.catalog import CatalogQuery
-    from db.state import open_state
+    from db.engine import open_state
 
     db = state_db or open_state(settings.db_url)
     query = CatalogQuery(settings, state_db=db)
@@ -453,7 +447,8 @@ def pull(
     import time
 
     from curation.labelstudio.client import LabelStudioClient
-    from db.state import list_projects, open_state
+    from curation.labelstudio.links import list_projects
+    from db.engine import open_state
 
     started = time.perf_counter()
     client = client or LabelStudioClient.from_settings(settings)

@@ -12,8 +12,9 @@ from curation.labelstudio.client import LabelStudioClient
 from curation.labelstudio.configs import SampleKind, labeling_config, sample_kind, verdict_result
 from curation.labelstudio.files import MediaFolder
 from curation.labelstudio.server import MEDIA_SUBDIR
-from curation.query.catalog import CatalogQuery, FilterSpec
-from curation.query.results import latest_results_sql
+from curation.query.catalog import CatalogQuery
+from curation.query.filters import FilterSpec
+from curation.query.results import sample_results
 from curation.settings import Settings
 
 PUSH_COLUMNS = [
@@ -101,18 +102,13 @@ def iter_rows(query: CatalogQuery, spec: FilterSpec, limit: int | None = None) -
             yield row
 
 
-def check_predictions(query: CatalogQuery, settings: Settings, sample_ids: list[str]) -> dict[str, list[dict]]:
+def check_predictions(settings: Settings, sample_ids: list[str]) -> dict[str, list[dict]]:
     """Per sample, one prediction per check run: model_version = the run id; the verdict suggested by the
     first failed check (``correct`` when all passed) and the failures as the note."""
-    relation = latest_results_sql(settings.results_dir)
-    rows = query.execute(
-        f"SELECT sample_id, run_id, check_name, passed, score, reason FROM {relation} r "
-        "WHERE sample_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY sample_id, run_id, check_name",
-        [sample_ids],
-    ).fetchall()
     runs: dict[tuple[str, str], list[tuple]] = {}
-    for sid, run_id, name, passed, score, reason in rows:
-        runs.setdefault((sid, str(run_id)), []).append((name, passed, score, reason))
+    for r in sample_results(settings.results_dir, sample_ids):
+        runs.setdefault((r["sample_id"], str(r["run_id"])), []).append(
+            (r["check_name"], r["passed"], r["score"], r["reason"]))
     out: dict[str, list[dict]] = {}
     for (sid, run_id), results in runs.items():
         failed = [r for r in results if r[1] is False]
@@ -169,7 +165,8 @@ def push(
     ``data.sample_id`` on the server) are not pushed again, only their links are recorded. Rows stream
     from the catalog and go out in batches, so memory stays flat for large filters.
     """
-    from db.state import open_state, record_links, record_project
+    from curation.labelstudio.links import record_links, record_project
+    from db.engine import open_state
 
     started = time.perf_counter()
     client = client or LabelStudioClient.from_settings(settings)
@@ -202,7 +199,7 @@ def push(
         if not target.fresh:
             return
         batch, target.fresh = target.fresh, []
-        preds = check_predictions(query, settings, [r["sample_id"] for r in batch]) if predictions else {}
+        preds = check_predictions(settings, [r["sample_id"] for r in batch]) if predictions else {}
         tasks = []
         for row in batch:
             media = folder.media_for(row)

@@ -1,19 +1,16 @@
-"""Media on demand: one sample's image/video bytes read lazily from its shard (a single row group), decoded
-images, video frames (PyAV) and cached thumbnails. Nothing here is ever copied into the catalog."""
+"""Media on demand, decoded: a sample's images (PIL) and video frames (PyAV), over db's one media reader."""
 
 from __future__ import annotations
 
 import io
 import math
-from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from threading import Lock
+from typing import Any
 
-import pyarrow.parquet as pq
 from PIL import Image
 
-from curation.ingest.readers.media_refs import resolve_media_path
+from db.media import MediaError, read_media_bytes
 
 # Qwen2-VL / Qwen2.5-VL image budget (vst-format.md §2): 28x28-pixel tokens, pixels clamped to [4, 4096] tokens.
 TOKEN_PATCH = 28
@@ -36,66 +33,18 @@ def smart_resize(height: int, width: int, factor: int = TOKEN_PATCH, min_pixels:
     return h_bar, w_bar
 
 
-class MediaError(Exception):
-    """A media item cannot be shown; the message names the sample, item, file and why."""
-
-
-_ROW_CACHE: OrderedDict[tuple[str, int, int], list] = OrderedDict()
-_ROW_CACHE_LOCK = Lock()
-_ROW_CACHE_SIZE = 64
-
-
-def _parquet_images(source_file: str, row_group: int, row_in_group: int) -> list:
-    key = (source_file, row_group, row_in_group)
-    with _ROW_CACHE_LOCK:
-        if key in _ROW_CACHE:
-            _ROW_CACHE.move_to_end(key)
-            return _ROW_CACHE[key]
-    # Read one row group's `images` column only, then keep just the row we need.
-    table = pq.ParquetFile(source_file).read_row_group(row_group, columns=["images"])
-    items = table.column("images").slice(row_in_group, 1).to_pylist()[0] or []
-    with _ROW_CACHE_LOCK:
-        _ROW_CACHE[key] = items
-        while len(_ROW_CACHE) > _ROW_CACHE_SIZE:
-            _ROW_CACHE.popitem(last=False)
-    return items
-
-
-def read_media_bytes(row: dict, index: int) -> bytes:
-    """Bytes of media item ``index`` of a catalog row (embedded in its Parquet shard, or a file by path)."""
-    media = row.get("media") or []
-    sid = row.get("sample_id")
-    if not 0 <= index < len(media):
-        raise MediaError(f"sample {sid}: no media item {index} (it has {len(media)})")
-    item = media[index]
-    source_file = row["source_file"]
-    if item.get("embedded"):
-        if not Path(source_file).exists():
-            raise MediaError(f"sample {sid}: shard {source_file} is gone (media[{index}] is embedded in it)")
-        try:
-            items = _parquet_images(source_file, int(row["row_group"]), int(row["row_in_group"]))
-        except Exception as exc:
-            raise MediaError(f"sample {sid}: cannot read media[{index}] from {source_file}: {exc}") from exc
-        raw = items[index] if index < len(items) else None
-        data = (raw or {}).get("bytes") or (raw or {}).get("byres") if isinstance(raw, dict) else None
-        if not data:
-            raise MediaError(f"sample {sid}: media[{index}] in {source_file} has no bytes")
-        return data
-    path = resolve_media_path(item.get("path") or "", Path(source_file).parent)
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise MediaError(f"sample {sid}: media[{index}] file {path} cannot be read ({exc.strerror or exc})") from exc
-
-
-def load_image(row: dict, index: int) -> Image.Image:
-    data = read_media_bytes(row, index)
+def decode_image(data: bytes, row: Mapping[str, Any], index: int) -> Image.Image:
+    """Media item ``index`` of ``row`` from its bytes, as RGB; MediaError when they are not an image."""
     try:
         im = Image.open(io.BytesIO(data))
         im.load()
-    except Exception as exc:
+    except Exception as exc:  # PIL raises many types for bad bytes
         raise MediaError(f"sample {row.get('sample_id')}: media[{index}] does not decode as an image ({exc})") from exc
     return im.convert("RGB")
+
+
+def load_image(row: Mapping[str, Any], index: int) -> Image.Image:
+    return decode_image(read_media_bytes(row, index), row, index)
 
 
 @dataclass(frozen=True)
@@ -131,17 +80,27 @@ def video_frame(data: bytes, frame_index: int) -> Image.Image:
     raise MediaError(f"video has no frame {frame_index}")
 
 
-def thumbnail(row: dict, index: int, cache_dir: Path, size: int = 256) -> Path:
-    """A cached JPEG thumbnail named by media digest (shared by every sample using the same image)."""
-    item = (row.get("media") or [])[index]
-    digest = item.get("digest") or f"{row['sample_id']}-{index}"
-    out = Path(cache_dir) / "thumbs" / f"{digest}-{size}.jpg"
-    if out.exists():
-        return out
-    im = load_image(row, index)
-    im.thumbnail((size, size))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    im.save(tmp, format="JPEG", quality=85)
-    tmp.replace(out)
-    return out
+def sample_frames(data: bytes, n: int) -> list[Image.Image]:
+    """``n`` evenly spaced frames of a video, decoded in order (seeking is unreliable on some encoders);
+    only the picked frames are kept, so a long clip does not fill memory."""
+    try:
+        with _open_video(data) as container:
+            total = container.streams.video[0].frames
+        if not total:  # the container does not say: count in a first pass
+            with _open_video(data) as container:
+                total = sum(1 for _ in container.decode(video=0))
+        if not total:
+            return []
+        picks = [round(i * (total - 1) / max(n - 1, 1)) for i in range(n)]
+        wanted = set(picks)
+        kept: dict[int, Image.Image] = {}
+        with _open_video(data) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i in wanted:
+                    kept[i] = frame.to_image()
+                if i >= picks[-1]:
+                    break
+    except Exception as exc:  # av raises its own error tree for bad containers
+        raise MediaError(f"video does not decode: {exc}") from exc
+    last = kept[max(kept)] if kept else None
+    return [kept.get(i, last) for i in picks] if last is not None else []

@@ -1,4 +1,4 @@
-"""Training mixtures: a YAML recipe (components, exclusions, fixes, seed) and its deterministic selection.
+"""A recipe's deterministic selection: which catalog rows each component takes, and why the others were left out.
 
 How rows are picked. Every sample gets a rank, the first 64 bits of ``md5(f"{seed}:{sample_id}")`` (the same in
 Python, :func:`sample_rank`, and in DuckDB SQL), i.e. a uniform pseudo-random number that depends on nothing but the
@@ -23,37 +23,33 @@ What that guarantees:
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
-import shutil
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from curation.query.catalog import CatalogQuery, FilterSpec
+from curation.mixtures.recipe import Component, Recipe
+from curation.query.catalog import CatalogQuery
 from curation.query.results import latest_results_sql
-from curation.settings import Settings
-from curation.vst.taxonomy import GROUPS, load_taxonomy
-from exports import FORMATS, get_format
-from exports.manifest import MANIFEST_NAME, build_manifest, file_entries, write_manifest
-from exports.pipeline import FIXES_SCHEMA, SELECTION_SCHEMA, ExportPlan, write_export
+from curation.review.reviews import review_for
+from curation.review.state_tables import state_table
+from curation.vst.vocabulary import (
+    ASSISTANT_ROLES,
+    MISSING_FILE,
+    NO_PATH,
+    THINK_CLOSE,
+    THINK_OPEN,
+    UNREADABLE,
+    sql_list,
+)
+from exports.pipeline import FIXES_SCHEMA, SELECTION_SCHEMA
 
-log = logging.getLogger(__name__)
-
-# Checks whose failure means "the reasoning trace is bad" / "the final answer is wrong" (recipe keys override).
-DEFAULT_REASONING_CHECKS = ["format.think_tags", "consistency.reasoning_vs_answer"]
-NEAR_DUPLICATE_CHECK = "duplicates.near"
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20,
-          "gib": 2**30, "tib": 2**40}
 # Media problems (recorded at ingest) that mean the bytes cannot be had: such samples are left out and listed.
-_MISSING_MEDIA = ("missing_file", "no_path")
+_MISSING_MEDIA = (MISSING_FILE, NO_PATH)
 LEFT_OUT_LISTED = 10_000  # the manifest lists at most this many left-out samples (and says how many there were)
 
 
@@ -67,195 +63,10 @@ def rank_sql(seed: int, column: str = "s.sample_id") -> str:
     return f"('0x' || substr(md5('{int(seed)}:' || {column}), 1, 16))::UBIGINT"
 
 
-def parse_size(value: int | str | None) -> int | None:
-    """'500MB', '1GiB', 10_000 (bytes) -> bytes; None stays None."""
-    if value is None or isinstance(value, int):
-        return value
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(value))
-    if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(f"size {value!r} is not understood; write e.g. 500MB, 1GB or 2GiB")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
-# ------------------------------------------------------------------------------------------------ the recipe
-
-
-class Component(BaseModel):
-    """One part of a mixture: a filter and how much of it (exactly one of weight, count, fraction)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    filter: FilterSpec = Field(default_factory=FilterSpec)
-    weight: float | None = Field(default=None, gt=0, description="share of the recipe total")
-    count: int | None = Field(default=None, ge=0, description="exact number of rows")
-    fraction: float | None = Field(default=None, gt=0, le=1, description="share of the pool, stable under appends")
-    upsample: bool = False  # when the pool is short: repeat rows (rank order) to reach the target
-    max_repeat: int = Field(default=3, ge=1)  # at most this many copies of one row when up-sampling
-
-    @model_validator(mode="after")
-    def _one_size(self) -> Component:
-        given = [k for k in ("weight", "count", "fraction") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(f"component {self.name!r}: give exactly one of weight, count, fraction (got {given})")
-        return self
-
-
-class Exclusions(BaseModel):
-    """Rows no component may take."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    flagged: bool = False
-    flag_reasons: list[str] = Field(default_factory=list)  # only flags with these reasons count (empty: any)
-    rejected: bool = False
-    failed_checks: list[str] = Field(default_factory=list)  # check names, or family patterns like "geometry.*"
-    near_duplicates: bool = False  # keep one per near-duplicate cluster (check results of near_duplicate_check)
-    near_duplicate_check: str = NEAR_DUPLICATE_CHECK
-    exact_duplicates: bool = False  # keep one per identical content (turns + media digests)
-
-    @field_validator("flag_reasons", "failed_checks", mode="before")
-    @classmethod
-    def _listify(cls, v):
-        return [] if v is None else [v] if isinstance(v, str) else list(v)
-
-
-class Recipe(BaseModel):
-    """A training mixture. YAML keys are these field names (see examples/recipes/)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    description: str = ""
-    seed: int = 0
-    total: int | None = Field(default=None, ge=0)
-    components: list[Component] = Field(min_length=1)
-    exclude: Exclusions = Field(default_factory=Exclusions)
-    apply_fixes: bool = False  # reviewed fixes replace the original answer / reasoning in the exported turns
-    formats: list[str] = Field(default_factory=list)
-    # Reasoning samples whose trace fails a reasoning check while their answer passes every answer check:
-    # keep as they are, drop, or downgrade (trace removed, kept as a direct answer).
-    reasoning_failures: Literal["keep", "drop", "downgrade"] = "keep"
-    reasoning_checks: list[str] = Field(default_factory=lambda: list(DEFAULT_REASONING_CHECKS))
-    answer_checks: list[str] = Field(default_factory=list)
-    placeholders: Literal["convert", "repair"] = "convert"
-    shard_size: int | str | None = "1GB"
-    shard_rows: int | None = Field(default=None, ge=1)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _aliases(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "format" in data:  # `format: llava` reads as `formats: [llava]`
-            data = dict(data)
-            value = data.pop("format")
-            data["formats"] = [*([value] if isinstance(value, str) else list(value)), *data.get("formats", [])]
-        return data
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v):
-            raise ValueError(f"{v!r} must be letters, digits, '.', '_' or '-' (it names the export folder)")
-        return v
-
-    @field_validator("formats", "reasoning_checks", "answer_checks", mode="before")
-    @classmethod
-    def _listify(cls, v):
-        return [] if v is None else [v] if isinstance(v, str) else list(v)
-
-    @field_validator("formats")
-    @classmethod
-    def _formats(cls, v: list[str]) -> list[str]:
-        unknown = [f for f in v if f not in FORMATS]
-        if unknown:
-            raise ValueError(f"unknown format(s) {unknown}; use {', '.join(FORMATS)}")
-        return v
-
-    @field_validator("shard_size")
-    @classmethod
-    def _shard_size(cls, v):
-        parse_size(v)
-        return v
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Recipe:
-        names = [c.name for c in self.components]
-        if len(set(names)) != len(names):
-            raise ValueError(f"component names must be unique: {names}")
-        tax = load_taxonomy()
-        for c in self.components:
-            try:
-                tax.check_skills(c.filter.skills)
-            except ValueError as exc:
-                raise ValueError(f"component {c.name!r}: {exc}") from None
-            bad = [g for g in c.filter.groups if g not in GROUPS]
-            if bad:
-                raise ValueError(f"component {c.name!r}: unknown group(s) {bad}; use {', '.join(GROUPS)}")
-        weighted = [c for c in self.components if c.weight is not None]
-        counted = sum(c.count for c in self.components if c.count is not None)
-        if weighted:
-            if self.total is None:
-                raise ValueError("components with a weight need a recipe total")
-            share = sum(c.weight for c in weighted)
-            if abs(share - 1.0) > 1e-6:
-                raise ValueError(f"weights are shares of the total and must sum to 1 (they sum to {share:g})")
-        if self.total is not None and counted > self.total:
-            raise ValueError(f"component counts ({counted}) exceed the total ({self.total})")
-        return self
-
-    @property
-    def shard_bytes(self) -> int | None:
-        return parse_size(self.shard_size)
-
-    def targets(self) -> list[int | None]:
-        """Rows asked of each component (None for fraction components): counts as given; weights share
-        total - counts by largest remainder, so the targets sum exactly to the total."""
-        counted = sum(c.count for c in self.components if c.count is not None)
-        rest = (self.total or 0) - counted
-        raw = {i: c.weight * rest for i, c in enumerate(self.components) if c.weight is not None}
-        out: list[int | None] = [c.count for c in self.components]
-        if raw:
-            floors = {i: int(v) for i, v in raw.items()}
-            left = rest - sum(floors.values())
-            order = sorted(raw, key=lambda i: (-(raw[i] - floors[i]), i))
-            for i in order[:left]:
-                floors[i] += 1
-            for i, v in floors.items():
-                out[i] = v
-        return out
-
-
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a recipe file; errors name the file and the key that is wrong."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise FileNotFoundError(f"recipe {path}: cannot be read ({exc.strerror or exc})") from exc
-    except yaml.YAMLError as exc:
-        raise ValueError(f"recipe {path}: not valid YAML ({exc})") from exc
-    return parse_recipe(data, str(path))
-
-
-def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
-    if not isinstance(data, dict):
-        raise ValueError(f"{source}: a recipe is a mapping with name, seed, components, ...")  # noqa: TRY004
-    try:
-        return Recipe.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(recipe)"
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {msg}")
-        raise ValueError(f"{source}: " + "; ".join(problems)) from None
-
-
-# ------------------------------------------------------------------------------------------------ selection
-
-
 @dataclass
 class ComponentReport:
+    """What one component asked for, what its pool held and what it got (the dry run's and manifest's table)."""
+
     name: str
     asked: int | None  # None for fraction components
     fraction: float | None
@@ -313,7 +124,7 @@ class Selection:
 
 
 class _Session:
-    """One cursor on the catalog with our Arrow tables registered, reused across the selection's queries."""
+    """The Arrow tables the selection's queries read, registered on a fresh catalog cursor for each query."""
 
     def __init__(self, query: CatalogQuery):
         self.query = query
@@ -323,17 +134,11 @@ class _Session:
         self.tables[name] = table
 
     def run(self, sql: str, params: list | None = None, extra: dict[str, pa.Table] | None = None):
-        return self.query.execute(sql, params or [], {**self.tables, **(extra or {})})
+        return self.query.cursor({**self.tables, **(extra or {})}).execute(sql, params or [])
 
     def arrow(self, sql: str, params: list | None = None, extra: dict[str, pa.Table] | None = None) -> pa.Table:
-        cur = catalog_cursor(self.query, {**self.tables, **(extra or {})})
+        cur = self.query.cursor({**self.tables, **(extra or {})})
         return cur.sql(sql, params=params or []).to_arrow_table()
-
-
-def catalog_cursor(query: CatalogQuery, tables: dict[str, pa.Table]):
-    """A fresh catalog cursor with Arrow tables registered, for relations (``cursor.sql``) that stream their result
-    without the extra copy an ``execute`` result makes."""
-    return query.cursor(tables)
 
 
 def _check_match_sql(patterns: list[str], column: str = "check_name") -> tuple[str, list]:
@@ -363,7 +168,7 @@ def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Select
     # rows that have problems: a component taking its whole pool costs a scan of ids and positions.
     missing = " OR ".join(f"m.problem = '{p}'" for p in _MISSING_MEDIA)
     media_problem = f"""list_filter(list_transform(s.media, lambda m, i:
-          CASE WHEN m.digest IS NULL OR {missing} OR starts_with(coalesce(m.problem, ''), 'unreadable')
+          CASE WHEN m.digest IS NULL OR {missing} OR starts_with(coalesce(m.problem, ''), '{UNREADABLE}')
           THEN 'media[' || (i - 1) || '] ' || m.kind || ' ' || coalesce(nullif(m.path, ''), '(embedded)')
                || ': ' || coalesce(m.problem, 'no bytes') END), lambda x: x IS NOT NULL)[1]"""
     rank = rank_sql(recipe.seed, "sample_id")
@@ -379,10 +184,10 @@ def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Select
     for comp in recipe.components:
         compiled = query.compile(comp.filter)
         warnings.extend(f"component {comp.name!r}: {w}" for w in compiled.warnings)
-        cur = catalog_cursor(query, compiled.tables)
+        cur = query.cursor(compiled.tables)
         scans.append(cur.sql(f"SELECT {columns} FROM samples s WHERE {compiled.where}",
                              params=compiled.params).to_arrow_table())
-        cur = catalog_cursor(query, compiled.tables)
+        cur = query.cursor(compiled.tables)
         problems.append(cur.sql(f"SELECT * FROM (SELECT s.sample_id, {media_problem} AS media_problem FROM samples s "
                                 f"WHERE ({compiled.where}) AND len(s.problems) > 0) WHERE media_problem IS NOT NULL",
                                 params=compiled.params).to_arrow_table())
@@ -426,8 +231,6 @@ def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Select
                 warnings.append(f"no results for check {name!r}: run it first (nothing was excluded by it)")
 
     if recipe.exclude.flagged or recipe.exclude.rejected:
-        from db.state import state_table
-
         ses.register("st", state_table(state_db))
         if recipe.exclude.flagged:
             reasons = recipe.exclude.flag_reasons
@@ -679,21 +482,21 @@ def _near_duplicate_clusters(ses: _Session, results_rel: str, check: str) -> pa.
 def apply_fix(gpt_text: str | None, fixed_answer: str | None, fixed_reasoning: str | None) -> str:
     """The assistant turn with a reviewed fix: the answer after </think> and/or the text inside <think> replaced."""
     text = gpt_text or ""
-    m = re.match(r"(?s)^(\s*<think>)(.*?)(</think>)(\s*)(.*)$", text)
+    m = re.match(rf"(?s)^(\s*{re.escape(THINK_OPEN)})(.*?)({re.escape(THINK_CLOSE)})(\s*)(.*)$", text)
     if m:
         reasoning = fixed_reasoning if fixed_reasoning is not None else m.group(2)
         answer = fixed_answer if fixed_answer is not None else m.group(5)
         return f"{m.group(1)}{reasoning}{m.group(3)}{m.group(4) or ' '}{answer}"
     answer = fixed_answer if fixed_answer is not None else text
-    return f"<think>{fixed_reasoning}</think> {answer}" if fixed_reasoning is not None else answer
+    return f"{THINK_OPEN}{fixed_reasoning}{THINK_CLOSE} {answer}" if fixed_reasoning is not None else answer
 
 
 def _fixes(ses: _Session, state_db) -> tuple[pa.Table, list[dict[str, Any]]]:
-    from db.state import review_for, state_table
-
+    """The selected samples' reviewed fixes as FIXES_SCHEMA rows, and which fields each one changed (manifest)."""
     ses.register("st", state_table(state_db))
-    rows = ses.run("""
-        SELECT s.sample_id, list_filter(s.turns, lambda t: lower(t.role) IN ('gpt', 'assistant'))[1].text, s.answer
+    rows = ses.run(f"""
+        SELECT s.sample_id, list_filter(s.turns, lambda t: lower(t.role) IN {sql_list(ASSISTANT_ROLES)})[1].text,
+               s.answer
         FROM st JOIN (SELECT DISTINCT sample_id FROM sel) USING (sample_id) JOIN samples s USING (sample_id)
         WHERE st.fixed ORDER BY s.sample_id""").fetchall()
     out: dict[str, list] = {"sample_id": [], "gpt_text": [], "answer": []}
@@ -709,126 +512,3 @@ def _fixes(ses: _Session, state_db) -> tuple[pa.Table, list[dict[str, Any]]]:
                   if v is not None]
         applied.append({"sample_id": sid, "fields": fields, "reviewer": review.reviewer})
     return pa.table(out, schema=FIXES_SCHEMA), applied
-
-
-# ------------------------------------------------------------------------------------------------ exporting
-
-
-@dataclass
-class ExportOutcome:
-    format: str
-    out_dir: Path
-    rows: int
-    left_out: int
-    manifest: dict[str, Any]
-
-
-def export_dirs(recipe: Recipe, formats: list[str], settings: Settings, out: str | Path | None) -> dict[str, Path]:
-    """Where each format goes: --out itself for one format, <out>/<format> for several; default
-    <exports_dir>/<recipe name>/<format>."""
-    if out is None:
-        return {f: Path(settings.exports_dir) / recipe.name / f for f in formats}
-    out = Path(out)
-    return {formats[0]: out} if len(formats) == 1 else {f: out / f for f in formats}
-
-
-def _clear_target(path: Path, force: bool) -> None:
-    if not path.exists():
-        return
-    if path.is_dir() and not any(path.iterdir()):
-        path.rmdir()
-        return
-    if not force:
-        raise FileExistsError(f"{path} already exists: choose another --out or pass --force to replace it")
-    if not (path / MANIFEST_NAME).is_file():
-        raise FileExistsError(f"{path} exists and is not an export (no {MANIFEST_NAME}); refusing to replace it")
-    shutil.rmtree(path)
-
-
-def export_mixture(
-    recipe: Recipe,
-    settings: Settings,
-    formats: list[str] | None = None,
-    out: str | Path | None = None,
-    *,
-    force: bool = False,
-    write_media: bool = True,
-    absolute_media_paths: bool = False,
-    progress: bool = False,
-    state_db=None,
-    recipe_file: str | Path | None = None,
-    selection: Selection | None = None,
-    query: CatalogQuery | None = None,
-) -> list[ExportOutcome]:
-    """Select the recipe's rows and write one export folder (data files + media + manifest.json) per format.
-
-    Each export is written into ``<out>.partial`` and renamed when complete, so a folder with a manifest is
-    always a finished export. ``query``: an open catalog to use (left open), else one is opened and closed here.
-    """
-    formats = list(formats or recipe.formats)
-    if not formats:
-        raise ValueError(f"recipe {recipe.name!r} names no format: pass --format ({', '.join(FORMATS)})")
-    for f in formats:
-        get_format(f)
-    targets = export_dirs(recipe, formats, settings, out)
-    for target in targets.values():
-        _clear_target(target, force)
-    own = query is None
-    query = CatalogQuery(settings, state_db) if own else query
-    try:
-        sel = selection or select_mixture(recipe, query, state_db)
-        if sel.catalog_version != query.version():  # rows are addressed by catalog position: it must not move
-            raise ValueError(f"the catalog changed since the selection was made ({sel.catalog_version} -> "
-                             f"{query.version()}): select again")
-        outcomes = []
-        for f, target in targets.items():
-            outcomes.append(_export_one(recipe, sel, query, f, target, write_media, absolute_media_paths, progress,
-                                        recipe_file))
-        return outcomes
-    finally:
-        if own:
-            query.close()
-
-
-def _export_one(recipe: Recipe, sel: Selection, query: CatalogQuery, fmt_name: str, target: Path, write_media: bool,
-                absolute_media_paths: bool, progress: bool, recipe_file: str | Path | None) -> ExportOutcome:
-    fmt = get_format(fmt_name)
-    target = target.resolve()
-    partial = target.with_name(target.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    keep: list = []  # cursors stay alive while their relations are read
-
-    def relation(sql: str, params: list, tables: dict[str, pa.Table]):
-        cur = catalog_cursor(query, tables)
-        keep.append(cur)
-        return cur.sql(sql, params=params)
-
-    plan = ExportPlan(
-        fmt=fmt, out_dir=partial, selection=sel.table, fixes=sel.fixes, placeholders=recipe.placeholders,
-        shard_bytes=recipe.shard_bytes, shard_rows=recipe.shard_rows, write_media=write_media,
-        media_prefix=f"{target.as_posix()}/" if absolute_media_paths else "", dataset_name=recipe.name,
-        progress=progress, counts=sel.counts,
-    )
-    result = write_export(plan, relation)
-    written_left_out = result.left_out
-    manifest = build_manifest(
-        fmt=fmt_name,
-        recipe={**recipe.model_dump(mode="json"), **({"file": str(recipe_file)} if recipe_file else {})},
-        catalog={"path": str(query.settings.catalog_path), "version": sel.catalog_version},
-        selection=sel.summary(),
-        written={
-            "rows": result.rows,
-            "counts": result.counts,
-            "left_out": written_left_out,
-            "placeholders": recipe.placeholders,
-            "media_paths": "absolute" if absolute_media_paths else "relative to this folder",
-        },
-        files=file_entries(partial, result.data_files + result.extra_files, result.sha256),
-        media={**result.media, "written": write_media and fmt.media == "files",
-               "embedded": fmt.media == "embedded"},
-    )
-    write_manifest(partial, manifest)
-    partial.rename(target)
-    keep.clear()
-    return ExportOutcome(fmt_name, target, result.rows, len(written_left_out), manifest)

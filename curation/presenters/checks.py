@@ -1,5 +1,4 @@
-"""What the Checks page and the sample view show of check runs, without Streamlit: the registry by family, jobs
-with their progress, an in-process run, failures per check x skill, score histograms, and one sample's results."""
+"""What the Checks page (and the Sample page's checks panel) show: registry, jobs, failures, scores, results."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -21,11 +19,13 @@ import pyarrow as pa
 from curation.checks.base import FAMILIES
 from curation.checks.registry import describe_checks
 from curation.checks.report import iter_failures
-from curation.jobs.run import JOB_KIND, STAGING, RunSummary, run_checks, run_id_for
-from curation.query.catalog import FilterSpec
-from curation.query.results import latest_results_sql
+from curation.jobs.queue import JobInfo, list_jobs
+from curation.jobs.run import JOB_KIND, RunSummary, run_checks, run_id_for
+from curation.query.filters import FilterSpec
+from curation.query.results import checks_with_results, latest_results_sql, sample_results
 from curation.settings import Settings
-from db.state import JobInfo, StateDB, list_jobs
+from db.engine import StateDB, open_state
+from db.models import as_utc
 
 ACTIVE_STATES = ("queued", "running")
 INGEST_PREFIX = "ingest."
@@ -132,12 +132,8 @@ def worker_seems_absent(jobs: list[JobView], now: datetime | None = None,
     now = now or datetime.now(UTC)
     if any(j.state == "running" for j in jobs):
         return False
-    waited = [(now - _aware(j.created_at)).total_seconds() for j in jobs if j.state == "queued"]
+    waited = [(now - as_utc(j.created_at)).total_seconds() for j in jobs if j.state == "queued"]
     return bool(waited) and max(waited) >= after_s
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def run_in_process(settings: Settings, checks: list[str] | None, on_progress: Callable[[JobView], None],
@@ -155,8 +151,6 @@ def run_in_process(settings: Settings, checks: list[str] | None, on_progress: Ca
 
     thread = threading.Thread(target=work, name=f"checks-{worker_id}", daemon=True)
     thread.start()
-    from db.state import open_state
-
     watch = db or open_state(settings.db_url)
     try:
         while thread.is_alive():
@@ -176,12 +170,8 @@ def run_in_process(settings: Settings, checks: list[str] | None, on_progress: Ca
 
 
 def result_check_names(settings: Settings) -> list[str]:
-    """Checks with results on disk (any published run), from the folder names: cheap enough for every rerun."""
-    root = Path(settings.results_dir)
-    if not root.is_dir():
-        return []
-    names = {p.parent.name for p in root.glob("*/*/*.parquet") if not p.parts[-3].startswith(STAGING)}
-    return sorted(names)
+    """Checks with results on disk (any published run), for the Browse and Checks pages' choices."""
+    return checks_with_results(settings.results_dir)
 
 
 def has_results(settings: Settings) -> bool:
@@ -304,14 +294,11 @@ def check_results_for(settings: Settings, sample_id: str) -> list[dict[str, Any]
 
     Each dict has check, passed, score, reason, check_version and run_id.
     """
-    sql = (f"SELECT check_name AS \"check\", passed, score, reason, check_version, run_id "
-           f"FROM {latest_results_sql(settings.results_dir)} WHERE sample_id = ? ORDER BY passed, check_name")
-    con = duckdb.connect()
-    try:
-        rows = con.sql(sql, params=[sample_id]).to_arrow_table().to_pylist()
-    finally:
-        con.close()
+    rows = [{"check": r["check_name"], "passed": r["passed"], "score": r["score"], "reason": r["reason"],
+             "check_version": r["check_version"], "run_id": r["run_id"]}
+            for r in sample_results(settings.results_dir, [sample_id])]
     for r in rows:  # NaN scores read as "no score"
         if isinstance(r["score"], float) and not math.isfinite(r["score"]):
             r["score"] = None
+    rows.sort(key=lambda r: (r["passed"] is None, r["passed"] is True, r["check"]))  # failing first, as SQL sorts
     return rows

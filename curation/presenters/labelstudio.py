@@ -1,5 +1,4 @@
-"""What the app's Label Studio page shows, computed without Streamlit: is the server there, what each pushed project
-holds (tasks, annotated, pulled), and push and pull reports as numbers and table rows."""
+"""What the Label Studio page shows: is the server up, what each pushed project holds, push and pull reports."""
 
 from __future__ import annotations
 
@@ -9,11 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import plotly.graph_objects as go
-from pydantic import ValidationError
-from sqlalchemy import func, select
 
 from curation.labelstudio.client import (
     LabelStudioAuthError,
@@ -23,9 +19,10 @@ from curation.labelstudio.client import (
     connection_from_settings,
 )
 from curation.labelstudio.configs import SampleKind
+from curation.labelstudio.links import link_counts, list_projects
 from curation.labelstudio.pull import ExportFileError, PullReport, pull_file
 from curation.labelstudio.push import PushReport, project_title
-from curation.query.catalog import FilterSpec
+from curation.review.reviews import reviewed_samples_by_source
 from curation.settings import Settings
 
 # The page checks the server on every run: a server that hangs must not hang the page.
@@ -108,39 +105,22 @@ class ProjectRow:
 
 def _linked_and_pulled(db: Any) -> tuple[dict[int, int], dict[int, int]]:
     """Per project id: recorded links, and distinct samples with a live review whose source is that project."""
-    from db.models import LSLink, Review
-
-    with db.read() as s:
-        linked = dict(s.execute(select(LSLink.project_id, func.count()).group_by(LSLink.project_id)).all())
-        rows = s.execute(
-            select(Review.source, func.count(func.distinct(Review.sample_id)))
-            .where(Review.source.like("labelstudio:%"), Review.undone_at.is_(None))
-            .group_by(Review.source)
-        ).all()
     pulled: dict[int, int] = {}
-    for source, n in rows:
+    for source, n in reviewed_samples_by_source(db, "labelstudio:%").items():
         tail = source.split(":", 1)[1]
         if tail.isdigit():
-            pulled[int(tail)] = int(n)
-    return {int(k): int(v) for k, v in linked.items()}, pulled
+            pulled[int(tail)] = n
+    return link_counts(db), pulled
 
 
 def file_imports(db: Any) -> int:
     """Samples with a live review imported from an export file (not tied to a project)."""
-    from db.models import Review
-
-    with db.read() as s:
-        q = select(func.count(func.distinct(Review.sample_id))).where(
-            Review.source == "labelstudio:file", Review.undone_at.is_(None)
-        )
-        return int(s.scalar(q) or 0)
+    return reviewed_samples_by_source(db, "labelstudio:file").get("labelstudio:file", 0)
 
 
 def project_rows(db: Any, url: str, server_projects: Sequence[Mapping[str, Any]] | None) -> list[ProjectRow]:
     """The projects recorded in the state database (pushed from here), with the server's counts when
     ``server_projects`` is given (None: the server was not reached)."""
-    from db.state import list_projects
-
     linked, pulled = _linked_and_pulled(db)
     on_server = {int(p["id"]): p for p in server_projects} if server_projects is not None else None
     rows = []
@@ -250,20 +230,3 @@ def import_export_bytes(settings: Settings, name: str, data: bytes, *, state_db:
             return pull_file(settings, path, state_db=state_db)
         except ExportFileError as exc:
             raise ExportFileError(str(exc).replace(str(path), name or path.name)) from exc
-
-
-def spec_from_link(text: str) -> FilterSpec:
-    """The filter in a pasted Browse link (``http://.../Browse?skills=a,b&flagged=1``) or bare query string;
-    ValueError says what is wrong with it."""
-    text = (text or "").strip()
-    query = urlsplit(text).query if "?" in text or "://" in text else text.lstrip("?")
-    params = parse_qs(query, keep_blank_values=False)
-    unknown = sorted(set(params) - set(FilterSpec.model_fields) - {"id"})
-    if not params or unknown and len(unknown) == len(params):
-        raise ValueError(f"no filter in {text[:200]!r}: copy the address of the Browse page after filtering")
-    try:
-        return FilterSpec.from_query_params(params)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "query string"
-        raise ValueError(f"the link's filter has a bad value in `{where}`: {first.get('msg')}") from exc

@@ -1,5 +1,4 @@
-"""What the Mixtures page shows, built without Streamlit: recipe YAML <-> form values, count tables and plotly
-charts of a selection, and the past exports found under the exports folder."""
+"""What the Mixtures page shows: recipe YAML <-> form values, a selection's counts and charts, past exports."""
 
 from __future__ import annotations
 
@@ -9,19 +8,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import plotly.graph_objects as go
 import yaml
 
-from curation.mixtures.selection import ComponentReport, Recipe, Selection, parse_recipe
-from curation.query.catalog import CatalogQuery, FilterSpec
-from curation.query.results import latest_results_sql
+from curation.mixtures.recipe import Recipe, parse_recipe
+from curation.mixtures.selection import ComponentReport, Selection
+from curation.query.filters import FilterSpec
+from exports import FORMATS
 from exports.manifest import MANIFEST_NAME
 
 FORM_DIMENSIONS = ("skills", "groups", "sources", "datasets")  # the filter keys the form edits
 SIZE_MODES = ("weight", "count", "fraction")
-REASONING_POLICIES = ("keep", "drop", "downgrade")
+REASONING_POLICIES: tuple[str, ...] = get_args(Recipe.model_fields["reasoning_failures"].annotation)
+FORMAT_NAMES: tuple[str, ...] = tuple(FORMATS)  # the export formats the form offers
 STARTER_RECIPE = {
     "name": "my-mixture",
     "seed": 0,
@@ -268,13 +269,6 @@ def component_from_spec(data: Mapping, spec: FilterSpec, name: str = "from-brows
 
 
 # --- catalog values for the form -----------------------------------------------------------------------------
-
-
-def checks_with_results(query: CatalogQuery) -> list[str]:
-    """Names of the checks that have results (latest run per check), for the failed-checks choice."""
-    relation = latest_results_sql(query.settings.results_dir)
-    rows = query.execute(f"SELECT DISTINCT check_name FROM {relation} WHERE check_name IS NOT NULL ORDER BY 1")
-    return [r[0] for r in rows.fetchall()]
 
 
 def options_with(values: Sequence[str], selected: Sequence[str]) -> list[str]:

@@ -1,10 +1,8 @@
-"""What the app shows, built without Streamlit: a sample's geometry, boxes drawn into its images, the plotly 3D
-scene, the conversation split at its media placeholders, and the Overview's charts."""
+"""What the Sample page (and the Browse table) show: geometry, boxes drawn on images, 3D scene, conversation."""
 
 from __future__ import annotations
 
 import math
-import re
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -17,6 +15,15 @@ from curation.media.scenes import SceneCloud
 from curation.vst.geometry import BOX_EDGES, Box3D, Camera, Pose, frustum_corners
 from curation.vst.reasoning import split_reasoning
 from curation.vst.spatial_text import objects_named, parse_boxes_2d, parse_boxes_3d, parse_camera
+from curation.vst.vocabulary import (
+    ASSISTANT,
+    ASSISTANT_ROLES,
+    HUMAN,
+    HUMAN_ROLES,
+    PLACEHOLDER_RE,
+    THINK_CLOSE,
+    THINK_OPEN,
+)
 
 # Distinct, saturated colours; a label always gets the same one in the image and in the 3D view.
 # No yellows: yellow is the highlight.
@@ -27,7 +34,6 @@ PALETTE: list[tuple[int, int, int]] = [
 ]
 HIGHLIGHT = (255, 230, 0)  # outline drawn around objects the question names
 NEAR = 0.05  # metres: edges are clipped here so boxes partly behind the camera still draw correctly
-_PLACEHOLDER = re.compile(r"<\|image_pad\|>|<\|video_pad\|>|<image>|<video>")
 
 
 def label_colour(label: str) -> tuple[int, int, int]:
@@ -74,10 +80,6 @@ class SampleGeometry:
     named: list[str] = field(default_factory=list)  # labels the question mentions, in order
     notes: list[str] = field(default_factory=list)  # what could not be drawn, and why
 
-    @property
-    def has_3d(self) -> bool:
-        return bool(self.boxes) or self.camera is not None
-
 
 def _turn_texts(row: Mapping) -> tuple[str, str]:
     """(all human text, all assistant final answers) of a row; falls back to question / answer."""
@@ -85,9 +87,9 @@ def _turn_texts(row: Mapping) -> tuple[str, str]:
     for t in row.get("turns") or []:
         role = (t.get("role") or "").lower()
         text = t.get("text") or ""
-        if role in ("human", "user"):
-            human.append(_PLACEHOLDER.sub("", text))
-        elif role in ("gpt", "assistant"):
+        if role in HUMAN_ROLES:
+            human.append(PLACEHOLDER_RE.sub("", text))
+        elif role in ASSISTANT_ROLES:
             answers.append(split_reasoning(text).final)
     return ("\n".join(human) or row.get("question") or "", "\n".join(answers) or row.get("answer") or "")
 
@@ -412,18 +414,19 @@ def conversation_view(row: Mapping) -> list[TurnView]:
     seen = {"image": 0, "video": 0}
     turns = list(row.get("turns") or [])
     if not turns and (row.get("question") or row.get("answer")):
-        turns = [{"role": "human", "text": row.get("question") or ""}, {"role": "gpt", "text": row.get("answer") or ""}]
+        turns = [{"role": HUMAN, "text": row.get("question") or ""},
+                 {"role": ASSISTANT, "text": row.get("answer") or ""}]
     out: list[TurnView] = []
     for t in turns:
         role = (t.get("role") or "").lower()
         text = t.get("text") or ""
         reasoning = well = None
-        if role in ("gpt", "assistant") and ("<think>" in text or "</think>" in text):
+        if role in ASSISTANT_ROLES and (THINK_OPEN in text or THINK_CLOSE in text):
             parts = split_reasoning(text)
             reasoning, well, text = parts.reasoning, parts.well_formed, parts.final
         segments: list[Segment] = []
         pos = 0
-        for m in _PLACEHOLDER.finditer(text):
+        for m in PLACEHOLDER_RE.finditer(text):
             if text[pos:m.start()].strip():
                 segments.append(Segment("text", text[pos:m.start()].strip()))
             kind = "video" if "video" in m.group() else "image"
@@ -444,82 +447,7 @@ def table_rows(rows: Sequence[Mapping], width: int = 140) -> list[dict]:
     for r in rows:
         d = dict(r)
         for key in ("question", "answer"):
-            text = " ".join(_PLACEHOLDER.sub("", str(d.get(key) or "")).split())
+            text = " ".join(PLACEHOLDER_RE.sub("", str(d.get(key) or "")).split())
             d[key] = text if len(text) <= width else text[: width - 1] + "…"
         out.append(d)
     return out
-
-
-# --- Overview charts ---------------------------------------------------------------------------------
-
-
-def counts_figure(counts: Mapping[str, int], title: str, top: int = 40, unit: str = "samples") -> go.Figure:
-    """Horizontal bars, largest first (at most ``top`` values; the rest summed as 'other')."""
-    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    if len(items) > top:
-        items = items[: top - 1] + [("(other)", sum(v for _, v in items[top - 1:]))]
-    labels = [k for k, _ in items][::-1]
-    values = [v for _, v in items][::-1]
-    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", text=[f"{v:,}" for v in values],
-                           textposition="outside", cliponaxis=False, marker_color="#4c78a8"))
-    fig.update_layout(title=title, height=max(220, 60 + 22 * len(items)), margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis_title=unit, yaxis=dict(automargin=True))
-    return fig
-
-
-def ingest_error_kinds(errors: Sequence[Mapping]) -> dict[str, int]:
-    """Ingest errors counted by kind of reason: the file name and the details in parentheses left out."""
-    kinds: dict[str, int] = {}
-    for e in errors:
-        reason = str(e.get("reason") or "")
-        file = str(e.get("file") or "")
-        if file and reason.startswith(file):
-            reason = reason[len(file):].lstrip(": ")
-        kind = re.split(r"\s\(|:\s", reason, maxsplit=1)[0].strip() or "(no reason)"
-        kinds[kind] = kinds.get(kind, 0) + 1
-    return kinds
-
-
-@dataclass(frozen=True)
-class SkillProgress:
-    skill: str
-    samples: int
-    flagged: int
-    approved: int
-    rejected: int
-    fixed: int
-
-    @property
-    def reviewed(self) -> int:
-        return self.approved + self.rejected + self.fixed
-
-    @property
-    def reviewed_share(self) -> float:
-        return self.reviewed / self.samples if self.samples else 0.0
-
-
-def skill_progress(totals: Mapping[str, int], flagged: Mapping[str, int], approved: Mapping[str, int],
-                   rejected: Mapping[str, int], fixed: Mapping[str, int]) -> list[SkillProgress]:
-    """One row per skill from per-skill counts (facet dicts), most samples first."""
-    skills = sorted(totals, key=lambda s: (-totals[s], s))
-    return [SkillProgress(s, totals[s], flagged.get(s, 0), approved.get(s, 0), rejected.get(s, 0), fixed.get(s, 0))
-            for s in skills]
-
-
-def progress_figure(rows: Sequence[SkillProgress]) -> go.Figure:
-    """Per skill: share of samples approved / fixed / rejected, and flagged, as stacked horizontal bars."""
-    rows = list(rows)[::-1]
-    skills = [r.skill for r in rows]
-    fig = go.Figure()
-    for name, colour, get in (("approved", "#54a24b", lambda r: r.approved), ("fixed", "#4c78a8", lambda r: r.fixed),
-                              ("rejected", "#e45756", lambda r: r.rejected)):
-        fig.add_trace(go.Bar(y=skills, x=[100 * get(r) / r.samples if r.samples else 0 for r in rows],
-                             name=name, orientation="h", marker_color=colour,
-                             customdata=[get(r) for r in rows], hovertemplate="%{customdata:,} (%{x:.1f}%)"))
-    fig.add_trace(go.Scatter(y=skills, x=[100 * r.flagged / r.samples if r.samples else 0 for r in rows],
-                             name="flagged", mode="markers", marker=dict(symbol="diamond", size=10, color="#f58518"),
-                             customdata=[r.flagged for r in rows], hovertemplate="%{customdata:,} flagged (%{x:.1f}%)"))
-    fig.update_layout(barmode="stack", title="Review progress per skill (% of its samples)",
-                      height=max(240, 70 + 24 * len(rows)), margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis=dict(title="% of samples", range=[0, 100]), yaxis=dict(automargin=True))
-    return fig

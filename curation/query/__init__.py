@@ -1,0 +1,1 @@
+"""The query layer: FilterSpec and its URL codec, CatalogQuery over the catalog, the check results, stats."""

@@ -1,5 +1,5 @@
-"""The query layer: a typed FilterSpec compiled to parameterised DuckDB SQL over the catalog, joined per query
-with curation state (flags/reviews) and check results. Used by the app, the CLI, mixtures and Label Studio."""
+"""CatalogQuery: a FilterSpec compiled to parameterised DuckDB SQL over the catalog, joined per query with curation
+state (flags/reviews) and check results; counts, facets (over a facet cube when it can), keyset pages."""
 
 from __future__ import annotations
 
@@ -7,26 +7,17 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import duckdb
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from curation.ingest.text_index import search_text
+from curation.query.filters import DIMENSIONS, FilterSpec
+from curation.query.results import latest_results_sql
 from curation.settings import Settings
-from db.catalog import catalog_version, open_catalog
+from db.catalog import catalog_identity, catalog_version, open_catalog
 
-# Catalog dimensions a filter can pick values of: FilterSpec field -> column.
-DIMENSIONS: dict[str, str] = {
-    "datasets": "dataset",
-    "groups": "sample_group",
-    "skills": "skill",
-    "sources": "source",
-    "types": "type",
-    "answer_kinds": "answer_kind",
-    "subsets": "subset",
-}
 # The facet cube: sample counts per combination of the dimensions and the two flags, built by one GROUP BY per
 # catalog version. Count and facet queries whose filter uses only these fields read it (tens of rows for the
 # real taxonomy) instead of scanning millions; any other filter (text, ids, state, checks) scans the catalog.
@@ -34,88 +25,9 @@ _CUBE_FIELDS = frozenset(DIMENSIONS) | {"has_reasoning", "has_problems"}
 _CUBE_SQL = (f"SELECT {', '.join(DIMENSIONS.values())}, has_reasoning, len(problems) > 0 AS has_problems, "
              "count(*) AS n FROM samples GROUP BY ALL")
 _CUBE_MAX_ROWS = 200_000  # past this, a cube would cost about what a scan does
-ReviewState = Literal["reviewed", "unreviewed", "approved", "rejected", "fixed"]
 # Columns a results table shows; the sample view fetches the whole row.
 LIST_COLUMNS = ["sample_id", "dataset", "skill", "sample_group", "source", "answer_kind", "question", "answer",
                 "n_images", "n_videos", "has_reasoning"]
-
-
-class FilterSpec(BaseModel):
-    """What a curator is looking at. The same model in Browse, the URL, recipes, the CLI and the tests."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    datasets: list[str] = Field(default_factory=list)
-    groups: list[str] = Field(default_factory=list)
-    skills: list[str] = Field(default_factory=list)
-    sources: list[str] = Field(default_factory=list)
-    types: list[str] = Field(default_factory=list)
-    answer_kinds: list[str] = Field(default_factory=list)
-    subsets: list[str] = Field(default_factory=list)
-    has_reasoning: bool | None = None
-    has_problems: bool | None = None
-    text: str = ""
-    sample_ids: list[str] = Field(default_factory=list)
-    # curation state (joined from the state database)
-    flagged: bool | None = None
-    flag_reasons: list[str] = Field(default_factory=list)
-    review: ReviewState | None = None
-    reviewers: list[str] = Field(default_factory=list)
-    # check results (latest run of each check; thresholds move without a re-run)
-    failed_checks: list[str] = Field(default_factory=list)
-    passed_checks: list[str] = Field(default_factory=list)
-    score_below: dict[str, float] = Field(default_factory=dict)
-
-    @field_validator("datasets", "groups", "skills", "sources", "types", "answer_kinds", "subsets", "sample_ids",
-                     "flag_reasons", "reviewers", "failed_checks", "passed_checks", mode="before")
-    @classmethod
-    def _listify(cls, v):
-        if v is None:
-            return []
-        return [v] if isinstance(v, str) else list(v)
-
-    def is_empty(self) -> bool:
-        return self == FilterSpec()
-
-    def without(self, name: str) -> FilterSpec:
-        return self.model_copy(update={name: type(self).model_fields[name].get_default(call_default_factory=True)})
-
-    # --- URL query string (shareable views) -----------------------------------------------------
-    def to_query_params(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for name, value in self.model_dump().items():
-            if value in (None, "", [], {}):
-                continue
-            if isinstance(value, list):
-                out[name] = ",".join(value)
-            elif isinstance(value, dict):
-                out[name] = ",".join(f"{k}:{v}" for k, v in value.items())
-            elif isinstance(value, bool):
-                out[name] = "1" if value else "0"
-            else:
-                out[name] = str(value)
-        return out
-
-    @classmethod
-    def from_query_params(cls, params: dict[str, str | list[str]]) -> FilterSpec:
-        """Parse a URL query dict; unknown keys are ignored so old links keep working."""
-        data: dict[str, Any] = {}
-        for name, f in cls.model_fields.items():
-            if name not in params:
-                continue
-            raw = params[name]
-            raw = raw[-1] if isinstance(raw, list) else raw
-            ann = str(f.annotation)
-            if "list" in ann:
-                data[name] = [p for p in raw.split(",") if p]
-            elif "dict" in ann:
-                pairs = (p.rsplit(":", 1) for p in raw.split(",") if ":" in p)
-                data[name] = {k: float(v) for k, v in pairs}
-            elif "bool" in ann:
-                data[name] = raw in ("1", "true", "True", "yes")
-            else:
-                data[name] = raw or None if name == "review" else raw
-        return cls.model_validate(data)
 
 
 @dataclass
@@ -190,7 +102,7 @@ class CatalogQuery:
         wants = spec.flagged is not None or spec.flag_reasons or spec.review or spec.reviewers
         if not wants:
             return None
-        from db.state import state_sample_ids  # the state layer; imported late so catalog-only use stays light
+        from curation.review.state_tables import state_sample_ids  # late: catalog-only use stays light
 
         db = self.state_db()
         clauses = []
@@ -215,7 +127,7 @@ class CatalogQuery:
 
     def state_db(self):
         if self._state_db is None:
-            from db.state import open_state
+            from db.engine import open_state
 
             self._state_db = open_state(self.settings.db_url)
         return self._state_db
@@ -223,7 +135,7 @@ class CatalogQuery:
     def _check_clause(self, spec: FilterSpec) -> tuple[str | None, list[Any]]:
         if not (spec.failed_checks or spec.passed_checks or spec.score_below):
             return None, []
-        relation = self._results_relation()
+        relation = latest_results_sql(self.settings.results_dir)
         clauses, params = [], []
         for name in spec.failed_checks:
             clauses.append(f"s.sample_id IN (SELECT sample_id FROM {relation} WHERE check_name = ? AND NOT passed)")
@@ -236,31 +148,11 @@ class CatalogQuery:
             params.extend([name, float(threshold)])
         return " AND ".join(clauses), params
 
-    def _results_relation(self) -> str:
-        """Latest results per check as a SQL relation (empty when no check has run yet)."""
-        from curation.query.results import latest_results_sql
-
-        return latest_results_sql(self.settings.results_dir)
-
     # --- execution --------------------------------------------------------------------------------
-    def _cursor(self, compiled: CompiledFilter, cube: pa.Table | None = None) -> duckdb.DuckDBPyConnection:
-        cur = self._con.cursor()
-        for name, table in compiled.tables.items():
-            cur.register(name, table)
-        if cube is not None:
-            cur.register("facet_cube", cube)
-        return cur
-
-    def execute(self, sql: str, params: list[Any] | None = None, tables: dict[str, pa.Table] | None = None):
-        """Run a read-only statement on a fresh cursor (for modules building on the query layer)."""
-        cur = self._con.cursor()
-        for name, table in (tables or {}).items():
-            cur.register(name, table)
-        return cur.execute(sql, params or [])
-
     def cursor(self, tables: dict[str, pa.Table] | None = None) -> duckdb.DuckDBPyConnection:
-        """A fresh read-only cursor with Arrow tables registered; ``cursor.sql(...)`` streams relations without
-        the extra copy an ``execute`` result makes (exports, selections)."""
+        """A fresh read-only cursor (one per call: thread-safe) with Arrow tables registered under their names.
+        ``cursor.execute(sql, params)`` for rows; ``cursor.sql(...)`` streams relations without the extra copy an
+        ``execute`` result makes (exports, selections)."""
         cur = self._con.cursor()
         for name, table in (tables or {}).items():
             cur.register(name, table)
@@ -269,8 +161,9 @@ class CatalogQuery:
     def count(self, spec: FilterSpec) -> int:
         cube = self._cube_for(spec)
         c = self.compile(spec, on_cube=cube is not None)
-        row = self._cursor(c, cube).execute(f"SELECT {_counter(cube)} FROM {_relation(cube)} s WHERE {c.where}",
-                                            c.params).fetchone()
+        row = self.cursor(_tables(c, cube)).execute(
+            f"SELECT {_counter(cube)} FROM {_relation(cube)} s WHERE {c.where}", c.params
+        ).fetchone()
         return int(row[0] or 0)
 
     def _cube_for(self, spec: FilterSpec) -> pa.Table | None:
@@ -280,7 +173,7 @@ class CatalogQuery:
         version = self.version()
         with self._lock:
             if self._cube is None or self._cube[0] != version:
-                cube = self._con.cursor().sql(_CUBE_SQL).to_arrow_table()
+                cube = self.cursor().sql(_CUBE_SQL).to_arrow_table()
                 self._cube = (version, cube if cube.num_rows <= _CUBE_MAX_ROWS else None)
             return self._cube[1]
 
@@ -298,7 +191,7 @@ class CatalogQuery:
         if shared:
             c = self.compile(spec, on_cube=cube is not None)
             cols = [DIMENSIONS[n] for n in shared]
-            rows = self._cursor(c, cube).execute(
+            rows = self.cursor(_tables(c, cube)).execute(
                 f"SELECT {', '.join(f's.{col}' for col in cols)}, "
                 f"{', '.join(f'GROUPING(s.{col})' for col in cols)}, {counter} FROM {relation} s WHERE {c.where} "
                 f"GROUP BY GROUPING SETS ({', '.join(f'(s.{col})' for col in cols)})",
@@ -317,7 +210,7 @@ class CatalogQuery:
                 continue
             column = DIMENSIONS[name]
             c = self.compile(spec, skip=name, on_cube=cube is not None)
-            rows = self._cursor(c, cube).execute(
+            rows = self.cursor(_tables(c, cube)).execute(
                 f"SELECT coalesce(s.{column}, '(none)') AS v, {counter} AS n FROM {relation} s WHERE {c.where} "
                 f"GROUP BY v ORDER BY n DESC, v LIMIT {int(limit)}",
                 c.params,
@@ -334,7 +227,7 @@ class CatalogQuery:
         if after is not None:
             where += " AND s.sample_id > ?"
             params.append(after)
-        cur = self._cursor(c)
+        cur = self.cursor(c.tables)
         res = cur.execute(
             f"SELECT {cols} FROM samples s WHERE {where} ORDER BY s.sample_id LIMIT {int(limit) + 1}", params
         )
@@ -346,7 +239,7 @@ class CatalogQuery:
         return Page(rows, rows[-1]["sample_id"] if more and rows else None, total)
 
     def sample(self, sample_id: str) -> dict | None:
-        res = self._con.cursor().execute("SELECT * FROM samples WHERE sample_id = ?", [sample_id])
+        res = self.cursor().execute("SELECT * FROM samples WHERE sample_id = ?", [sample_id])
         names = [d[0] for d in res.description]
         row = res.fetchone()
         return dict(zip(names, row)) if row else None
@@ -354,7 +247,7 @@ class CatalogQuery:
     def neighbours(self, spec: FilterSpec, sample_id: str) -> tuple[str | None, str | None]:
         """Previous and next sample ids under a filter (the review queue's steps)."""
         c = self.compile(spec)
-        cur = self._cursor(c)
+        cur = self.cursor(c.tables)
         prev = cur.execute(
             f"SELECT max(s.sample_id) FROM samples s WHERE {c.where} AND s.sample_id < ?", [*c.params, sample_id]
         ).fetchone()[0]
@@ -368,27 +261,25 @@ class CatalogQuery:
         """Every matching row in sample_id order, streamed as Arrow batches (exports, pushes)."""
         c = self.compile(spec)
         cols = ", ".join(f"s.{col}" for col in columns) if columns else "s.*"
-        rel = self._cursor(c).sql(f"SELECT {cols} FROM samples s WHERE {c.where} ORDER BY s.sample_id", params=c.params)
+        rel = self.cursor(c.tables).sql(f"SELECT {cols} FROM samples s WHERE {c.where} ORDER BY s.sample_id",
+                                        params=c.params)
         yield from rel.to_arrow_reader(batch_rows)
 
     def ingest_errors(self, limit: int = 1000) -> list[dict]:
-        res = self._con.cursor().execute(
+        res = self.cursor().execute(
             "SELECT file, row_index, field, reason, ingest_run FROM ingest_errors ORDER BY file, row_index LIMIT ?",
             [limit],
         )
         names = [d[0] for d in res.description]
         return [dict(zip(names, r)) for r in res.fetchall()]
 
-    def distinct_values(self, column: str) -> list[str]:
-        if column not in DIMENSIONS.values():
-            raise ValueError(f"not a filter dimension: {column}")
-        rows = self._con.cursor().execute(
-            f"SELECT DISTINCT {column} FROM samples WHERE {column} IS NOT NULL ORDER BY 1"
-        ).fetchall()
-        return [r[0] for r in rows]
-
     def version(self) -> str:
-        return catalog_version(self._con.cursor())
+        return catalog_version(self.cursor())
+
+
+def _tables(compiled: CompiledFilter, cube: pa.Table | None) -> dict[str, pa.Table]:
+    """The Arrow tables a compiled filter's query reads, with the facet cube when it runs on the cube."""
+    return compiled.tables if cube is None else {**compiled.tables, "facet_cube": cube}
 
 
 def _relation(cube: pa.Table | None) -> str:
@@ -403,3 +294,8 @@ def open_query(settings: Settings) -> CatalogQuery:
     if not Path(settings.catalog_path).exists():
         raise FileNotFoundError(f"no catalog at {settings.catalog_path}: run `make run` or `python -m curation ingest`")
     return CatalogQuery(settings)
+
+
+def catalog_file_identity(settings: Settings) -> str:
+    """Changes when ingest swaps in a new catalog file: the app keys its cached CatalogQuery on it."""
+    return catalog_identity(settings.catalog_path)

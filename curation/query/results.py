@@ -1,30 +1,65 @@
-"""Check results on disk: Parquet files, one folder per run, read as one relation of the latest run per check.
+"""The check-results table: its schema, its Parquet layout, and the relations its readers query.
 
-Layout: ``<results_dir>/<run_id>/<check_name>/part-*.parquet`` with columns
-``sample_id, check_name, check_version, passed, score, reason, run_id``.
+Layout: ``<results_dir>/<run_id>/<check_name>/part-*.parquet`` with the columns of RESULT_SCHEMA; a run is written
+under ``<results_dir>/.inprogress/<run_id>/`` and renamed into place when it completes (curation.jobs.run).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-RESULT_COLUMNS = ["sample_id", "check_name", "check_version", "passed", "score", "reason", "run_id"]
-EMPTY_RESULTS = (
-    "(SELECT NULL::VARCHAR AS sample_id, NULL::VARCHAR AS check_name, NULL::VARCHAR AS check_version, "
-    "NULL::BOOLEAN AS passed, NULL::DOUBLE AS score, NULL::VARCHAR AS reason, NULL::VARCHAR AS run_id WHERE FALSE)"
+import duckdb
+import pyarrow as pa
+
+RESULT_SCHEMA = pa.schema(
+    [
+        ("sample_id", pa.string()),
+        ("check_name", pa.string()),
+        ("check_version", pa.string()),
+        ("passed", pa.bool_()),
+        ("score", pa.float64()),
+        ("reason", pa.string()),
+        ("run_id", pa.string()),
+    ]
+)
+STAGING = ".inprogress"  # where a run's files wait until the run completes
+_PARTS = "*/*/*.parquet"  # <run_id>/<check_name>/part-*.parquet
+_SQL_TYPES = {pa.string(): "VARCHAR", pa.bool_(): "BOOLEAN", pa.float64(): "DOUBLE"}
+# The relation when no check has run yet: RESULT_SCHEMA's columns, no rows.
+_EMPTY_RESULTS = (
+    f"(SELECT {', '.join(f'NULL::{_SQL_TYPES[f.type]} AS {f.name}' for f in RESULT_SCHEMA)} WHERE FALSE)"
 )
 
 
-def results_glob(results_dir: Path) -> str:
-    return str(Path(results_dir) / "*" / "*" / "*.parquet")
-
-
 def latest_results_sql(results_dir: Path) -> str:
-    """A parenthesised relation; the glob is a path from settings (quoted), never user text."""
-    if not any(Path(results_dir).glob("*/*/*.parquet")):
-        return EMPTY_RESULTS
-    glob = results_glob(results_dir).replace("'", "''")
+    """The latest run of each check as a parenthesised SQL relation with RESULT_SCHEMA's columns (empty when no
+    check has run). The glob is a path from settings (quoted), never user text."""
+    if not any(Path(results_dir).glob(_PARTS)):
+        return _EMPTY_RESULTS
+    glob = str(Path(results_dir) / _PARTS).replace("'", "''")
     return (
-        f"(SELECT {', '.join(RESULT_COLUMNS)} FROM read_parquet('{glob}', union_by_name = true) "
+        f"(SELECT {', '.join(RESULT_SCHEMA.names)} FROM read_parquet('{glob}', union_by_name = true) "
         "QUALIFY run_id = max(run_id) OVER (PARTITION BY check_name))"
     )
+
+
+def checks_with_results(results_dir: Path) -> list[str]:
+    """Checks with results on disk (any published run), from the folder names: cheap enough for every page run."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        return []
+    return sorted({p.parent.name for p in root.glob(_PARTS) if not p.parts[-3].startswith(STAGING)})
+
+
+def sample_results(results_dir: Path, sample_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The latest outcome of every check that looked at these samples, one dict per (sample, check) with
+    RESULT_SCHEMA's keys, ordered by sample, run and check."""
+    sql = (f"SELECT * FROM {latest_results_sql(results_dir)} WHERE sample_id IN (SELECT unnest(?::VARCHAR[])) "
+           "ORDER BY sample_id, run_id, check_name")
+    con = duckdb.connect()
+    try:
+        return con.sql(sql, params=[list(sample_ids)]).to_arrow_table().to_pylist()
+    finally:
+        con.close()

@@ -1,4 +1,4 @@
-"""Catalog counts by dataset, group, skill and source (the `stats` command and the Overview page)."""
+"""Catalog counts by dataset, group, skill and source for the `stats` command (Overview counts through facets)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""The format's shared meaning: taxonomy, answers, reasoning traces, spatial text, geometry, scoring, vocabulary."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
+from curation.vst.vocabulary import THINK_CLOSE, THINK_OPEN
+
 # Upstream's format rule counts non-overlapping lazy matches of this pattern.
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
-_THINK_INNER = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+_THINK_BLOCK = re.compile(f"{re.escape(THINK_OPEN)}.*?{re.escape(THINK_CLOSE)}", re.DOTALL)
+_THINK_INNER = re.compile(f"{re.escape(THINK_OPEN)}(.*?){re.escape(THINK_CLOSE)}", re.DOTALL)
 
 # Conclusions a trace states, strongest wording first; the last one in the trace wins.
 _SENTENCE_END = r"(?=\.(?!\d)|[\n!?;]|$)"

@@ -1,4 +1,4 @@
-"""Alembic environment for the curation-state database; `db.state.open_state` runs it programmatically."""
+"""Alembic environment for the curation-state database; `db.engine.open_state` runs it programmatically."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    # The CLI (`alembic -c db/alembic.ini ...`) follows the same setting as the app.
+    # The CLI (`alembic -c db/alembic.ini ...`) names its database itself: storage does not read the app's settings.
     url = config.get_main_option("sqlalchemy.url") or os.environ.get("CURATOR_DB_URL")
     if not url:
-        from curation.settings import load_settings
-
-        url = load_settings().db_url
+        raise RuntimeError(
+            "alembic: no database URL; set CURATOR_DB_URL (the app's default is sqlite:///<CURATOR_HOME>/state.sqlite)"
+        )
     return url
 
 

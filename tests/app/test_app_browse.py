@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from curation.query.catalog import CatalogQuery, FilterSpec
-from db.state import add_flag, open_state
+from curation.query.catalog import CatalogQuery
+from curation.query.filters import FilterSpec
+from curation.review.flags import add_flag
+from db.engine import open_state
 from tests.app.test_app_support import app_at, demo_app_home, forget_app_caches, texts
 
 BROWSE = "pages/1_Browse.py"

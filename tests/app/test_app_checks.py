@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from curation.checks.report import check_summary
+from curation.jobs.queue import get_job, list_jobs
 from curation.jobs.run import run_checks
 from curation.presenters.checks import (
     JobView,
@@ -23,9 +24,10 @@ from curation.presenters.checks import (
     result_check_names,
     worker_seems_absent,
 )
-from curation.query.catalog import CatalogQuery, FilterSpec
+from curation.query.catalog import CatalogQuery
+from curation.query.filters import FilterSpec
 from curation.settings import Settings, load_settings
-from db.state import get_job, list_jobs, open_state
+from db.engine import open_state
 from tests.app.test_app_support import app_at, forget_app_caches, point_app_at, texts
 
 CHECKS = "pages/3_Checks.py"

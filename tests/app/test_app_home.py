@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from curation.query.catalog import CatalogQuery, FilterSpec
-from db.state import add_flag, add_review, open_state
+from curation.query.catalog import CatalogQuery
+from curation.query.filters import FilterSpec
+from curation.review.flags import add_flag
+from curation.review.reviews import add_review
+from db.engine import open_state
 from tests.app.test_app_support import app_at, broken_app_home, demo_app_home, forget_app_caches, point_app_at, texts
 
 

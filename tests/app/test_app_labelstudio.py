@@ -11,10 +11,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from curation.labelstudio.configs import verdict_result
+from curation.labelstudio.links import list_projects
 from curation.labelstudio.server import pick_free_port
-from curation.presenters.labelstudio import spec_from_link
-from curation.query.catalog import CatalogQuery, FilterSpec
-from db.state import add_flag, add_review, flags_for, list_projects, open_state, review_for
+from curation.query.catalog import CatalogQuery
+from curation.query.filters import FilterSpec, spec_from_link
+from curation.review.flags import add_flag, flags_for
+from curation.review.reviews import add_review, review_for
+from db.engine import open_state
 from tests.app.test_app_support import app_at, demo_app_home, forget_app_caches, texts
 
 PAGE = "pages/5_Label_Studio.py"

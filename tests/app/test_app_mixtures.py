@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from curation.mixtures.selection import load_recipe, parse_recipe, select_mixture
+from curation.mixtures.recipe import load_recipe, parse_recipe
+from curation.mixtures.selection import select_mixture
 from curation.presenters import mixtures as mv
 from curation.query.catalog import CatalogQuery
 from tests.app.test_app_support import REPO, app_at, demo_app_home, forget_app_caches, point_app_at, texts

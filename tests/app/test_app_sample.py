@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from curation.query.catalog import CatalogQuery, FilterSpec
-from db.state import flags_for, open_state, review_for
+from curation.query.catalog import CatalogQuery
+from curation.query.filters import FilterSpec
+from curation.review.flags import flags_for
+from curation.review.reviews import review_for
+from db.engine import open_state
 from tests.app.test_app_support import app_at, broken_app_home, demo_app_home, forget_app_caches, texts
 
 SAMPLE = "pages/2_Sample.py"

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from curation.query.catalog import CatalogQuery, FilterSpec
-from db.state import flags_for, open_state
+from curation.query.catalog import CatalogQuery
+from curation.query.filters import FilterSpec
+from curation.review.flags import flags_for
+from db.engine import open_state
 from tests.app.test_app_support import REPO, demo_app_home
 
 pytestmark = pytest.mark.browser

@@ -60,7 +60,8 @@ def test_broken_images_and_missing_videos_are_found_in_the_real_shards(home, tmp
         {"id": "v0", "conversations": [{"from": "human", "value": "<|video_pad|>How many chairs?"},
                                        {"from": "gpt", "value": "2"}], "video": "videos/gone.mp4", "type": "video"}]))
     ingest([tmp_path / "src"], home, progress=False)
-    from curation.query.catalog import CatalogQuery, FilterSpec
+    from curation.query.catalog import CatalogQuery
+    from curation.query.filters import FilterSpec
 
     q = CatalogQuery(home)
     all_rows = q.page(FilterSpec(), limit=10, columns=["sample_id", "source_id", "media", "n_images", "n_videos",
@@ -100,7 +101,8 @@ def test_rl_shard_images_decode(home, tmp_path):
         {"id": "r0", "images": [{"bytes": png(), "path": ""}], "question": "2+3?", "answer": "5",
          "meta_info": json.dumps({"mode": ["math_score"]})}])
     ingest([tmp_path / "rl"], home, progress=False)
-    from curation.query.catalog import CatalogQuery, FilterSpec
+    from curation.query.catalog import CatalogQuery
+    from curation.query.filters import FilterSpec
 
     q = CatalogQuery(home)
     rows = q.page(FilterSpec(), columns=["sample_id", "media", "n_images", "source_file", "row_group",

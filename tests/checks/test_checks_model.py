@@ -8,7 +8,8 @@ import pytest
 
 from curation.checks.model import ReAnswer, load_processor
 from curation.ingest.run import ingest
-from curation.query.catalog import CatalogQuery, FilterSpec
+from curation.query.catalog import CatalogQuery
+from curation.query.filters import FilterSpec
 from tests.support.shards import small_vst_tree
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",

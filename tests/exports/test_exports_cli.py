@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from curation.cli.export import register
-from curation.mixtures.selection import load_recipe
+from curation.mixtures.recipe import load_recipe
 from curation.settings import Settings, load_settings
 from tests.support.exports_fixtures import make_home, recipe
 

@@ -11,12 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 import xxhash
 
-from curation.mixtures.selection import export_mixture, parse_recipe
+from curation.mixtures.export import export_mixture
+from curation.mixtures.recipe import load_recipe, parse_recipe
 from curation.settings import Settings, load_settings
 from exports import FORMATS
+from exports.formats.vst_rl import SCHEMA as VST_RL_SCHEMA
+from exports.formats.vst_sft import SCHEMA as VST_SFT_SCHEMA
 from exports.manifest import sha256_file
-from exports.vst_rl import SCHEMA as VST_RL_SCHEMA
-from exports.vst_sft import SCHEMA as VST_SFT_SCHEMA
 from tests.support.exports_fixtures import make_home, recipe
 
 TAGS = ("<image>", "<video>", "<|image_pad|>", "<|video_pad|>")
@@ -31,7 +32,8 @@ def built(tmp_path_factory) -> Settings:
 @pytest.fixture(scope="module")
 def exported(built: Settings, tmp_path_factory) -> dict[str, Path]:
     """Everything but the missing video, in all six formats, with one reviewed fix applied."""
-    from db.state import add_review, open_state
+    from curation.review.reviews import add_review
+    from db.engine import open_state
 
     db = open_state(built.db_url)
     add_review(db, "dist-002", "fix", "carol", fixed_answer="1.25")
@@ -340,8 +342,6 @@ def test_a_mixture_with_nothing_in_it_writes_an_empty_export_with_its_manifest(b
 
 
 def test_the_demo_data_set_exports_in_every_format(demo_home, tmp_path):
-    from curation.mixtures.selection import load_recipe
-
     r = load_recipe(Path(__file__).resolve().parents[2] / "examples/recipes/demo-all-formats.yaml")
     outcomes = {o.format: o for o in export_mixture(r, demo_home, None, tmp_path / "demo")}
     assert set(outcomes) == set(FORMATS)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from curation.ingest.run import ingest
-from curation.mixtures.selection import export_mixture, parse_recipe
+from curation.mixtures.export import export_mixture
+from curation.mixtures.recipe import parse_recipe
 from curation.query.catalog import CatalogQuery
 from curation.settings import Settings, load_settings
 from tests.support.exports_fixtures import make_home, recipe
@@ -36,7 +37,7 @@ def _ingest_export(out_dir: Path, home: Path) -> tuple[Settings, object]:
 def _rows(settings: Settings) -> dict[str, dict]:
     q = CatalogQuery(settings)
     try:
-        res = q.execute("SELECT sample_id, skill, turns, answer, question, reasoning, "
+        res = q.cursor().execute("SELECT sample_id, skill, turns, answer, question, reasoning, "
                         "list_transform(media, lambda m: m.digest) AS digests FROM samples")
         names = [d[0] for d in res.description]
         return {r[0]: dict(zip(names, r)) for r in res.fetchall()}
@@ -45,7 +46,8 @@ def _rows(settings: Settings) -> dict[str, dict]:
 
 
 def test_vst_sft_export_ingests_back_to_the_same_samples_with_fixes_applied(home, tmp_path):
-    from db.state import add_review, open_state
+    from curation.review.reviews import add_review
+    from db.engine import open_state
 
     db = open_state(home.db_url)
     add_review(db, "dist-001", "fix", "carol", fixed_answer="1.15")
@@ -76,7 +78,8 @@ def test_vst_sft_export_ingests_back_to_the_same_samples_with_fixes_applied(home
 
 
 def test_without_apply_fixes_the_original_text_is_exported(home, tmp_path):
-    from db.state import add_review, open_state
+    from curation.review.reviews import add_review
+    from db.engine import open_state
 
     db = open_state(home.db_url)
     add_review(db, "dist-001", "fix", "carol", fixed_answer="1.15")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from curation.query.catalog import CatalogQuery, FilterSpec
+from curation.query.catalog import CatalogQuery
+from curation.query.filters import FilterSpec
 from curation.vst.answers import classify_answer
 from curation.vst.reasoning import split_reasoning
 from curation.vst.spatial_text import parse_boxes_3d, parse_camera

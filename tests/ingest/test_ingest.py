@@ -8,7 +8,8 @@ import duckdb
 import pytest
 
 from curation.ingest.run import ingest
-from curation.query.catalog import CatalogQuery, FilterSpec
+from curation.query.catalog import CatalogQuery
+from curation.query.filters import FilterSpec
 from curation.query.stats import catalog_stats
 from tests.support.shards import png, sft_row, write_sft
 

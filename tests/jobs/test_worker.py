@@ -11,10 +11,11 @@ import pytest
 
 from curation.checks.report import check_summary, failures_text, score_histogram
 from curation.ingest.run import ingest
-from curation.jobs.run import STAGING, queue_checks, run_checks, run_job
+from curation.jobs.queue import cancel_job, claim_next_job, done_units, get_job, list_jobs
+from curation.jobs.run import queue_checks, run_checks, run_job
 from curation.jobs.worker import run_worker
-from curation.query.results import latest_results_sql
-from db.state import cancel_job, claim_next_job, done_units, get_job, list_jobs, open_state
+from curation.query.results import STAGING, latest_results_sql
+from db.engine import open_state
 from tests.support.shards import small_vst_tree
 
 FAST = {"embedder": "hashing"}

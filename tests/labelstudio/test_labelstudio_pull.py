@@ -23,7 +23,9 @@ from curation.labelstudio.pull import (
     pull_file,
 )
 from curation.labelstudio.push import check_label
-from db.state import add_review, flags_for, open_state, review_for, reviews_for
+from curation.review.flags import flags_for
+from curation.review.reviews import add_review, review_for, reviews_for
+from db.engine import open_state
 from tests.support.shards import png
 
 WHEN = "2026-01-02T03:04:05.000001Z"

@@ -22,13 +22,17 @@ from curation.labelstudio.client import (
     LabelStudioUnreachable,
 )
 from curation.labelstudio.configs import SampleKind, verdict_result
+from curation.labelstudio.links import links_for_project, list_projects
 from curation.labelstudio.pull import PullReport, pull
 from curation.labelstudio.push import PushReport, push
 from curation.labelstudio.server import LabelStudioServerError, pick_free_port, start_server
-from curation.query.catalog import CatalogQuery, FilterSpec
+from curation.query.catalog import CatalogQuery
+from curation.query.filters import FilterSpec
+from curation.review.flags import flags_for
+from curation.review.reviews import review_for, reviews_for
 from curation.settings import Settings
+from db.engine import open_state
 from db.models import Review
-from db.state import flags_for, links_for_project, list_projects, open_state, review_for, reviews_for
 
 pytestmark = pytest.mark.labelstudio
 
@@ -40,8 +44,8 @@ def _pick(settings: Settings) -> dict[str, list[str]]:
     q = CatalogQuery(settings)
     try:
         def ids(where: str, n: int, order: str = "sample_id") -> list[str]:
-            rows = q.execute(f"SELECT sample_id FROM samples WHERE {where} ORDER BY {order} LIMIT {n}").fetchall()
-            return [r[0] for r in rows]
+            rows = q.cursor().execute(f"SELECT sample_id FROM samples WHERE {where} ORDER BY {order} LIMIT {n}")
+            return [r[0] for r in rows.fetchall()]
 
         boxes_first = "coalesce(len(boxes_3d), 0) > 0 DESC, sample_id"
         return {
@@ -54,7 +58,7 @@ def _pick(settings: Settings) -> dict[str, list[str]]:
 
 
 def _write_check_run(results_dir: Path, failing: list[str], passing: list[str]) -> None:
-    """One check run, laid out as curation/results.py reads it."""
+    """One check run, laid out as curation/query/results.py reads it."""
     rows = [(sid, False, 0.0, "image does not decode") for sid in failing]
     rows += [(sid, True, 1.0, None) for sid in passing]
     table = pa.table({

@@ -21,7 +21,8 @@ from curation.media.scenes import (
     sample_scene,
     scene_path,
 )
-from curation.query.catalog import CatalogQuery, FilterSpec
+from curation.query.catalog import CatalogQuery
+from curation.query.filters import FilterSpec
 from curation.vst.geometry import Camera, Pose, project_points
 from curation.vst.spatial_text import parse_boxes_3d
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from curation.ingest.run import ingest
-from curation.mixtures.selection import Recipe, load_recipe, parse_recipe, rank_sql, sample_rank, select_mixture
+from curation.mixtures.recipe import Recipe, load_recipe, parse_recipe
+from curation.mixtures.selection import rank_sql, sample_rank, select_mixture
 from curation.query.catalog import CatalogQuery
 from curation.settings import Settings, load_settings
 from tests.support.exports_fixtures import DIST_Q, _pair, make_home, recipe, write_results
@@ -101,7 +102,7 @@ def test_format_key_reads_as_a_list_of_formats():
 def test_the_rank_is_the_same_in_python_and_in_duckdb(built):
     q = CatalogQuery(built)
     try:
-        rows = q.execute(f"SELECT s.sample_id, {rank_sql(17)} FROM samples s ORDER BY 1").fetchall()
+        rows = q.cursor().execute(f"SELECT s.sample_id, {rank_sql(17)} FROM samples s ORDER BY 1").fetchall()
     finally:
         q.close()
     assert rows and all(sample_rank(17, sid) == rank for sid, rank in rows)
@@ -119,7 +120,7 @@ def test_same_recipe_gives_the_same_rows_and_another_seed_other_rows(built):
     assert set(_ids(other)) != set(_ids(first))
     # bottom-n by rank: exactly the 6 best-ranked distance samples
     q = CatalogQuery(built)
-    pool = [r[0] for r in q.execute("SELECT sample_id FROM samples WHERE skill = 'si_distance'").fetchall()]
+    pool = [r[0] for r in q.cursor().execute("SELECT sample_id FROM samples WHERE skill = 'si_distance'").fetchall()]
     q.close()
     assert set(_ids(first)) == set(sorted(pool, key=lambda s: (sample_rank(17, s), s))[:6])
 
@@ -188,7 +189,9 @@ def test_new_data_does_not_reshuffle_earlier_picks(built, tmp_path):
 
 
 def test_exclusions_are_refilled_from_the_next_ranks_and_counted_by_reason(home):
-    from db.state import add_flag, add_review, open_state
+    from curation.review.flags import add_flag
+    from curation.review.reviews import add_review
+    from db.engine import open_state
 
     db = open_state(home.db_url)
     data = recipe(total=6, components=[{"name": "dist", "filter": {"skills": ["si_distance"]}, "count": 6}],
@@ -212,7 +215,8 @@ def test_exclusions_are_refilled_from_the_next_ranks_and_counted_by_reason(home)
 
 
 def test_a_flag_reason_filter_only_excludes_those_reasons(home):
-    from db.state import add_flag, open_state
+    from curation.review.flags import add_flag
+    from db.engine import open_state
 
     db = open_state(home.db_url)
     add_flag(db, "dist-001", "wrong_answer", None, "alice")

@@ -6,7 +6,8 @@ import pytest
 
 from curation.ingest.run import ingest
 from curation.query import catalog as query
-from curation.query.catalog import DIMENSIONS, CatalogQuery, FilterSpec
+from curation.query.catalog import CatalogQuery
+from curation.query.filters import DIMENSIONS, FilterSpec
 from tests.support.shards import sft_row, write_sft
 
 
@@ -47,8 +48,9 @@ def _facet_one_by_one(q: CatalogQuery, spec: FilterSpec, name: str) -> dict[str,
     """The reference: one query per dimension, its own selection left out."""
     column = DIMENSIONS[name]
     c = q.compile(spec, skip=name)
-    rows = q.execute(f"SELECT coalesce(s.{column}, '(none)'), count(*) FROM samples s WHERE {c.where} GROUP BY 1",
-                     c.params, c.tables).fetchall()
+    rows = q.cursor(c.tables).execute(
+        f"SELECT coalesce(s.{column}, '(none)'), count(*) FROM samples s WHERE {c.where} GROUP BY 1", c.params
+    ).fetchall()
     return dict(sorted(((str(v), n) for v, n in rows), key=lambda p: (-p[1], p[0])))
 
 
@@ -75,7 +77,8 @@ def test_facets_match_a_query_per_dimension(demo_home, spec, cube, monkeypatch):
         assert {n: list(f.items()) for n, f in facets.items()} == {n: list(f.items()) for n, f in expected.items()}
         unselected = next(n for n in DIMENSIONS if not getattr(spec, n))  # its facet counts exactly the matches
         c = q.compile(spec)
-        reference = q.execute(f"SELECT count(*) FROM samples s WHERE {c.where}", c.params, c.tables).fetchone()[0]
+        cur = q.cursor(c.tables)
+        reference = cur.execute(f"SELECT count(*) FROM samples s WHERE {c.where}", c.params).fetchone()[0]
         assert sum(facets[unselected].values()) == q.count(spec) == reference
         assert (q._cube_for(spec) is not None) == (cube and not spec.text)
     finally:

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from curation.ingest.readers.media_refs import path_item
 from curation.ingest.readers.raw import RAW_SCHEMA, ReaderError, RowError
+from curation.vst.vocabulary import ASSISTANT, HUMAN, HUMAN_ROLES
 
 ErrorSink = Callable[[RowError], None]
 BATCH_ROWS = 4096
@@ -101,7 +102,7 @@ def _llava_row(rec, base: Path) -> dict | tuple[str, str]:
         if not isinstance(t, dict) or not isinstance(t.get("value"), str):
             return ("conversations", "a turn has no text 'value'")
         turns.append({"role": str(t.get("from") or t.get("role") or ""), "text": t["value"]})
-    if not any(t["role"] == "human" and t["text"].strip() for t in turns):
+    if not any(t["role"] in HUMAN_ROLES and t["text"].strip() for t in turns):
         return ("conversations", "no human turn with text")
     media = []
     videos = rec.get("video") or rec.get("videos") or []
@@ -135,8 +136,8 @@ def _rl_row(rec, base: Path) -> dict | tuple[str, str]:
     return {
         "source_id": None if rec.get("id") is None else str(rec.get("id")),
         "conversations": [
-            {"role": "human", "text": question},
-            {"role": "gpt", "text": "" if answer is None else str(answer)},
+            {"role": HUMAN, "text": question},
+            {"role": ASSISTANT, "text": "" if answer is None else str(answer)},
         ],
         "thought": _json_text(rec.get("thought")),
         "media": media,

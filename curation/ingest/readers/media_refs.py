@@ -7,15 +7,10 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-import xxhash
 from PIL import Image, UnidentifiedImageError
 
-# Hash at most this much of a file by path: videos can be gigabytes; size + head is a stable, fast digest.
-_PATH_DIGEST_BYTES = 4 << 20
-
-
-def digest_bytes(data: bytes) -> str:
-    return xxhash.xxh3_64_hexdigest(data)
+from curation.vst.vocabulary import MISSING_FILE, NO_PATH, UNDECODABLE, UNREADABLE
+from db.media import PATH_DIGEST_BYTES, digest_bytes, path_digest, resolve_media_path
 
 
 def image_size(data: bytes) -> tuple[int | None, int | None, str | None]:
@@ -25,7 +20,7 @@ def image_size(data: bytes) -> tuple[int | None, int | None, str | None]:
             w, h = im.size
             return int(w), int(h), None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        return None, None, f"undecodable: {type(exc).__name__}"
+        return None, None, f"{UNDECODABLE}: {type(exc).__name__}"
 
 
 def embedded_item(kind: str, data: bytes, path: str | None) -> dict:
@@ -55,11 +50,6 @@ def _dir_entries(directory: str) -> frozenset[str] | None:
         return None
 
 
-def resolve_media_path(path: str, base_dir: Path) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else base_dir / p
-
-
 def path_exists(resolved: Path) -> bool:
     entries = _dir_entries(str(resolved.parent))
     return entries is not None and resolved.name in entries
@@ -79,22 +69,22 @@ def path_item(kind: str, path: str, base_dir: Path, inspect: bool = True) -> dic
         "problem": None,
     }
     if not path:
-        item["problem"] = "no_path"
+        item["problem"] = NO_PATH
         return item
     if not path_exists(resolved):
-        item["problem"] = "missing_file"
+        item["problem"] = MISSING_FILE
         return item
     if not inspect:
         return item
     try:
         size = resolved.stat().st_size
         with resolved.open("rb") as fh:
-            head = fh.read(_PATH_DIGEST_BYTES)
+            head = fh.read(PATH_DIGEST_BYTES)
     except OSError as exc:
-        item["problem"] = f"unreadable: {exc.strerror or exc}"
+        item["problem"] = f"{UNREADABLE}: {exc.strerror or exc}"
         return item
     item["byte_size"] = size
-    item["digest"] = digest_bytes(head) if size <= _PATH_DIGEST_BYTES else digest_bytes(head + str(size).encode())
+    item["digest"] = path_digest(head, size)
     if kind == "image":
         item["width"], item["height"], item["problem"] = image_size(head)
     return item

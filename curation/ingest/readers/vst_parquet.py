@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 
 from curation.ingest.readers.media_refs import _dir_entries, embedded_item, path_item
 from curation.ingest.readers.raw import MEDIA_TYPE, RAW_SCHEMA, TURN_TYPE, ReaderError, RowError
+from curation.vst.vocabulary import ASSISTANT, HUMAN, HUMAN_ROLES, MISSING_FILE, NO_PATH, VIDEO_PAD
+from db.media import BYTES_FIELDS
 
-VIDEO_PAD = "<|video_pad|>"
 ErrorSink = Callable[[RowError], None]
 
 
@@ -131,7 +132,8 @@ def _sft_turns(conv: pa.Array, shown: str, row_base: int, on_error: ErrorSink) -
     lengths = pc.list_value_length(turns).fill_null(0).to_numpy(zero_copy_only=False)
     flat = pc.list_flatten(turns)
     human_text = pc.and_(
-        pc.equal(flat.field("role"), "human"), pc.greater(pc.utf8_length(flat.field("text").fill_null("")), 0)
+        pc.is_in(flat.field("role"), value_set=pa.array(HUMAN_ROLES)),
+        pc.greater(pc.utf8_length(flat.field("text").fill_null("")), 0),
     ).fill_null(False)
     ok_parents = pc.filter(pc.list_parent_indices(turns), human_text).to_numpy(zero_copy_only=False)
     ok = np.zeros(len(turns), dtype=bool)
@@ -147,8 +149,8 @@ def _rl_turns(question: pa.Array, answer: pa.Array, shown: str, row_base: int, o
     q = question.cast(pa.string())
     a = answer.cast(pa.string()) if not pa.types.is_string(answer.type) else answer
     n = len(q)
-    human = pa.StructArray.from_arrays([pa.array(["human"] * n), q], fields=list(TURN_TYPE))
-    gpt = pa.StructArray.from_arrays([pa.array(["gpt"] * n), a], fields=list(TURN_TYPE))
+    human = pa.StructArray.from_arrays([pa.array([HUMAN] * n), q], fields=list(TURN_TYPE))
+    gpt = pa.StructArray.from_arrays([pa.array([ASSISTANT] * n), a], fields=list(TURN_TYPE))
     # Interleave [human_i, gpt_i] into one list per row.
     idx = pa.array([j for i in range(n) for j in (i, n + i)])
     values = pa.concat_arrays([human, gpt]).take(idx)
@@ -174,7 +176,7 @@ def _media(table: pa.Table, types: pa.Array, turns: pa.Array, base_dir: Path, sh
     n_items = len(values)
     if pa.types.is_struct(values.type):
         names = [values.type.field(i).name for i in range(values.type.num_fields)]
-        key = "bytes" if "bytes" in names else ("byres" if "byres" in names else None)  # upstream misspelling
+        key = next((k for k in BYTES_FIELDS if k in names), None)
         data = values.field(key) if key else pa.nulls(n_items, pa.binary())
         paths = values.field("path").cast(pa.string()) if "path" in names else pa.nulls(n_items, pa.string())
     else:  # a plain list of paths
@@ -198,7 +200,7 @@ def _media(table: pa.Table, types: pa.Array, turns: pa.Array, base_dir: Path, sh
     exists = pc.is_in(resolved, value_set=pa.array(listed, pa.string())).to_numpy(zero_copy_only=False)
     readable = np.flatnonzero(has_bytes | (exists & (pc.utf8_length(paths).to_numpy(zero_copy_only=False) > 0)))
     # Unreadable items, all at once.
-    problem = pc.if_else(pc.equal(paths, ""), "no_path", "missing_file")
+    problem = pc.if_else(pc.equal(paths, ""), NO_PATH, MISSING_FILE)
     default = pa.StructArray.from_arrays(
         [
             pa.array(kinds, pa.string()),

@@ -56,7 +56,7 @@ def _outcomes_with_units(batch: pa.Table, checks: list, ctx: CheckContext, run_i
         table = with_check_columns(out, check.name, check.version, run_id)
         tables.append(table.append_column(UNIT, pc.take(units, where)))
     if not tables:
-        from curation.checks.base import RESULT_SCHEMA
+        from curation.query.results import RESULT_SCHEMA
 
         return RESULT_SCHEMA.append(pa.field(UNIT, pa.string())).empty_table()
     return pa.concat_tables(tables)

@@ -1,6 +1,8 @@
-"""verl RL Parquet: data_source, prompt [{role, content with <image>}], images (embedded), ability,
-reward_model {style: rule, ground_truth}, extra_info {split, index, answer, question (no placeholders), sample_id,
-reward_modes}."""
+"""verl RL Parquet: data_source, prompt [{role, content}], embedded images, ability, reward_model, extra_info.
+
+prompt content carries <image> tags; reward_model is {style: rule, ground_truth}; extra_info is {split, index,
+answer, question (no placeholders), sample_id, reward_modes}.
+"""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from exports.base import ExportFormat, FormatContext, media_paths_sql
+from exports.base import SYSTEM_ROLE, ExportFormat, FormatContext, media_paths_sql
 
 
 def _select(ctx: FormatContext) -> str:
@@ -24,9 +24,9 @@ def dataset_info(name: str, file_name: str = "data") -> dict:
             "tags": {
                 "role_tag": "from",
                 "content_tag": "value",
-                "user_tag": "human",
-                "assistant_tag": "gpt",
-                "system_tag": "system",
+                "user_tag": FORMAT.roles[0],  # the roles the export writes
+                "assistant_tag": FORMAT.roles[1],
+                "system_tag": SYSTEM_ROLE,
             },
         }
     }

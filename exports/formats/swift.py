@@ -1,5 +1,4 @@
-"""ms-swift JSONL {messages [{role, content}], images, videos, solution}: <image> tags; `solution` feeds GRPO
-reward functions."""
+"""ms-swift JSONL {messages [{role, content with <image>}], images, videos, solution (for GRPO reward functions)}."""
 
 from __future__ import annotations
 

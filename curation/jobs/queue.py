@@ -1,0 +1,260 @@
+"""The job queue in the state database: queued -> running -> completed | failed | cancelled, with per-unit progress.
+
+Every move is a conditional UPDATE, so two workers never claim the same job and a cancelled job cannot be marked
+completed. A job's units (shards) record their completion, so a job re-queued after its worker died resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from curation.review.errors import StateError, require_text
+from db.engine import StateDB, to_record
+from db.models import Job, JobUnit, as_utc, utcnow
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: int
+    kind: str
+    params: dict[str, Any]
+    state: str
+    done: int
+    total: int | None
+    rate: float | None
+    eta_s: float | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    worker_id: str | None
+
+    @property
+    def fraction(self) -> float | None:
+        return None if not self.total else min(1.0, self.done / self.total)
+
+
+@dataclass(frozen=True)
+class UnitRecord:
+    job_id: int
+    unit_key: str
+    state: str
+    rows: int
+    output_path: str | None
+    finished_at: datetime
+
+
+def create_job(db: StateDB, kind: str, params: Mapping[str, Any] | None = None, total: int | None = None) -> JobInfo:
+    """Queue a job (params must be JSON-serialisable)."""
+    require_text(kind, "kind", "new job")
+    with db.write() as s:
+        job = Job(kind=kind, params=dict(params or {}), total=total)
+        s.add(job)
+        s.flush()
+        return to_record(JobInfo, job)
+
+
+def get_job(db: StateDB, job_id: int) -> JobInfo:
+    with db.read() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise StateError(f"job: field 'job_id' is {job_id}, which is no job in the state database")
+        return to_record(JobInfo, job)
+
+
+def list_jobs(
+    db: StateDB, states: Iterable[str] | None = None, kind: str | None = None, limit: int = 50
+) -> list[JobInfo]:
+    """Jobs, newest first."""
+    with db.read() as s:
+        q = select(Job)
+        if states is not None:
+            q = q.where(Job.state.in_(list(states)))
+        if kind is not None:
+            q = q.where(Job.kind == kind)
+        return [to_record(JobInfo, j) for j in s.scalars(q.order_by(Job.id.desc()).limit(limit))]
+
+
+def _take(s: Session, job_id: int, worker_id: str) -> JobInfo | None:
+    """queued -> running for ``worker_id``, clearing what an earlier run of the job left; None when not queued."""
+    now = utcnow()
+    # Only one UPDATE can move it out of 'queued': of two workers racing for it, one gets None.
+    res = s.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == "queued")
+        .values(
+            state="running",
+            worker_id=worker_id,
+            started_at=now,
+            heartbeat_at=now,
+            finished_at=None,
+            error=None,
+            rate=None,
+            eta_s=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if res.rowcount != 1:
+        return None
+    job = s.scalars(select(Job).where(Job.id == job_id).execution_options(populate_existing=True)).one()
+    return to_record(JobInfo, job)
+
+
+def claim_next_job(db: StateDB, worker_id: str, kinds: Iterable[str] | None = None) -> JobInfo | None:
+    """Atomically take the oldest queued job for this worker; None when the queue is empty."""
+    require_text(worker_id, "worker_id", "claim job")
+    kinds = list(kinds) if kinds is not None else None
+    while True:
+        with db.write() as s:
+            q = select(Job.id).where(Job.state == "queued")
+            if kinds is not None:
+                q = q.where(Job.kind.in_(kinds))
+            job_id = s.scalar(q.order_by(Job.id).limit(1))
+            if job_id is None:
+                return None
+            job = _take(s, job_id, worker_id)
+            if job is not None:  # else another worker won the race: try the next job
+                return job
+
+
+def claim_job(db: StateDB, job_id: int, worker_id: str) -> JobInfo:
+    """Atomically take this very job for this worker (older queued jobs are left to the queue), as claim_next_job
+    would take it; a StateError when it is not queued."""
+    require_text(worker_id, "worker_id", f"claim job {job_id}")
+    with db.write() as s:
+        job = _take(s, job_id, worker_id)
+    if job is None:
+        state = get_job(db, job_id).state
+        raise StateError(f"claim job: field 'job_id' is {job_id}, a job that is {state}, not queued")
+    return job
+
+
+def _set_if(db: StateDB, job_id: int, states: tuple[str, ...], **values: Any) -> bool:
+    with db.write() as s:
+        res = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state.in_(states))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return res.rowcount == 1
+
+
+def update_progress(db: StateDB, job_id: int, done: int, total: int | None = None) -> bool:
+    """Record progress (and a heartbeat) of a running job; False means it is no longer running: stop."""
+    now = utcnow()
+    with db.write() as s:
+        row = s.execute(select(Job.started_at, Job.total).where(Job.id == job_id, Job.state == "running")).first()
+        if row is None:
+            return False
+        started, known_total = as_utc(row.started_at), total if total is not None else row.total
+        elapsed = (now - started).total_seconds() if started else 0.0
+        rate = done / elapsed if elapsed > 0 else None
+        eta = (known_total - done) / rate if rate and known_total is not None else None
+        values: dict[str, Any] = {"done": done, "heartbeat_at": now, "rate": rate, "eta_s": eta}
+        if total is not None:
+            values["total"] = total
+        res = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == "running")
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return res.rowcount == 1
+
+
+def heartbeat(db: StateDB, job_id: int) -> bool:
+    """Tell watchers the worker is alive during a long unit; False means the job is no longer running."""
+    return _set_if(db, job_id, ("running",), heartbeat_at=utcnow())
+
+
+def finish_job(db: StateDB, job_id: int) -> bool:
+    """running -> completed; False when the job was cancelled (or failed) meanwhile."""
+    return _set_if(db, job_id, ("running",), state="completed", finished_at=utcnow(), eta_s=0.0)
+
+
+def fail_job(db: StateDB, job_id: int, error: str) -> bool:
+    """queued|running -> failed, keeping the error text for the UI."""
+    return _set_if(db, job_id, ("queued", "running"), state="failed", error=error, finished_at=utcnow())
+
+
+def cancel_job(db: StateDB, job_id: int) -> bool:
+    """queued|running -> cancelled; a running worker sees it through update_progress / is_cancelled."""
+    return _set_if(db, job_id, ("queued", "running"), state="cancelled", finished_at=utcnow(), eta_s=None)
+
+
+def is_cancelled(db: StateDB, job_id: int) -> bool:
+    with db.read() as s:
+        return s.scalar(select(Job.state).where(Job.id == job_id)) == "cancelled"
+
+
+def requeue_stale_jobs(db: StateDB, older_than_s: float, now: datetime | None = None) -> list[int]:
+    """Put running jobs whose heartbeat is older than ``older_than_s`` back in the queue (their worker died).
+
+    Units already marked done stay done, so the next worker resumes where the dead one stopped.
+    """
+    cutoff = (now or utcnow()) - timedelta(seconds=older_than_s)
+    with db.write() as s:
+        ids = list(s.scalars(select(Job.id).where(Job.state == "running", Job.heartbeat_at < cutoff)))
+        if ids:
+            s.execute(
+                update(Job)
+                .where(Job.id.in_(ids), Job.state == "running")
+                .values(state="queued", worker_id=None, rate=None, eta_s=None)
+                .execution_options(synchronize_session=False)
+            )
+        return ids
+
+
+def requeue_job(db: StateDB, job_id: int, worker_id: str) -> bool:
+    """running -> queued when the worker holding it stops (SIGTERM); its done units stay done. False when the job is
+    no longer this worker's (cancelled, or re-queued as stale and claimed by another)."""
+    with db.write() as s:
+        res = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == "running", Job.worker_id == worker_id)
+            .values(state="queued", worker_id=None, rate=None, eta_s=None)
+            .execution_options(synchronize_session=False)
+        )
+        return res.rowcount == 1
+
+
+def mark_unit_done(db: StateDB, job_id: int, unit_key: str, rows: int = 0, output_path: str | None = None) -> None:
+    """Leave the completion marker of one unit (shard) of a job; marking it again updates the marker."""
+    values = {"state": "done", "rows": rows, "output_path": output_path, "finished_at": utcnow()}
+    with db.write() as s:
+        res = s.execute(
+            update(JobUnit)
+            .where(JobUnit.job_id == job_id, JobUnit.unit_key == unit_key)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if res.rowcount == 0:
+            try:
+                with s.begin_nested():
+                    s.execute(insert(JobUnit).values(job_id=job_id, unit_key=unit_key, **values))
+            except IntegrityError as exc:
+                if s.get(Job, job_id) is None:
+                    raise StateError(f"unit {unit_key!r}: field 'job_id' is {job_id}, which is no job") from exc
+                # Same unit marked by someone else in the meantime: keep ours (last write wins).
+                s.execute(
+                    update(JobUnit)
+                    .where(JobUnit.job_id == job_id, JobUnit.unit_key == unit_key)
+                    .values(**values)
+                    .execution_options(synchronize_session=False)
+                )
+
+
+def done_units(db: StateDB, job_id: int) -> dict[str, UnitRecord]:
+    """The units of a job that are done, by unit key."""
+    with db.read() as s:
+        q = select(JobUnit).where(JobUnit.job_id == job_id, JobUnit.state == "done")
+        return {u.unit_key: to_record(UnitRecord, u) for u in s.scalars(q)}

@@ -1,0 +1,140 @@
+"""A mixture's export: its selection written as one folder (data files, media, manifest.json) per format."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from curation.mixtures.recipe import Recipe
+from curation.mixtures.selection import Selection, select_mixture
+from curation.query.catalog import CatalogQuery
+from curation.settings import Settings
+from exports import FORMATS, get_format
+from exports.manifest import MANIFEST_NAME, build_manifest, file_entries, write_manifest
+from exports.pipeline import ExportPlan, write_export
+
+
+@dataclass
+class ExportOutcome:
+    """One format's finished export: where it is, rows written, rows left out at export, its manifest."""
+
+    format: str
+    out_dir: Path
+    rows: int
+    left_out: int
+    manifest: dict[str, Any]
+
+
+def export_dirs(recipe: Recipe, formats: list[str], settings: Settings, out: str | Path | None) -> dict[str, Path]:
+    """Where each format goes: --out itself for one format, <out>/<format> for several; default
+    <exports_dir>/<recipe name>/<format>."""
+    if out is None:
+        return {f: Path(settings.exports_dir) / recipe.name / f for f in formats}
+    out = Path(out)
+    return {formats[0]: out} if len(formats) == 1 else {f: out / f for f in formats}
+
+
+def _clear_target(path: Path, force: bool) -> None:
+    if not path.exists():
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+        return
+    if not force:
+        raise FileExistsError(f"{path} already exists: choose another --out or pass --force to replace it")
+    if not (path / MANIFEST_NAME).is_file():
+        raise FileExistsError(f"{path} exists and is not an export (no {MANIFEST_NAME}); refusing to replace it")
+    shutil.rmtree(path)
+
+
+def export_mixture(
+    recipe: Recipe,
+    settings: Settings,
+    formats: list[str] | None = None,
+    out: str | Path | None = None,
+    *,
+    force: bool = False,
+    write_media: bool = True,
+    absolute_media_paths: bool = False,
+    progress: bool = False,
+    state_db=None,
+    recipe_file: str | Path | None = None,
+    selection: Selection | None = None,
+    query: CatalogQuery | None = None,
+) -> list[ExportOutcome]:
+    """Select the recipe's rows and write one export folder (data files + media + manifest.json) per format.
+
+    Each export is written into ``<out>.partial`` and renamed when complete, so a folder with a manifest is
+    always a finished export. ``query``: an open catalog to use (left open), else one is opened and closed here.
+    """
+    formats = list(formats or recipe.formats)
+    if not formats:
+        raise ValueError(f"recipe {recipe.name!r} names no format: pass --format ({', '.join(FORMATS)})")
+    for f in formats:
+        get_format(f)
+    targets = export_dirs(recipe, formats, settings, out)
+    for target in targets.values():
+        _clear_target(target, force)
+    own = query is None
+    query = CatalogQuery(settings, state_db) if own else query
+    try:
+        sel = selection or select_mixture(recipe, query, state_db)
+        if sel.catalog_version != query.version():  # rows are addressed by catalog position: it must not move
+            raise ValueError(f"the catalog changed since the selection was made ({sel.catalog_version} -> "
+                             f"{query.version()}): select again")
+        outcomes = []
+        for f, target in targets.items():
+            outcomes.append(_export_one(recipe, sel, query, f, target, write_media, absolute_media_paths, progress,
+                                        recipe_file))
+        return outcomes
+    finally:
+        if own:
+            query.close()
+
+
+def _export_one(recipe: Recipe, sel: Selection, query: CatalogQuery, fmt_name: str, target: Path, write_media: bool,
+                absolute_media_paths: bool, progress: bool, recipe_file: str | Path | None) -> ExportOutcome:
+    fmt = get_format(fmt_name)
+    target = target.resolve()
+    partial = target.with_name(target.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    keep: list = []  # cursors stay alive while their relations are read
+
+    def relation(sql: str, params: list, tables: dict[str, pa.Table]):
+        cur = query.cursor(tables)
+        keep.append(cur)
+        return cur.sql(sql, params=params)
+
+    plan = ExportPlan(
+        fmt=fmt, out_dir=partial, selection=sel.table, fixes=sel.fixes, placeholders=recipe.placeholders,
+        shard_bytes=recipe.shard_bytes, shard_rows=recipe.shard_rows, write_media=write_media,
+        media_prefix=f"{target.as_posix()}/" if absolute_media_paths else "", dataset_name=recipe.name,
+        progress=progress, counts=sel.counts,
+    )
+    result = write_export(plan, relation)
+    written_left_out = result.left_out
+    manifest = build_manifest(
+        fmt=fmt_name,
+        recipe={**recipe.model_dump(mode="json"), **({"file": str(recipe_file)} if recipe_file else {})},
+        catalog={"path": str(query.settings.catalog_path), "version": sel.catalog_version},
+        selection=sel.summary(),
+        written={
+            "rows": result.rows,
+            "counts": result.counts,
+            "left_out": written_left_out,
+            "placeholders": recipe.placeholders,
+            "media_paths": "absolute" if absolute_media_paths else "relative to this folder",
+        },
+        files=file_entries(partial, result.data_files + result.extra_files, result.sha256),
+        media={**result.media, "written": write_media and fmt.media == "files",
+               "embedded": fmt.media == "embedded"},
+    )
+    write_manifest(partial, manifest)
+    partial.rename(target)
+    keep.clear()
+    return ExportOutcome(fmt_name, target, result.rows, len(written_left_out), manifest)
