@@ -7,7 +7,7 @@ export CURATOR_HOME ?= $(CURDIR)/data
 DEMO_SAMPLES ?= 2000
 PORT ?= 8501
 
-.PHONY: run test test-fast install system-deps test-deps demo-data lint bench labelstudio clean-data
+.PHONY: run test test-fast install system-deps test-deps demo-data lint bench labelstudio trainers clean-data
 
 $(VENV)/.installed: requirements.txt requirements-ml.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,12 +52,26 @@ run: demo-data
 labelstudio: install .venv-ls/bin/label-studio
 	scripts/labelstudio.sh
 
-test: install test-deps .venv-ls/bin/label-studio
+# The trainers' own data code (LLaMA-Factory, ms-swift, verl) for tests/trainers, in an environment of its own:
+# every package pinned and installed without resolving (their full dependency sets pull CUDA builds and web UIs);
+# ms-swift's newer `datasets` on a path of its own. 1.8 GB, about 1.5 min cold; --no-compile halves that (what
+# the tests import is compiled when first imported).
+.venv-trainers/.installed: requirements-trainers.txt requirements-trainers-swift.txt
+	@test -x .venv-trainers/bin/python || $(PYTHON) -m venv .venv-trainers
+	.venv-trainers/bin/pip install -q --no-compile --no-deps -r requirements-trainers.txt
+	rm -rf .venv-trainers/swift-datasets
+	.venv-trainers/bin/pip install -q --no-compile --no-deps --target .venv-trainers/swift-datasets \
+		-r requirements-trainers-swift.txt
+	@touch $@
+
+trainers: .venv-trainers/.installed
+
+test: install test-deps .venv-ls/bin/label-studio .venv-trainers/.installed
 	$(BIN)/python -m pytest
 
-# Quick local loop: everything but the real-server and browser tests (CI runs them all through `make test`).
+# Quick local loop: everything but the real-server, browser and trainer tests (CI runs them all through `make test`).
 test-fast: install
-	$(BIN)/python -m pytest -m "not labelstudio and not postgres and not browser"
+	$(BIN)/python -m pytest -m "not labelstudio and not postgres and not browser and not trainers"
 
 lint: install
 	$(BIN)/ruff check curation db exports app tests bench

@@ -4,6 +4,7 @@
 import streamlit as st
 
 from app.components import data
+from app.components.text import plain
 from curation.presenters.overview import counts_figure, ingest_error_kinds, progress_figure, skill_progress
 from curation.query.filters import FilterSpec
 
@@ -27,10 +28,10 @@ def main() -> None:
         b = data.backend()
         ov = load_overview(b)
     except data.AppDataError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return
     except Exception as exc:
-        st.error(f"The overview cannot be computed: {exc}")
+        st.error(f"The overview cannot be computed: {plain(exc)}")
         return
     state = ov["state"]
     progress = skill_progress(ov["counts"]["skills"], state["flagged"], state["approved"], state["rejected"],

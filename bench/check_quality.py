@@ -7,6 +7,12 @@ flag a set of rows:
 - precision = flagged injected rows of the type / (those + flagged rows that carry no injected defect at all).
   Flagged rows that carry a *different* injected defect are reported apart ("other"), not counted against the
   check: a row with a dropped image legitimately fails more than one check.
+Only failures of severity error or warning count as flags; info marks a known upstream quirk the catalog
+normalised, not a defect. The demo's ``unknown_type`` defect writes the real data's misspelt ``unknow`` most of the
+time: those rows are the quirk, expected at info and never at error or warning (the "quirks" table), and only the
+truly unknown types count as the defect. The shard whose images say ``byres`` is the other quirk. Each type's true
+positives are also counted by severity (E/W/I).
+
 Duplicate types are pair defects (the copy and its source are indistinguishable by content): a pair counts as
 found when either member is flagged, and a flagged member of an injected pair is a true positive. The generator
 also makes duplicates by chance (the same sign image and question twice, one question with shuffled options);
@@ -57,6 +63,10 @@ DEFECT_CHECKS: dict[str, list[str]] = {
     "corrupt_image": ["media.decodable"],
 }
 PAIR_TYPES = ("duplicate_id", "exact_duplicate", "near_duplicate")
+# Severities that count as a flag: info is a known quirk the catalog normalised, not a defect.
+COUNTED = ("error", "warning")
+# Known quirks: (what, the check that reports it at info).
+QUIRK_CHECKS = {"unknow": "format.type_known", "byres": "format.bytes_field"}
 # Defects that are not visible from a sample's own content by rule (none today; kept for honesty in the table).
 NOT_RULE_DETECTABLE: tuple[str, ...] = ()
 GOAL = 0.95
@@ -96,6 +106,14 @@ def evaluate(home: Path, demo: Path) -> dict:
         SELECT s.sample_id, d.defect_type FROM defects d JOIN s USING (source_file, row_index)""")
     missing = con.sql("SELECT count(*) FROM defects d ANTI JOIN s USING (source_file, row_index)").fetchall()[0][0]
     con.execute(f"CREATE TEMP TABLE results AS SELECT * FROM {latest_results_sql(settings.results_dir)}")
+    # The real data's misspelt type is a quirk, not the unknown_type defect: those rows move to the quirks table.
+    con.execute("""CREATE TEMP TABLE quirk_rows AS
+        SELECT i.sample_id, 'unknow' AS quirk FROM injected i JOIN cat.samples c USING (sample_id)
+        WHERE i.defect_type = 'unknown_type' AND lower(trim(c.type)) = 'unknow'""")
+    con.execute("DELETE FROM injected WHERE sample_id IN (SELECT sample_id FROM quirk_rows)")
+    byres = [str(f) for f in sorted(demo.rglob("*.parquet")) if _images_say_byres(f)]
+    con.execute("INSERT INTO quirk_rows SELECT sample_id, 'byres' FROM s WHERE source_file IN "
+                "(SELECT unnest(?::VARCHAR[]))", [[str(Path(f).resolve()) for f in byres]])
     # Members of injected pair defects: the partner that shares the id / content / media with the injected row.
     con.execute("""CREATE TEMP TABLE pairs AS
         SELECT i.sample_id AS injected, p.sample_id AS member, i.defect_type FROM injected i
@@ -104,12 +122,13 @@ def evaluate(home: Path, demo: Path) -> dict:
                  OR (i.defect_type = 'exact_duplicate' AND p.k = a.k)
                  OR (i.defect_type = 'near_duplicate' AND p.source_file = a.source_file AND p.sig = a.sig)
         """)
-    report: dict = {"missing_rows": missing, "types": {}}
+    report: dict = {"missing_rows": missing, "types": {}, "quirks": {}}
+    counted = list(COUNTED)
     for defect, checks in DEFECT_CHECKS.items():
         con.register("want", pa.table({"check_name": checks}))
         flagged = {r[0] for r in con.sql(
-            "SELECT DISTINCT sample_id FROM results WHERE NOT passed AND check_name IN (SELECT check_name FROM want)"
-        ).fetchall()}
+            "SELECT DISTINCT sample_id FROM results WHERE NOT passed AND check_name IN (SELECT check_name FROM want) "
+            "AND severity IN (SELECT unnest(?::VARCHAR[]))", params=[counted]).fetchall()}
         injected = {r[0] for r in con.sql("SELECT sample_id FROM injected WHERE defect_type = ?",
                                           params=[defect]).fetchall()}
         any_defect = {r[0] for r in con.sql("SELECT sample_id FROM injected").fetchall()}
@@ -128,7 +147,12 @@ def evaluate(home: Path, demo: Path) -> dict:
         clean = flagged - positive - any_defect
         natural = verify_natural(con, sorted(clean), checks) if defect in PAIR_TYPES else set()
         fp = len(clean)
+        by_severity = dict(con.sql(
+            "SELECT severity, count(DISTINCT sample_id) FROM results WHERE NOT passed AND check_name IN "
+            "(SELECT check_name FROM want) AND sample_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY severity",
+            params=[sorted(positive)]).fetchall())
         report["types"][defect] = {
+            "by_severity": {s: int(by_severity.get(s, 0)) for s in ("error", "warning", "info")},
             "checks": checks, "injected": len(injected), "flagged": len(flagged), "found": found,
             "true_positive": tp, "false_positive_clean": fp, "other_defect": other,
             "precision": tp / (tp + fp) if tp + fp else None,
@@ -136,13 +160,31 @@ def evaluate(home: Path, demo: Path) -> dict:
             "precision_verified": (tp + len(natural)) / (tp + fp) if tp + fp else None,
             "recall": found / len(injected) if injected else None,
             "fp_examples": [list(r) for r in con.sql(
-                "SELECT sample_id, check_name, reason FROM results WHERE NOT passed AND check_name IN "
-                "(SELECT check_name FROM want) AND sample_id IN (SELECT unnest(?::VARCHAR[])) LIMIT 3",
-                params=[sorted(clean - natural)]).fetchall()],
+                "SELECT sample_id, check_name, severity, reason FROM results WHERE NOT passed AND check_name IN "
+                "(SELECT check_name FROM want) AND severity IN (SELECT unnest(?::VARCHAR[])) "
+                "AND sample_id IN (SELECT unnest(?::VARCHAR[])) LIMIT 3",
+                params=[counted, sorted(clean - natural)]).fetchall()],
             "missed_examples": sorted(injected - flagged)[:3] if defect not in PAIR_TYPES else [],
         }
         con.unregister("want")
+    for quirk, check in QUIRK_CHECKS.items():
+        rows, info, counted_hits = con.sql(
+            "SELECT count(DISTINCT q.sample_id), count(DISTINCT r.sample_id) FILTER (r.severity = 'info'), "
+            "count(DISTINCT r.sample_id) FILTER (r.severity IN (SELECT unnest(?::VARCHAR[]))) "
+            "FROM quirk_rows q LEFT JOIN results r ON r.sample_id = q.sample_id AND r.check_name = ? AND NOT r.passed "
+            "WHERE q.quirk = ?", params=[counted, check, quirk]).fetchall()[0]
+        report["quirks"][quirk] = {"check": check, "rows": rows, "info": info, "error_or_warning": counted_hits}
     return report
+
+
+def _images_say_byres(path: Path) -> bool:
+    """Whether a shard's images keep their bytes under upstream's misspelt ``byres`` (read from its schema)."""
+    try:
+        field = pq.read_schema(path).field("images").type.value_type
+    except (KeyError, AttributeError):
+        return False
+    names = [field.field(i).name for i in range(field.num_fields)]
+    return "byres" in names and "bytes" not in names
 
 
 def _media_bytes(row: dict) -> list[bytes] | None:
@@ -220,8 +262,9 @@ def verify_natural(con: duckdb.DuckDBPyConnection, sample_ids: list[str], checks
 
 def print_report(report: dict, out=sys.stdout) -> bool:
     ok = True
+    print(f"flags counted: failures of severity {' or '.join(COUNTED)}", file=out)
     print(f"{'defect type':24s} {'checks':54s} {'inj':>4s} {'found':>5s} {'TP':>4s} {'FP':>4s} {'nat':>4s} "
-          f"{'oth':>4s} {'prec':>6s} {'p.ver':>6s} {'recall':>6s}", file=out)
+          f"{'oth':>4s} {'prec':>6s} {'p.ver':>6s} {'recall':>6s} {'TP by E/W/I':>12s}", file=out)
     for defect, r in report["types"].items():
         p = "-" if r["precision"] is None else f"{r['precision']:.3f}"
         pv = "-" if r["precision_verified"] is None else f"{r['precision_verified']:.3f}"
@@ -229,11 +272,19 @@ def print_report(report: dict, out=sys.stdout) -> bool:
         meets = (r["precision_verified"] or 0) >= GOAL and (r["recall"] or 0) >= GOAL
         if defect not in NOT_RULE_DETECTABLE and r["injected"]:
             ok &= meets
+        sev = "/".join(str(r["by_severity"][s]) for s in ("error", "warning", "info"))
         print(f"{defect:24s} {', '.join(r['checks']):54s} {r['injected']:4d} {r['found']:5d} {r['true_positive']:4d} "
               f"{r['false_positive_clean']:4d} {r['natural_duplicates']:4d} {r['other_defect']:4d} {p:>6s} {pv:>6s} "
-              f"{rc:>6s}{'' if meets else '  <- below goal'}", file=out)
+              f"{rc:>6s} {sev:>12s}{'' if meets else '  <- below goal'}", file=out)
+    print(f"\n{'known quirk':24s} {'check':54s} {'rows':>5s} {'info':>5s} {'E+W':>5s}", file=out)
+    for quirk, q in report.get("quirks", {}).items():
+        right = q["info"] == q["rows"] and q["error_or_warning"] == 0
+        ok &= right
+        print(f"{quirk:24s} {q['check']:54s} {q['rows']:5d} {q['info']:5d} {q['error_or_warning']:5d}"
+              f"{'' if right else '  <- every row should fail at info, none at error or warning'}", file=out)
     verdict = "MET" if ok else "NOT MET"
-    print(f"goal: precision and recall >= {GOAL} for every rule-detectable type: {verdict}", file=out)
+    print(f"goal: precision and recall >= {GOAL} for every rule-detectable type counting {' + '.join(COUNTED)}, "
+          f"and every known quirk at info only: {verdict}", file=out)
     return ok
 
 

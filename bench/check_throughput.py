@@ -81,7 +81,7 @@ def build_catalog(home: Path, rows: int, mix: str = "vst", samples: int = 2000, 
             if c == "source_file" else f"s.{c}"
             for c, _ in SAMPLE_COLUMNS
         )
-        con.execute(f"""INSERT INTO samples SELECT * FROM (
+        con.execute(f"""INSERT INTO samples BY NAME SELECT * FROM (
             SELECT {cols} FROM demo.samples s JOIN plan p USING (skill) JOIN files f USING (source_file),
                    LATERAL (SELECT unnest(range(p.copies)) AS k)
         ) ORDER BY source_file, row_index LIMIT {rows}""")

@@ -53,7 +53,8 @@ def build_home(home: Path, rows: int, scene_points: int) -> None:
     # Copy k of a row gets the id '<id>~k'; copy 0 keeps the original id (and its text-index entry).
     con.execute("CREATE TEMP TABLE originals AS SELECT * FROM samples")
     con.execute(
-        "INSERT INTO samples SELECT originals.* REPLACE (sample_id || '~' || lpad(k::VARCHAR, 5, '0') AS sample_id) "
+        "INSERT INTO samples BY NAME SELECT originals.* EXCLUDE (row_key) "  # copies get row keys of their own
+        "REPLACE (sample_id || '~' || lpad(k::VARCHAR, 5, '0') AS sample_id) "
         "FROM originals, range(1, ?) r(k)", [copies])
     excess = base * copies - rows
     if excess > 0:

@@ -23,6 +23,9 @@ class Settings:
     labelstudio_url: str = "http://127.0.0.1:8081"
     labelstudio_token: str = ""
     labelstudio_files_root: Path = field(default=Path("."))
+    # Folders media paths may point into besides each shard's own folder tree (CURATOR_MEDIA_ROOTS, os.pathsep
+    # between them; in curator.toml a list or such a string): any other file a shard names is never read.
+    media_roots: tuple[Path, ...] = ()
 
     def ensure_dirs(self) -> Settings:
         for p in (self.home, self.text_index_dir, self.results_dir, self.exports_dir, self.media_cache_dir):
@@ -42,7 +45,17 @@ _ENV = {
     "LABEL_STUDIO_URL": "labelstudio_url",
     "LABEL_STUDIO_TOKEN": "labelstudio_token",
     "CURATOR_LS_FILES_ROOT": "labelstudio_files_root",
+    "CURATOR_MEDIA_ROOTS": "media_roots",
 }
+
+
+def media_roots(value: str | list[str] | tuple | None) -> tuple[Path, ...]:
+    """CURATOR_MEDIA_ROOTS as folders: an os.pathsep-separated string (the environment) or a list (curator.toml)."""
+    if value is not None and not isinstance(value, str | list | tuple):
+        raise ValueError(f"media_roots is {value!r}: give a list of folders (curator.toml) or folders separated by "
+                         f"{os.pathsep!r} (CURATOR_MEDIA_ROOTS)")
+    parts = value.split(os.pathsep) if isinstance(value, str) else list(value or ())
+    return tuple(Path(str(p)).expanduser() for p in parts if str(p).strip())
 
 
 def load_settings(home: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -68,4 +81,5 @@ def load_settings(home: str | os.PathLike | None = None, env: dict[str, str] | N
         if env.get(var):
             values[name] = env[var]
     path_fields = {n for n, f in Settings.__dataclass_fields__.items() if f.type in ("Path", Path)}
+    values["media_roots"] = media_roots(values.get("media_roots"))  # type: ignore[arg-type]
     return Settings(**{k: (Path(v) if k in path_fields else v) for k, v in values.items()})  # type: ignore[arg-type]

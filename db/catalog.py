@@ -10,7 +10,7 @@ import fcntl
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +74,11 @@ DDL = [
     "CREATE TABLE IF NOT EXISTS samples ("
     + ", ".join(f"{name} {typ}" for name, typ in SAMPLE_COLUMNS)
     + ")",
+    # The row's key inside this catalog (not its identity: a re-ingested file's rows get new ones). Drawn in insert
+    # order, so rows lie in key order: pages and text-index hits address rows by it, and DuckDB skips row groups
+    # by its min/max. Filled by default on insert (ingest never names it); added to catalogs made before it.
+    "CREATE SEQUENCE IF NOT EXISTS sample_row_keys",
+    "ALTER TABLE samples ADD COLUMN IF NOT EXISTS row_key BIGINT DEFAULT nextval('sample_row_keys')",
     """CREATE TABLE IF NOT EXISTS ingest_errors (
         file VARCHAR NOT NULL, row_index BIGINT, field VARCHAR, reason VARCHAR NOT NULL,
         ingest_run INTEGER, recorded_at TIMESTAMP DEFAULT current_timestamp)""",
@@ -102,7 +107,7 @@ def open_catalog(path: str | Path, read_only: bool = True, retries: int = 20) ->
     last: Exception | None = None
     for _ in range(max(retries, 1)):
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = _attach_read_only(path) if read_only else duckdb.connect(str(path))
             if not read_only:
                 for stmt in DDL:
                     con.execute(stmt)
@@ -111,10 +116,41 @@ def open_catalog(path: str | Path, read_only: bool = True, retries: int = 20) ->
                     [str(SCHEMA_VERSION)],
                 )
             return con
-        except duckdb.IOException as exc:  # lock held by another process
+        except (duckdb.IOException, duckdb.ResourceInUseException) as exc:  # a writer elsewhere, or readers here
             last = exc
             time.sleep(0.25)
     raise CatalogBusy(f"catalog {path} is locked by another process (an ingest?): {last}")
+
+
+def _attach_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the file at ``path`` as it is now, in a database instance of its own.
+
+    ``duckdb.connect(path)`` hands out the instance already open for that path in this process: after ingest swaps
+    in a new file, a reader that reconnects would get the old one for as long as any connection to it lives.
+    Its cursors start elsewhere: take them with ``reader_cursor``."""
+    con = duckdb.connect(":memory:", config={"temp_directory": f"{path}.tmp"})  # where DuckDB spills for the file
+    try:
+        con.execute(f"ATTACH '{_sql_text(path)}' AS {_READER_NAME} (READ_ONLY)")
+        con.execute(f"USE {_READER_NAME}")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+_READER_NAME = "catalog"  # what a read-only connection calls the catalog file it attached
+
+
+def reader_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A cursor of a read-only catalog connection (``open_catalog``) that reads the catalog: a cursor is a connection
+    of its own, and starts in the instance's empty in-memory database."""
+    cur = con.cursor()
+    cur.execute(f"USE {_READER_NAME}")
+    return cur
+
+
+def _sql_text(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 def catalog_identity(path: str | Path) -> str:
@@ -135,27 +171,32 @@ class CatalogWrite:
 
 
 @contextmanager
-def open_for_writing(path: str | Path) -> Iterator[CatalogWrite]:
+def open_for_writing(path: str | Path, on_visible: Callable[[], None] | None = None) -> Iterator[CatalogWrite]:
     """A read-write connection for ingest, even while the app or the worker read the catalog.
 
     DuckDB lets one process write a file only when no other process has it open. When readers hold it, ingest
     writes a copy and swaps it in atomically at the end: readers keep the old file (its inode stays alive) until
     they reopen, and every new connection sees the new catalog. Nothing is swapped if the ingest fails.
+    ``on_visible`` runs once what was written is the catalog every new connection opens, still under the ingest
+    lock: where a store that follows the catalog (the text index) commits.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _ingest_lock(path):
+        _clear_staging(path)  # a writer killed while writing a copy left it (and its WAL) behind
         try:
             con = open_catalog(path, read_only=False, retries=1)
         except CatalogBusy:
             con = None
         if con is None:
-            yield from _write_copy_and_swap(path)
+            yield from _write_copy_and_swap(path, on_visible)
             return
         try:
             yield CatalogWrite(con, in_place=True)
         finally:
             con.close()
+        if on_visible is not None:
+            on_visible()
 
 
 @contextmanager
@@ -172,9 +213,19 @@ def _ingest_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _write_copy_and_swap(path: Path) -> Iterator[CatalogWrite]:
-    staging = path.with_name(path.name + ".ingest")
-    staging.unlink(missing_ok=True)
+def _staging(path: Path) -> Path:
+    return path.with_name(path.name + ".ingest")
+
+
+def _clear_staging(path: Path) -> None:
+    """Remove a copy being written and its WAL (DuckDB would replay a stale WAL onto the next copy)."""
+    staging = _staging(path)
+    for leftover in (staging, staging.with_name(staging.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+
+
+def _write_copy_and_swap(path: Path, on_visible: Callable[[], None] | None) -> Iterator[CatalogWrite]:
+    staging = _staging(path)
     shutil.copyfile(path, staging)
     con = open_catalog(staging, read_only=False, retries=1)
     try:
@@ -182,9 +233,11 @@ def _write_copy_and_swap(path: Path) -> Iterator[CatalogWrite]:
         con.execute("CHECKPOINT")
         con.close()
         os.replace(staging, path)
+        if on_visible is not None:
+            on_visible()
     finally:
         con.close()
-        staging.unlink(missing_ok=True)
+        _clear_staging(path)
 
 
 @contextmanager
@@ -196,7 +249,16 @@ def catalog(path: str | Path, read_only: bool = True) -> Iterator[duckdb.DuckDBP
         con.close()
 
 
+def ingested_file_versions(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Every file the catalog holds rows of, with a version that changes whenever ingest rewrites them (its run and
+    the time it was written: runs restart in a new catalog, times do not)."""
+    rows = con.execute("SELECT file, ingest_run, ingested_at FROM ingested_files").fetchall()
+    return {file: f"{run}@{at}" for file, run, at in rows}
+
+
 def catalog_version(con: duckdb.DuckDBPyConnection) -> str:
-    """A string that changes whenever the catalog's content changes (last ingest run + row count)."""
+    """A string that changes whenever the catalog's content changes (last ingest run + row count, and the skills'
+    revision once `retag` has re-derived them)."""
     run, rows = con.execute("SELECT coalesce(max(ingest_run), 0), count(*) FROM samples").fetchone()
-    return f"run{run}-rows{rows}"
+    skills = con.execute("SELECT value FROM catalog_meta WHERE key = 'skills_revision'").fetchone()
+    return f"run{run}-rows{rows}" + (f"-skills{skills[0]}" if skills else "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from threading import Lock
 from typing import Any
@@ -52,6 +52,31 @@ def resolve_media_path(path: str, base_dir: Path) -> Path:
     """A media path as written in a shard: absolute, or relative to the shard's folder."""
     p = Path(path)
     return p if p.is_absolute() else base_dir / p
+
+
+def real_media_path(path: str, shard_dir: str | os.PathLike, real_dir: Callable[[str], str] = os.path.realpath,
+                    is_link: Callable[[str], bool] = os.path.islink) -> str:
+    """Where a media path written in a shard really points: relative to the shard's folder, every symlink followed.
+    ``real_dir`` resolves the folder and ``is_link`` tells whether the file itself is a link (ingest answers both from
+    caches: millions of rows share few folders). Raises ValueError for a path no file can have (a NUL byte)."""
+    full = os.path.join(shard_dir, path)  # an absolute path stays as it is
+    folder, name = os.path.split(full)
+    if name in ("", ".", ".."):  # names a folder: nothing to split off
+        return os.path.realpath(full)
+    joined = os.path.join(real_dir(folder), name)
+    return os.path.realpath(joined) if is_link(joined) else joined
+
+
+def media_roots_of(shard_dir: Path, media_roots: Iterable[str | os.PathLike] = ()) -> list[str]:
+    """The folders a shard's media may lie in, symlinks resolved: the shard's own folder tree, then ``media_roots``
+    (CURATOR_MEDIA_ROOTS)."""
+    return [os.path.realpath(shard_dir), *(os.path.realpath(r) for r in media_roots)]
+
+
+def within_roots(real_path: str, roots: Iterable[str]) -> bool:
+    """Whether a resolved path lies in one of ``roots`` (resolved folders): by whole path components, so that
+    /data/shards2 is not inside /data/shards."""
+    return any(real_path == r or real_path.startswith(r if r.endswith(os.sep) else r + os.sep) for r in roots)
 
 
 class _RowGroups:
@@ -104,25 +129,38 @@ def _embedded(row: Mapping[str, Any], index: int) -> bytes:
     return data
 
 
-def _by_path(row: Mapping[str, Any], index: int, path: str) -> bytes:
+def _by_path(row: Mapping[str, Any], index: int, path: str, media_roots: Iterable[str | os.PathLike]) -> bytes:
     sid = row.get("sample_id")
     if not path:
         raise MediaError(f"sample {sid}: media[{index}] has neither bytes nor a path")
-    resolved = resolve_media_path(path, Path(row["source_file"]).parent)
+    shard_dir = Path(row["source_file"]).parent
+    # Checked here too, not only at ingest: the app and the exports read through this function, and a catalog
+    # written before the check (or a link swapped since) must not hand out a file from elsewhere on the machine.
     try:
-        return resolved.read_bytes()
+        real = real_media_path(path, shard_dir)
+    except ValueError as exc:
+        raise MediaError(f"sample {sid}: media[{index}] path {path!r} is not a file path ({exc})") from exc
+    if not within_roots(real, media_roots_of(shard_dir, media_roots)):
+        raise MediaError(
+            f"sample {sid}: media[{index}] path {path!r} resolves to {real}, outside the shard's folder {shard_dir} "
+            "and the media roots; not read (add its folder to CURATOR_MEDIA_ROOTS if it belongs to the data)"
+        )
+    try:
+        return Path(real).read_bytes()
     except OSError as exc:
         reason = exc.strerror or exc
-        raise MediaError(f"sample {sid}: media[{index}] file {resolved} cannot be read ({reason})") from exc
+        shown = resolve_media_path(path, shard_dir)
+        raise MediaError(f"sample {sid}: media[{index}] file {shown} cannot be read ({reason})") from exc
 
 
-def read_media_bytes(row: Mapping[str, Any], index: int) -> bytes:
+def read_media_bytes(row: Mapping[str, Any], index: int, media_roots: Iterable[str | os.PathLike] = ()) -> bytes:
     """Bytes of media item ``index`` of a catalog row (keys: sample_id, media, source_file, row_group,
-    row_in_group); MediaError says why they cannot be had."""
+    row_in_group); MediaError says why they cannot be had. A file by path is read only when it lies, symlinks
+    resolved, inside the shard's folder tree or one of ``media_roots`` (the settings' CURATOR_MEDIA_ROOTS)."""
     media = row.get("media") or []
     if not 0 <= index < len(media):
         raise MediaError(f"sample {row.get('sample_id')}: no media item {index} (it has {len(media)})")
     item = media[index]
     if item.get("embedded"):
         return _embedded(row, index)
-    return _by_path(row, index, item.get("path") or "")
+    return _by_path(row, index, item.get("path") or "", media_roots)

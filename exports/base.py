@@ -66,6 +66,12 @@ class ExportFormat:
     roles: tuple[str, str] = ("human", "gpt")
     ensure_tags: bool = True  # rows with media but no placeholder get one per item (trainers count them)
     data_dir: str = "data"
+    # Media paths in records are absolute (the export folder's path): trainers that resolve relative paths against
+    # their working directory (ms-swift, verl's video reader) then load from anywhere.
+    absolute_media: bool = False
+    file_kinds: tuple[str, ...] = ()  # media kinds an embedded format writes as files instead (verl: videos)
+    # SQL over e: why a row cannot be written in this format (NULL when it can); such rows are left out and listed.
+    left_out: Callable[[FormatContext], str] | None = None
 
 
 def _q(text: str) -> str:
@@ -90,6 +96,16 @@ def media_relpath_sql(item: str, prefix: str = "") -> str:
     # One concat() rather than a chain of || (each link a new string); it skips NULLs, || gives NULL: hence the CASE.
     return (f"CASE WHEN {item}.digest IS NOT NULL THEN concat({_q(prefix + 'media/')}, substr({item}.digest, 1, 2), "
             f"'/', {item}.digest, {ext}) END")
+
+
+def unexportable_media_sql(media: str = "s.media") -> str:
+    """Why a row's media cannot be exported, from what ingest recorded: 'media[i] kind path: problem' for the first
+    item with a problem (missing file or path, unreadable, undecodable, outside the media roots) or without bytes
+    (no digest); NULL when every item can be. Selection and the pipeline both leave such rows out by it."""
+    return f"""list_filter(list_transform({media}, lambda m, i:
+          CASE WHEN m.problem IS NOT NULL OR m.digest IS NULL
+          THEN 'media[' || (i - 1) || '] ' || m.kind || ' ' || coalesce(nullif(m.path, ''), '(embedded)')
+               || ': ' || coalesce(m.problem, 'no bytes') END), lambda x: x IS NOT NULL)[1]"""
 
 
 def media_paths_sql(kind: str, prefix: str = "") -> str:
@@ -270,6 +286,55 @@ def reward_modes_sql() -> str:
     mode = ("CASE answer_kind WHEN 'choice' THEN 'multi_choices_score' WHEN 'number' THEN 'relaxed_score' "
             "WHEN 'bbox3d' THEN 'bbox3d' ELSE 'vqa_score' END")
     return f"coalesce(rl_modes, [{mode}])"
+
+
+# A choice answer's option letter, as the multiple-choice scorer reads it: the letter alone, a letter opening the
+# answer ("B. back", "(B) back"), or a letter closing it ("... so the answer is B. B").
+_LONE_LETTER = r"^[\s(\[*'\"`]*([A-Fa-f])[\s)\].:*'\"`]*$"
+_OPENING_LETTER = r"^[\s(\[*`]*([A-F])(?:[).:]|\s*$)"
+_CLOSING_LETTER = r"(?:^|\s)[(\[*`]*([A-F])[)\].*`]*\s*$"
+# The question's lettered options, one a line ("A: front", "(B) back", "C. left"): an answer that is an option's text
+# is that option's letter.
+_OPTION_LINE = r"(?m)^\s*\(?([A-F])\s*[:.)]\s*(\S.*?)\s*$"
+# A number with an optional length unit or %, as the relaxed and MRA scorers read one.
+_NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?"
+_NUMBER_UNIT = (_NUMBER + r"\s*(?:%|(?:centi|milli|kilo)?(?:meters?|metres?)|cm|mm|km|m|feet|foot|ft|inch(?:es)?"
+                r"|in)?")
+
+
+def ground_truth_sql() -> str:
+    """An RL row's ground truth in the form VST's scorer expects, from the final answer (the text after the last
+    </think>): a choice's option letter (named, or the option whose text the answer is; else a short answer as
+    written), a number with its unit, a 3D-box or text answer as written. NULL when there is none to give (empty, or
+    a long sentence where a letter or a number belongs): such a row cannot be scored, and RL formats leave it out
+    (see left_out_sql)."""
+    # The text after the last </think> (the regex only where there is one: most answers have no trace).
+    final = (f"trim(CASE WHEN contains(answer, '{THINK_CLOSE}') THEN regexp_replace(answer, '(?s)^.*{THINK_CLOSE}', '')"
+             f" ELSE coalesce(answer, '') END, {WHITESPACE})")
+    letter = " ".join(f"WHEN regexp_matches({final}, {_q(rx)}) THEN upper(regexp_extract({final}, {_q(rx)}, 1))"
+                      for rx in (_LONE_LETTER, _OPENING_LETTER, _CLOSING_LETTER))
+    whole_number, has_digit = _q(r"\s*" + _NUMBER_UNIT + r"\s*\.?"), _q(r"\d")
+    number = f"nullif(trim(regexp_extract({final}, {_q('(' + _NUMBER_UNIT + ')')}, 1)), '')"
+    words = f"len(string_split({final}, ' '))"
+    option = (f"regexp_extract_all(coalesce(plain_question, ''), {_q(_OPTION_LINE)}, 1)[list_position(list_transform("
+              f"regexp_extract_all(coalesce(plain_question, ''), {_q(_OPTION_LINE)}, 2), lambda o: lower(o)), "
+              f"lower(rtrim({final}, '.')))]")
+    # The final answer is written out where it is used, not named through a lambda: a row-by-row lambda would undo
+    # DuckDB's work once per distinct answer (answers repeat: dictionary vectors).
+    return f"""CASE
+      WHEN {final} = '' THEN NULL
+      WHEN answer_kind = 'choice' THEN CASE {letter} WHEN {option} IS NOT NULL THEN {option}
+        WHEN {words} <= 5 THEN {final} END
+      WHEN answer_kind = 'number' THEN CASE WHEN TRY_CAST({final} AS DOUBLE) IS NOT NULL THEN {final}
+        WHEN regexp_full_match({final}, {whole_number}) THEN rtrim({final}, '.')
+        WHEN {words} <= 6 AND regexp_matches({final}, {has_digit}) THEN {number} END
+      ELSE {final} END"""
+
+
+def left_out_sql(ground_truth: str = "ground_truth") -> str:
+    """Why an RL row is left out: its ground truth cannot be given (see ground_truth_sql); NULL when it can."""
+    return (f"CASE WHEN {ground_truth} IS NULL THEN 'RL ground truth cannot be parsed: ' || coalesce(answer_kind, "
+            "'(no kind)') || ' answer ' || coalesce(to_json(left(answer, 80))::VARCHAR, 'missing') END")
 
 
 def embedded_items(media: list[dict], data: list[bytes], kinds: tuple[str, ...] = ("image", "video")) -> list[dict]:

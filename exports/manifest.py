@@ -33,8 +33,9 @@ def file_entries(root: Path, paths: list[Path], known: dict[Path, str] | None = 
 
 
 def build_manifest(*, fmt: str, recipe: dict, catalog: dict, selection: dict, written: dict, files: list[dict],
-                   media: dict, created_at: datetime | None = None) -> dict[str, Any]:
-    """The manifest as a dict. Everything but ``created_at`` is a function of the recipe and the data."""
+                   media: dict, trainer: dict | None = None, created_at: datetime | None = None) -> dict[str, Any]:
+    """The manifest as a dict. Everything but ``created_at`` is a function of the recipe and the data. ``trainer``:
+    what the format's trainer needs besides the data (verl's reward function, VST's data config), when anything."""
     return {
         "manifest_version": MANIFEST_VERSION,
         "format": fmt,
@@ -45,6 +46,7 @@ def build_manifest(*, fmt: str, recipe: dict, catalog: dict, selection: dict, wr
         "written": written,
         "media": media,
         "files": files,
+        **({"trainer": trainer} if trainer else {}),
     }
 
 

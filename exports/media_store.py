@@ -3,7 +3,8 @@ and written as content-addressed files once per digest."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,13 @@ from db.media import MediaError, media_digest, read_media_bytes
 MEDIA_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "mp4", "avi", "mov", "mkv", "webm")
 
 
-def read_verified_media(row: Mapping[str, Any]) -> list[bytes]:
+def read_verified_media(row: Mapping[str, Any], media_roots: Iterable[str | os.PathLike] = ()) -> list[bytes]:
     """Bytes of every media item of a catalog row (rows in shard order read each row group once); MediaError for the
-    first item that cannot be read or no longer matches its catalog digest."""
+    first item that cannot be read (files only inside the shard's folder tree or ``media_roots``) or no longer
+    matches its catalog digest."""
     data: list[bytes] = []
     for i, item in enumerate(row.get("media") or []):
-        blob = read_media_bytes(row, i)
+        blob = read_media_bytes(row, i, media_roots)
         if item.get("digest") and media_digest(blob, bool(item.get("embedded"))) != item["digest"]:
             raise MediaError(f"sample {row['sample_id']}: media[{i}] changed since ingest (digest differs); re-ingest "
                              f"{row['source_file']}")

@@ -28,12 +28,18 @@ from tqdm import tqdm
 
 from db.media import MediaError
 from exports.base import (
+    HUMAN_ROLES,
+    IMAGE_PAD,
+    IMAGE_TAG,
     TALLY_COLUMNS,
+    VIDEO_PAD,
+    VIDEO_TAG,
     ExportFormat,
     FormatContext,
     effective_rows_sql,
     helper_select,
     media_relpath_sql,
+    unexportable_media_sql,
 )
 from exports.media_store import MediaStore, read_verified_media
 from exports.shards import ParquetShards, TextShards
@@ -75,6 +81,7 @@ class ExportPlan:
     row_group_rows: int | None = None  # Parquet; default 64 with media, 8192 without
     write_media: bool = True  # False: records reference media files that are not written (dry text exports)
     media_prefix: str = ""  # prefix of media paths in path-based records ('' = relative to the export folder)
+    media_roots: tuple = ()  # folders media files may be read from besides their shard's (settings.media_roots)
     dataset_name: str = "vst_mixture"
     progress: bool = False
     batch_rows: int = 8192
@@ -105,10 +112,12 @@ def write_export(plan: ExportPlan, relation: RelationFn) -> ExportResult:
             "FROM sel JOIN samples s USING (sample_id)", [], {"sel": selection}).fetchall()[0]
     ctx = FormatContext(has_videos=bool(has_videos), media_prefix=plan.media_prefix, dataset_name=plan.dataset_name)
     left_out: list[dict[str, str]] = []
-    skip: list[str] = []
+    skip = _unexportable(relation, selection, left_out)
+    if plan.placeholders == "convert":  # repair re-writes them one per item
+        skip += _placeholder_mismatch(relation, selection, left_out, skip)
     store = MediaStore(out)
     if fmt.media == "files" and plan.write_media:
-        skip = _store_media(relation, selection, store, left_out, plan)
+        skip += _store_media(relation, selection, store, left_out, plan, skip)
     rows_table = _rows_with_fixes(selection, fixes, skip)
     sql_of = _sql_builder(fmt, ctx, plan, fixes.num_rows > 0, bool(pc.any(selection.column("downgrade")).as_py()))
     bar = tqdm(total=rows_table.num_rows, desc=f"export {fmt.name}", unit="row", disable=not plan.progress)
@@ -119,7 +128,7 @@ def write_export(plan: ExportPlan, relation: RelationFn) -> ExportResult:
         batches = relation(sql_of("extra") + f" {order}", [], {"extra": rows_table.select(_ROW_COLUMNS)}) \
             .to_arrow_reader(256)
         tally: dict[str, Counter] = {name: Counter() for name in TALLY_COLUMNS}
-        data_files, rows = _write_parquet(fmt, ctx, plan, batches, has_media, tally, left_out, bar, out)
+        data_files, rows = _write_parquet(fmt, ctx, plan, batches, has_media, tally, left_out, bar, out, store)
         counts = {TALLY_NAMES[k]: dict(sorted(c.items())) for k, c in tally.items()}
     else:
         data_files, sha = _write_text(fmt, plan, relation, rows_table, sql_of, out, bar)
@@ -157,7 +166,10 @@ def _sql_builder(fmt: ExportFormat, ctx: FormatContext, plan: ExportPlan, fixes:
                                   fixes=fixes, downgrades=downgrades, rowids=rowids, turn_fields=fmt.turn_fields,
                                   roles=fmt.roles)
         if fmt.file_kind == "parquet":
-            select = f"SELECT ord, {fmt.select(ctx)}, {helper_select()} FROM e"
+            # A format's own reason to leave a row out, and the files of the media kinds it writes as files.
+            own = (f", {fmt.left_out(ctx)} AS _left_out" if fmt.left_out else "") + (
+                f", list_transform(media, lambda m: {media_relpath_sql('m')}) AS _relpaths" if fmt.file_kinds else "")
+            select = f"SELECT ord, {fmt.select(ctx)}, {helper_select()}{own} FROM e"
         else:
             select = f"SELECT ord, {fmt.select(ctx)} FROM e"
         return f"{base}\n{select}"
@@ -311,9 +323,52 @@ def _count(tally: dict[str, Counter], batch: pa.RecordBatch | pa.Table) -> None:
             tally[name][item["values"] if item["values"] is not None else "(none)"] += item["counts"]
 
 
+def _unexportable(relation: RelationFn, selection: pa.Table, left_out: list) -> list[str]:
+    """The selected samples with media ingest recorded as missing, undecodable or outside the media roots (the
+    catalog's media[].problem): left out, and listed with why, before any media is read."""
+    sql = (f"SELECT * FROM (SELECT s.sample_id, {unexportable_media_sql('s.media')} AS why FROM samples s "
+           "WHERE len(s.problems) > 0 AND s.sample_id IN (SELECT sample_id FROM sel)) "  # ingest tags such rows
+           "WHERE why IS NOT NULL ORDER BY sample_id")
+    bad = relation(sql, [], {"sel": selection.select(["sample_id"])}).fetchall()
+    left_out.extend({"sample_id": sid, "reason": f"media not exported: {why}"} for sid, why in bad)
+    return [sid for sid, _ in bad]
+
+
+def _placeholder_mismatch(relation: RelationFn, selection: pa.Table, left_out: list, skip: list[str]) -> list[str]:
+    """The selected samples whose questions hold placeholders in another number than their media items (one image
+    with two <image> tags): trainers reject such a record, and LLaMA-Factory then the whole dataset. Left out and
+    listed; a recipe with ``placeholders: repair`` re-writes them instead. Rows with none get them (ensure_tags)."""
+    roles = ", ".join(f"'{r}'" for r in HUMAN_ROLES)
+
+    def count(tags: tuple[str, ...]) -> str:
+        # Occurrences by length lost to replace(): a third of a regex's cost. A question then an answer (most rows)
+        # is read directly, other rows through their human turns.
+        one = " + ".join(f"(length({{x}}) - length(replace({{x}}, '{t}', ''))) // {len(t)}" for t in tags)
+        every = (f"list_sum(list_transform(list_filter(s.turns, lambda t: t.role IN ({roles})), "
+                 f"lambda t: coalesce({one.format(x='t.text')}, 0)))")
+        return (f"CASE WHEN len(s.turns) = 2 AND s.turns[1].role IN ({roles}) AND s.turns[2].role NOT IN ({roles}) "
+                f"THEN coalesce({one.format(x='s.turns[1].text')}, 0) ELSE {every} END")
+
+    images, videos = count((IMAGE_PAD, IMAGE_TAG)), count((VIDEO_PAD, VIDEO_TAG))
+    sql = (f"SELECT sample_id, n_images, n_videos, i, v FROM (SELECT s.sample_id, s.n_images, s.n_videos, "
+           f"coalesce({images}, 0) AS i, coalesce({videos}, 0) AS v FROM samples s "
+           "WHERE len(s.media) > 0 AND s.sample_id IN (SELECT sample_id FROM sel)) "
+           "WHERE i + v > 0 AND (i <> n_images OR v <> n_videos) ORDER BY sample_id")
+    skipped = set(skip)
+    bad = [r for r in relation(sql, [], {"sel": selection.select(["sample_id"])}).fetchall() if r[0] not in skipped]
+    left_out.extend({"sample_id": sid, "reason": f"placeholders do not match the media: {i} image and {v} video "
+                     f"placeholder(s) for {n_img} image(s) and {n_vid} video(s); fix the row, or export with "
+                     "`placeholders: repair`"} for sid, n_img, n_vid, i, v in bad)
+    return [r[0] for r in bad]
+
+
 def _store_media(relation: RelationFn, selection: pa.Table, store: MediaStore, left_out: list,
-                 plan: ExportPlan) -> list[str]:
-    """Write every selected media item once (content-addressed); the samples whose media fail are returned."""
+                 plan: ExportPlan, skip: list[str]) -> list[str]:
+    """Write every selected media item once (content-addressed), but none of the samples in ``skip``; the samples
+    whose media fail are returned."""
+    if skip:
+        selection = selection.filter(pc.invert(pc.is_in(selection.column("sample_id"),
+                                                        value_set=pa.array(skip, pa.string()))))
     sql = (
         "SELECT s.sample_id, s.media, s.source_file, s.row_group, s.row_in_group, "
         f"list_transform(s.media, lambda m: {media_relpath_sql('m')}) AS relpaths "
@@ -328,7 +383,7 @@ def _store_media(relation: RelationFn, selection: pa.Table, store: MediaStore, l
     for batch in relation(sql, [], tables).to_arrow_reader(256):
         for row in batch.to_pylist():
             try:
-                data = read_verified_media(row)
+                data = read_verified_media(row, plan.media_roots)
             except MediaError as exc:
                 failed.append(row["sample_id"])
                 left_out.append({"sample_id": row["sample_id"], "reason": f"media unreadable at export: {exc}"})
@@ -342,7 +397,7 @@ def _store_media(relation: RelationFn, selection: pa.Table, store: MediaStore, l
 
 def _write_parquet(fmt: ExportFormat, ctx: FormatContext, plan: ExportPlan, batches: Iterator[pa.RecordBatch],
                    has_media: bool, tally: dict[str, Counter], left_out: list, bar,
-                   out: Path) -> tuple[list[Path], int]:
+                   out: Path, store: MediaStore) -> tuple[list[Path], int]:
     schema = fmt.schema(ctx)
     rg_rows = plan.row_group_rows or (64 if has_media else 8192)
     writers: dict[str, ParquetShards] = {}
@@ -353,15 +408,26 @@ def _write_parquet(fmt: ExportFormat, ctx: FormatContext, plan: ExportPlan, batc
         data: list[list[bytes]] = []
         keep = np.ones(batch.num_rows, dtype=bool)
         meta = batch.select(["_sample_id", "_source_file", "_row_group", "_row_in_group"]).to_pylist()
+        reasons = batch.column("_left_out").to_pylist() if fmt.left_out else [None] * batch.num_rows
+        relpaths = batch.column("_relpaths").to_pylist() if fmt.file_kinds else [None] * batch.num_rows
         for i, (media, m) in enumerate(zip(media_rows, meta)):
+            if reasons[i] is not None:  # the format cannot carry this row: no media read for it
+                keep[i] = False
+                data.append([])
+                left_out.append({"sample_id": m["_sample_id"], "reason": reasons[i]})
+                continue
             row = {"sample_id": m["_sample_id"], "media": media, "source_file": m["_source_file"],
                    "row_group": m["_row_group"], "row_in_group": m["_row_in_group"]}
             try:
-                data.append(read_verified_media(row) if media else [])
+                data.append(read_verified_media(row, plan.media_roots) if media else [])
             except MediaError as exc:
                 keep[i] = False
                 data.append([])
                 left_out.append({"sample_id": m["_sample_id"], "reason": f"media unreadable at export: {exc}"})
+                continue
+            for item, relpath, blob in zip(media or [], relpaths[i] or [], data[-1]):
+                if item["kind"] in fmt.file_kinds and plan.write_media:
+                    store.put(relpath, blob)
         if not keep.all():
             idx = np.flatnonzero(keep)
             batch = batch.take(pa.array(idx))

@@ -1,7 +1,7 @@
 """Connections (st.cache_resource) and cached results (st.cache_data) for the pages, all through curation/.
 
-Results are cached per catalog version; queries that read the curation state or check results are not cached,
-because another curator or a check run can change them at any moment.
+Results are cached per catalog version and text-index version; queries that read the curation state or check
+results are not cached, because another curator or a check run can change them at any moment.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from PIL import Image
 from curation.media.sample_media import MediaError, load_image, read_media_bytes, video_frame, video_info
 from curation.media.scenes import MAX_BROWSER_POINTS, SampleScene, SceneCloud, load_scene_cloud, sample_scene
 from curation.presenters.sample import SampleGeometry, draw_overlays, sample_geometry, with_scene_objects
-from curation.query.catalog import CatalogQuery, Page, catalog_file_identity
+from curation.query.catalog import CatalogQuery, Order, Page
 from curation.query.filters import FilterSpec
 from curation.review.state_db import StateDB, open_state
 from curation.settings import Settings, load_settings
@@ -48,9 +48,9 @@ def _state(db_url: str) -> StateDB:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _query(settings_key: str, catalog_id: str, db_url: str, _settings: Settings) -> CatalogQuery:
-    # Keyed by every setting (catalog, text index, results...) and by the catalog file's identity: an ingest
-    # swaps in a new file, and the next rerun opens it (see db.catalog.open_for_writing).
+def _query(settings_key: str, db_url: str, _settings: Settings) -> CatalogQuery:
+    # Keyed by every setting (catalog, text index, results...). One per data home: it follows the catalog file when
+    # an ingest swaps in a new one, and lets the old one go (a second CatalogQuery would keep the old file open).
     return CatalogQuery(_settings, state_db=_state(db_url))
 
 
@@ -64,7 +64,7 @@ def backend() -> Backend:
         )
     try:
         state = _state(s.db_url)
-        return Backend(s, _query(repr(s), catalog_file_identity(s), s.db_url, s), state)
+        return Backend(s, _query(repr(s), s.db_url, s), state)
     except Exception as exc:  # a locked catalog, a bad database URL: shown on the page, never as a traceback
         raise AppDataError(f"Cannot open the data home `{s.home}`: {exc}") from exc
 
@@ -72,7 +72,13 @@ def backend() -> Backend:
 def _cacheable(spec: FilterSpec) -> bool:
     """Only pure catalog filters: state and check results change under us."""
     return not (spec.flagged is not None or spec.flag_reasons or spec.review or spec.reviewers
-                or spec.failed_checks or spec.passed_checks or spec.score_below)
+                or spec.failed_checks or spec.passed_checks or spec.score_below or spec.failed_severities)
+
+
+def _version(b: Backend) -> str:
+    """What cached results are valid for: the catalog's content and the text index's (a search made before the
+    index was built must not stay empty once it is)."""
+    return f"{b.query.version()}|{b.query.text_version()}"
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -87,26 +93,28 @@ def _count_cached(key: str, version: str, spec_json: str, _q: CatalogQuery) -> i
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _page_cached(key: str, version: str, spec_json: str, after: str | None, limit: int, _q: CatalogQuery) -> Page:
-    return _q.page(FilterSpec.model_validate_json(spec_json), after=after, limit=limit)
+def _page_cached(key: str, version: str, spec_json: str, after: str | None, limit: int, order: Order,
+                 _q: CatalogQuery) -> Page:
+    return _q.page(FilterSpec.model_validate_json(spec_json), after=after, limit=limit, order=order)
 
 
 def facets(b: Backend, spec: FilterSpec, dims: list[str] | None = None) -> dict[str, dict[str, int]]:
     if _cacheable(spec):
-        return _facets_cached(b.key, b.query.version(), spec.model_dump_json(), tuple(dims) if dims else None, b.query)
+        return _facets_cached(b.key, _version(b), spec.model_dump_json(), tuple(dims) if dims else None, b.query)
     return b.query.facets(spec, dims)
 
 
 def count(b: Backend, spec: FilterSpec) -> int:
     if _cacheable(spec):
-        return _count_cached(b.key, b.query.version(), spec.model_dump_json(), b.query)
+        return _count_cached(b.key, _version(b), spec.model_dump_json(), b.query)
     return b.query.count(spec)
 
 
-def page(b: Backend, spec: FilterSpec, after: str | None, limit: int = 50) -> Page:
+def page(b: Backend, spec: FilterSpec, after: str | None, limit: int = 50, order: Order = "catalog") -> Page:
+    """A page of the matches (see CatalogQuery.page); its warnings are the text search's."""
     if _cacheable(spec):
-        return _page_cached(b.key, b.query.version(), spec.model_dump_json(), after, limit, b.query)
-    return b.query.page(spec, after=after, limit=limit)
+        return _page_cached(b.key, _version(b), spec.model_dump_json(), after, limit, order, b.query)
+    return b.query.page(spec, after=after, limit=limit, order=order)
 
 
 # --- one sample's media, geometry and scene ----------------------------------------------------------------
@@ -118,7 +126,7 @@ def _media_key(row: dict, index: int) -> tuple:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _image(key: tuple, _row: dict, index: int) -> Image.Image:
-    return load_image(_row, index)
+    return load_image(_row, index, settings().media_roots)
 
 
 def image(row: dict, index: int) -> Image.Image:
@@ -137,7 +145,7 @@ def overlay(row: dict, index: int, geometry: SampleGeometry, show_3d: bool, show
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _video_bytes(key: tuple, _row: dict, index: int) -> bytes:
-    return read_media_bytes(_row, index)
+    return read_media_bytes(_row, index, settings().media_roots)
 
 
 def video_bytes(row: dict, index: int) -> bytes:

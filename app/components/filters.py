@@ -7,6 +7,7 @@ from typing import get_args
 
 import streamlit as st
 
+from app.components.text import code, plain
 from curation.query.filters import DIMENSIONS, FilterParamError, FilterSpec, ReviewFilter
 from curation.review.flags import FLAG_REASONS
 
@@ -31,7 +32,7 @@ def spec_from_url() -> FilterSpec:
     try:
         return FilterSpec.from_query_params(st.query_params.to_dict())
     except FilterParamError as exc:
-        st.warning(f"Showing everything: {exc}.")
+        st.warning(f"Showing everything: {plain(exc)}.")
         return FilterSpec()
 
 
@@ -161,11 +162,12 @@ def sidebar_filters(spec: FilterSpec, facet_counts: Mapping[str, Mapping[str, in
         st.number_input("Threshold", key=_PREFIX + "score_max", step=0.05, format="%.3g", disabled=not score_check)
         if len(spec.score_below) > 1:
             thresholds = ", ".join(f"{k} < {v}" for k, v in list(spec.score_below.items())[1:])
-            st.caption(f"Further score thresholds from the link: {thresholds}")
+            st.caption(f"Further score thresholds from the link: {plain(thresholds)}")
     sb.button("Reset filters", on_click=_reset, key="flt_reset_btn")
 
 
 def describe(spec: FilterSpec) -> str:
-    """A short human line for the current filter ('skill=si_distance · flagged=yes')."""
+    """A short line of Markdown for the current filter (`skills=si_distance · flagged=1`): its values come from the
+    link, so they are shown as written (app.components.text), never as Markdown."""
     parts = [f"{k}={v}" for k, v in spec.to_query_params().items()]
-    return " · ".join(parts) if parts else "everything"
+    return code(" · ".join(parts)) if parts else "everything"

@@ -7,6 +7,7 @@ import json
 
 import streamlit as st
 
+from app.components.text import plain
 from curation.review.audit import history
 from curation.review.errors import StateError
 from curation.review.flags import FLAG_REASONS, add_flag, flags_for, remove_flag
@@ -61,7 +62,7 @@ def reviewer_form() -> str | None:
         if st.session_state.pop("reviewer_new", False):
             _remember_in_browser(name)
         c1, c2 = st.columns([6, 1], vertical_alignment="center")
-        c1.markdown(f":material/person: Reviewing as **{name}**")
+        c1.markdown(f":material/person: Reviewing as **{plain(name)}**")
         c2.button("Switch", key="btn_switch_reviewer", on_click=_switch_reviewer, help="Review under another name")
         return name
     with st.form("reviewer_form", border=False):
@@ -118,18 +119,19 @@ def review_panel(db: StateDB, sample_id: str, answer: str | None, reasoning: str
         st.session_state["flag_note"] = ""  # a new flag starts with an empty note
     msg = st.session_state.pop("review_msg", None)
     if msg:
-        (st.success if msg[0] == "success" else st.error)(msg[1])
+        (st.success if msg[0] == "success" else st.error)(plain(msg[1]))
     try:
         flags = flags_for(db, sample_id)
         state = review_for(db, sample_id)
     except Exception as exc:
-        st.error(f"Cannot read the curation state: {exc}")
+        st.error(f"Cannot read the curation state: {plain(exc)}")
         return
     status = st.container()
     if flags:
         for f in flags:
             c1, c2 = status.columns([6, 1])
-            c1.markdown(f":orange-badge[flag] **{f.reason}** by {f.who}" + (f" — {f.note}" if f.note else ""))
+            c1.markdown(f":orange-badge[flag] **{plain(f.reason)}** by {plain(f.who)}"
+                        + (f" — {plain(f.note)}" if f.note else ""))
             if who and c2.button("remove", key=f"btn_unflag_{f.id}", help="Remove this flag"):
                 if _act(remove_flag, db, f.id, who, ok=f"Removed flag {f.reason}."):
                     st.rerun()
@@ -137,8 +139,8 @@ def review_panel(db: StateDB, sample_id: str, answer: str | None, reasoning: str
         status.caption("No flags.")
     if state:
         badge = {"approve": ":green-badge[approved]", "reject": ":red-badge[rejected]", "fix": ":blue-badge[fixed]"}
-        status.markdown(f"{badge.get(state.verdict, state.verdict)} by {state.reviewer}"
-                        + (f" — {state.note}" if state.note else ""))
+        status.markdown(f"{badge.get(state.verdict, plain(state.verdict))} by {plain(state.reviewer)}"
+                        + (f" — {plain(state.note)}" if state.note else ""))
     else:
         status.caption("Not reviewed yet.")
 
@@ -193,11 +195,11 @@ def review_panel(db: StateDB, sample_id: str, answer: str | None, reasoning: str
         try:
             entries = history(db, sample_id)
         except Exception as exc:
-            st.error(f"Cannot read the history: {exc}")
+            st.error(f"Cannot read the history: {plain(exc)}")
             entries = []
         if not entries:
             st.caption("No changes yet.")
         for e in entries:
-            st.markdown(f"`{e.at:%Y-%m-%d %H:%M:%S}` **{e.who}** {e.action.replace('_', ' ')}"
-                        + (f" ({e.field})" if e.field else "")
-                        + (f" → {json.dumps(e.new_value)}" if e.new_value else ""))
+            st.markdown(f"`{e.at:%Y-%m-%d %H:%M:%S}` **{plain(e.who)}** {plain(e.action.replace('_', ' '))}"
+                        + (f" ({plain(e.field)})" if e.field else "")
+                        + (f" → {plain(json.dumps(e.new_value))}" if e.new_value else ""))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.components import data
+from app.components.text import code, plain
 from curation.media.sample_media import MediaError
 from curation.media.scenes import MAX_BROWSER_POINTS, SampleScene, SceneError, cloud_in_camera_frame
 from curation.presenters.checks import check_results_for
@@ -33,7 +34,7 @@ def conversation(row: dict) -> list[TurnView]:
     turns = conversation_view(row)
     for t in turns:
         with st.chat_message(_ROLE.get(t.role, "ai")):
-            st.caption(t.role)
+            st.caption(plain(t.role))
             if t.reasoning is not None:
                 with st.container(border=True):
                     bad = "" if t.well_formed else "  :red-badge[malformed think tags]"
@@ -62,7 +63,7 @@ def media(row: dict, geom: SampleGeometry) -> None:
     for k, idx in enumerate(videos):
         _video(row, idx, k)
     for note in geom.notes:
-        st.caption(f":material/info: {note}")
+        st.caption(f":material/info: {plain(note)}")
 
 
 def _caption(items: list[dict], idx: int, k: int) -> str:
@@ -81,7 +82,7 @@ def _images(row: dict, geom: SampleGeometry, items: list[dict], images: list[int
                 try:
                     st.image(data.image(row, idx), caption=_caption(items, idx, k), width="stretch")
                 except MediaError as exc:
-                    st.warning(f"Image {k + 1} cannot be shown: {exc}")
+                    st.warning(f"Image {k + 1} cannot be shown: {plain(exc)}")
         picked = st.segmented_control("Image shown large", list(range(1, len(images) + 1)), default=1,
                                       key="image_large", format_func=lambda n: f"image {n}") or 1
     else:
@@ -99,21 +100,21 @@ def _images(row: dict, geom: SampleGeometry, items: list[dict], images: list[int
         else:
             st.image(data.image(row, idx), caption=_caption(items, idx, picked - 1), width="stretch")
     except MediaError as exc:
-        st.warning(f"Image {picked} cannot be shown: {exc}")
+        st.warning(f"Image {picked} cannot be shown: {plain(exc)}")
     if geom.boxes and geom.camera:
         source = "the scene file states" if geom.camera_stated_as == "scene file" else "the prompt states"
-        st.caption(f"3D boxes projected with the camera {source} ({geom.camera_stated_as}: "
+        st.caption(f"3D boxes projected with the camera {source} ({plain(geom.camera_stated_as)}: "
                    f"fx={geom.camera.fx:.1f}, fy={geom.camera.fy:.1f}, cx={geom.camera.cx:.1f}, "
                    f"cy={geom.camera.cy:.1f}) into image 1; objects named in the question are outlined in "
                    "yellow (★).")
 
 
 def _video(row: dict, idx: int, k: int) -> None:
-    st.markdown(f"**Video {k + 1}** `{row['media'][idx].get('path') or '(embedded)'}`")
+    st.markdown(f"**Video {k + 1}** {code(row['media'][idx].get('path') or '(embedded)')}")
     try:
         n = data.video_frames(row, idx)
     except MediaError as exc:
-        st.warning(f"Video {k + 1} cannot be shown: {exc}")
+        st.warning(f"Video {k + 1} cannot be shown: {plain(exc)}")
         return
     if n <= 0:
         st.warning(f"Video {k + 1} has no frames.")
@@ -122,14 +123,14 @@ def _video(row: dict, idx: int, k: int) -> None:
     try:
         st.image(data.frame(row, idx, i), caption=f"frame {i + 1} of {n}", width="stretch")
     except MediaError as exc:
-        st.warning(f"Frame {i} of video {k + 1} cannot be decoded: {exc}")
+        st.warning(f"Frame {i} of video {k + 1} cannot be decoded: {plain(exc)}")
 
 
 def scene(sc: SampleScene, geom: SampleGeometry, settings: Settings, row_media: list[dict]) -> None:
     """Plotly 3D view: camera frustum(s), 3D boxes with labels, and the scene cloud when the sample has one."""
     cloud = None
     if sc.problem:
-        st.warning(sc.problem[0].upper() + sc.problem[1:] + ("; showing the boxes only." if geom.boxes else "."))
+        st.warning(plain(sc.problem[0].upper() + sc.problem[1:]) + ("; showing the boxes only." if geom.boxes else "."))
     if sc.ply is not None and sc.scene_id:
         budget = st.select_slider("Scene points in the browser", SCENE_POINT_CHOICES, value=DEFAULT_SCENE_POINTS,
                                   key="scene_points", format_func=lambda n: f"{n // 1000}k")
@@ -137,7 +138,7 @@ def scene(sc: SampleScene, geom: SampleGeometry, settings: Settings, row_media: 
             with st.spinner(f"Loading scene {sc.scene_id}…"):
                 cloud = data.scene_cloud(settings, sc.scene_id, sc.ply, budget)
         except (SceneError, OSError) as exc:
-            st.warning(f"Scene `{sc.scene_id}` cannot be shown: {exc}")
+            st.warning(f"Scene {code(sc.scene_id)} cannot be shown: {plain(exc)}")
     if cloud is None and not geom.boxes:
         st.caption("No 3D content: the sample has no 3D boxes and no scene point cloud.")
         return
@@ -147,10 +148,10 @@ def scene(sc: SampleScene, geom: SampleGeometry, settings: Settings, row_media: 
             shown += f" (open3d voxel {cloud.voxel_size * 100:.1f} cm)"
         if sc.pose is not None and sc.camera_name:
             cloud = cloud_in_camera_frame(cloud, sc.pose, sc.camera_name)
-            st.caption(f"Scene `{cloud.scene_id}`: {shown}, in the frame of camera {sc.camera_name}.")
+            st.caption(f"Scene {code(cloud.scene_id)}: {shown}, in the frame of camera {plain(sc.camera_name)}.")
         else:
-            st.caption(f"Scene `{cloud.scene_id}`: {shown}. The scene file has no pose for this sample's camera, so "
-                       "the cloud is drawn in its own frame, not aligned with the boxes.")
+            st.caption(f"Scene {code(cloud.scene_id)}: {shown}. The scene file has no pose for this sample's camera, "
+                       "so the cloud is drawn in its own frame, not aligned with the boxes.")
     if any(b.source == "scene" for b in geom.boxes):
         st.caption("Dashed boxes: objects the question names, placed from the scene's annotations.")
     frame = None
@@ -167,7 +168,7 @@ def checks(settings: Settings, sample_id: str) -> None:
     try:
         results = check_results_for(settings, sample_id)
     except Exception as exc:  # unreadable result files must not hide the sample
-        st.warning(f"Check results cannot be read: {exc}")
+        st.warning(f"Check results cannot be read: {plain(exc)}")
         return
     if not results:
         st.caption(":material/rule: No check has looked at this sample yet (run checks on the Checks page).")

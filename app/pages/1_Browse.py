@@ -1,10 +1,12 @@
-"""Browse: filter the catalog (sidebar, facet counts, text search), page through the matches by keyset, and open
-a sample by clicking its row. The filter lives in the URL."""
+"""Browse: filter the catalog (sidebar, facet counts, text search), page through the matches by keyset (in the
+catalog's order, or by relevance under a search), and open a sample by clicking its row. The filter lives in the
+URL."""
 
 
 import streamlit as st
 
 from app.components import data, filters
+from app.components.text import plain
 from curation.presenters.checks import result_check_names
 from curation.presenters.sample import table_rows
 from curation.query.filters import FilterSpec
@@ -15,13 +17,22 @@ COLUMNS = ["sample_id", "skill", "question", "answer", "source", "dataset", "sam
            "n_images", "n_videos", "has_reasoning"]
 
 
-def cursor_for(spec: FilterSpec) -> list[str | None]:
-    """The keyset cursors of the pages seen so far under this filter (a new filter starts at page 1)."""
+def cursor_for(spec: FilterSpec, order: str) -> list[str | None]:
+    """The keyset cursors of the pages seen so far under this filter and order (a new one starts at page 1)."""
     ss = st.session_state
-    if ss.get("browse_spec") != spec.model_dump_json():
-        ss["browse_spec"] = spec.model_dump_json()
+    view = f"{order}|{spec.model_dump_json()}"
+    if ss.get("browse_spec") != view:
+        ss["browse_spec"] = view
         ss["browse_cursors"] = [None]
     return ss["browse_cursors"]
+
+
+def order_for(spec: FilterSpec) -> data.Order:
+    """Under a text search the curator may rank by relevance; otherwise rows come in the catalog's order."""
+    if not spec.text.strip():
+        return "catalog"
+    labels = {"catalog": "Catalog order", "relevance": "Best match first"}
+    return st.radio("Order", list(labels), format_func=labels.get, key="browse_order", horizontal=True)
 
 
 def open_sample(spec: FilterSpec, sample_id: str) -> None:
@@ -29,10 +40,13 @@ def open_sample(spec: FilterSpec, sample_id: str) -> None:
 
 
 def results(b: data.Backend, spec: FilterSpec) -> None:
-    cursors = cursor_for(spec)
+    order = order_for(spec)
+    cursors = cursor_for(spec, order)
     total = data.count(b, spec)
-    page = data.page(b, spec, cursors[-1], PAGE_SIZE)
+    page = data.page(b, spec, cursors[-1], PAGE_SIZE, order)
     first = (len(cursors) - 1) * PAGE_SIZE
+    for warning in page.warnings:  # the search could not read part of the query, or there is no index yet
+        st.warning(f"Text search: {plain(warning)}")
     st.markdown(f"**{total:,}** samples match · {filters.describe(spec)}")
     if not page.rows:
         st.info("No sample matches this filter. Loosen it in the sidebar, or reset it.")

@@ -6,6 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.components import data, filters, review, sample_view
+from app.components.text import code, plain
 from curation.query.filters import FilterSpec
 from curation.vst.reasoning import split_reasoning
 from curation.vst.vocabulary import ASSISTANT_ROLES
@@ -29,16 +30,16 @@ def ask_for_id(spec: FilterSpec) -> None:
 def header(row: dict, spec: FilterSpec, b: data.Backend) -> tuple[str | None, str | None]:
     """Title, facts and the review-queue steps (previous / next sample under the filter)."""
     sid = row["sample_id"]
-    st.title(f"Sample {sid}")
+    st.title(f"Sample {plain(sid)}")
     facts = [row.get("dataset"), row.get("skill"), row.get("sample_group"), row.get("source"), row.get("kind"),
              f"type {row.get('type')}" if row.get("type") else None,
              f"scene {row['scene_id']}" if row.get("scene_id") else None,
              f"{Path(row['source_file']).name} row {row.get('row_index')}"]
-    st.caption(" · ".join(str(f) for f in facts if f))
+    st.caption(" · ".join(plain(f) for f in facts if f))
     try:
         prev_id, next_id = b.query.neighbours(spec, sid)
     except Exception as exc:
-        st.warning(f"The review queue cannot step through this filter: {exc}")
+        st.warning(f"The review queue cannot step through this filter: {plain(exc)}")
         prev_id = next_id = None
     c = st.columns([1, 1, 4, 2])
     if c[0].button("◀ Prev", key="btn_prev", disabled=prev_id is None, help="k: previous sample in the filter"):
@@ -48,7 +49,7 @@ def header(row: dict, spec: FilterSpec, b: data.Backend) -> tuple[str | None, st
     c[2].caption(f"Queue: {filters.describe(spec)} · keys: j next, k previous, a approve, r reject, f flag")
     c[3].page_link(BROWSE_PAGE, label="Back to Browse", icon=":material/search:", query_params=filters.url_params(spec))
     for p in row.get("problems") or []:
-        st.warning(f"Ingest problem `{p.get('code')}` in `{p.get('field')}`: {p.get('message')}")
+        st.warning(f"Ingest problem {code(p.get('code'))} in {code(p.get('field'))}: {plain(p.get('message'))}")
     return prev_id, next_id
 
 
@@ -57,7 +58,7 @@ def main() -> None:
     try:
         b = data.backend()
     except data.AppDataError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return
     spec = filters.spec_from_url()
     sid = (st.query_params.get("id") or "").strip()
@@ -67,10 +68,10 @@ def main() -> None:
     try:
         row = b.query.sample(sid)
     except Exception as exc:
-        st.error(f"Sample {sid} cannot be read from the catalog: {exc}")
+        st.error(f"Sample {code(sid)} cannot be read from the catalog: {plain(exc)}")
         return
     if row is None:
-        st.error(f"There is no sample `{sid}` in the catalog (re-ingested under a new id, or a mistyped link).")
+        st.error(f"There is no sample {code(sid)} in the catalog (re-ingested under a new id, or a mistyped link).")
         ask_for_id(spec)
         return
     _, next_id = header(row, spec, b)

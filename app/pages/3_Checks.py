@@ -5,6 +5,7 @@ check x skill, move score thresholds without a re-run, and open the failing samp
 import streamlit as st
 
 from app.components import data, filters
+from app.components.text import plain
 from curation.checks.report import check_summary, score_histogram
 from curation.jobs.queue import cancel_job
 from curation.jobs.run import queue_checks
@@ -80,7 +81,7 @@ def run_form(b: data.Backend) -> None:
             summary = run_in_process(b.settings, chosen, lambda j: bar.progress(j.fraction, text=j.progress_text()),
                                      db=b.state, engine="local", **params)
         except Exception as exc:  # a bad model folder, a locked catalog: a message, not a traceback
-            st.error(f"The check run did not start or failed: {exc}")
+            st.error(f"The check run did not start or failed: {plain(exc)}")
             return
         bar.progress(1.0, text=f"Run {summary.run_id} {summary.state}: {summary.rows:,} rows in "
                                f"{summary.seconds:.1f} s")
@@ -93,9 +94,9 @@ def run_form(b: data.Backend) -> None:
 def job_line(b: data.Backend, job: JobView) -> None:
     with st.container(border=True):
         c = st.columns([5, 1])
-        c[0].markdown(f"**Run #{job.id}** · `{job.state}` · {job.checks}  \n"
-                      f":gray[{job.run_id} · queued {job.created_at:%Y-%m-%d %H:%M:%S}"
-                      f"{' · ' + job.worker_id if job.worker_id else ''}]")
+        c[0].markdown(f"**Run #{job.id}** · `{job.state}` · {plain(job.checks)}  \n"
+                      f":gray[{plain(job.run_id)} · queued {job.created_at:%Y-%m-%d %H:%M:%S}"
+                      f"{' · ' + plain(job.worker_id) if job.worker_id else ''}]")
         if job.active and c[1].button("Cancel", key=f"chk_cancel_{job.id}"):
             cancel_job(b.state, job.id)
             st.rerun()
@@ -104,7 +105,7 @@ def job_line(b: data.Backend, job: JobView) -> None:
         else:
             st.progress(job.fraction, text=job.progress_text())
         if job.error:
-            st.error(job.error.splitlines()[0])
+            st.error(plain(job.error.splitlines()[0]))
 
 
 def runs_panel(b: data.Backend, was_active: bool) -> None:
@@ -227,7 +228,7 @@ def main() -> None:
     try:
         b = data.backend()
     except data.AppDataError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return
     run_form(b)
     runs(b)
@@ -236,7 +237,7 @@ def main() -> None:
         scores(b)
         ingest_section(b)
     except Exception as exc:  # unreadable result files: a message, not a traceback
-        st.error(f"The check results cannot be read: {exc}")
+        st.error(f"The check results cannot be read: {plain(exc)}")
 
 
 main()

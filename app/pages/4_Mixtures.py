@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.components import data, filters
+from app.components.text import code, plain
 from curation.mixtures.export import export_mixture
 from curation.mixtures.recipe import Recipe
 from curation.mixtures.selection import Selection, select_mixture
@@ -114,12 +115,12 @@ def start_section(spec: FilterSpec) -> None:
         c[0].selectbox("Start from an example recipe", list(examples), key="mix_example")
         c[1].button("Load example", key="mix_load_example", on_click=on_load_example, icon=":material/upload_file:")
     else:
-        c[0].caption(f"No example recipes under `{EXAMPLES_DIR}`.")
+        c[0].caption(f"No example recipes under {code(EXAMPLES_DIR)}.")
     c[2].button("Blank recipe", key="mix_blank", on_click=set_recipe, args=(copy.deepcopy(mv.STARTER_RECIPE),),
                 icon=":material/note_add:")
     if not spec.is_empty():
         c = st.columns([4, 1], vertical_alignment="center")
-        c[0].info(f"The link carries a Browse filter: `{filters.describe(spec)}`.")
+        c[0].info(f"The link carries a Browse filter: {filters.describe(spec)}.")
         c[1].button("Add it as a component", key="mix_add_link", on_click=on_add_link_filter,
                     args=(spec.model_dump_json(),))
 
@@ -178,7 +179,7 @@ def recipe_form(b: data.Backend, values: dict[str, dict[str, int]]) -> None:
     try:
         checks = checks_with_results(b.settings.results_dir)
     except Exception as exc:  # unreadable result files: say so, keep the form usable
-        st.warning(f"Check results cannot be read: {exc}")
+        st.warning(f"Check results cannot be read: {plain(exc)}")
         checks = []
     st.multiselect("Samples that failed these checks", mv.options_with(checks, form.failed_checks),
                    default=form.failed_checks, key=_key("failed_checks"), on_change=on_form_change,
@@ -203,7 +204,7 @@ def recipe_form(b: data.Backend, values: dict[str, dict[str, int]]) -> None:
 def yaml_editor() -> None:
     problem = st.session_state.get(PROBLEM)
     if problem is not None:
-        st.error(str(problem), icon=":material/error:")
+        st.error(plain(problem), icon=":material/error:")
         st.caption("The form and the counts show the last recipe that parsed.")
     st.text_area("Recipe YAML", key=YAML, height=460, on_change=on_yaml_change,
                  help="Press Ctrl+Enter (or click outside) to apply. Keys: see examples/recipes/.")
@@ -213,14 +214,14 @@ def yaml_editor() -> None:
 
 
 def current_selection(b: data.Backend, recipe: Recipe) -> Selection:
-    """The recipe's selection, kept for this recipe and catalog version until the curator recounts (the state
-    and check results it reads may change meanwhile)."""
+    """The recipe's selection counts (not its rows), kept for this recipe and catalog version until the curator
+    recounts (the state and check results it reads may change meanwhile)."""
     ss = st.session_state
     key = f"{b.query.version()}|{recipe.model_dump_json()}"
     held = ss.get(SELECTION)
     if held is None or held[0] != key:
         with st.spinner("Counting what the recipe selects…"):
-            held = (key, select_mixture(recipe, b.query, b.state))
+            held = (key, select_mixture(recipe, b.query, b.state).without_rows())
         ss[SELECTION] = held
     return held[1]
 
@@ -234,7 +235,7 @@ def counts_section(b: data.Backend, recipe: Recipe) -> Selection | None:
     try:
         sel = current_selection(b, recipe)
     except Exception as exc:  # a catalog error, an unreadable state database: a message
-        st.error(f"The selection cannot be computed: {exc}")
+        st.error(f"The selection cannot be computed: {plain(exc)}")
         return None
     m = st.columns(4)
     m[0].metric("Rows selected", f"{sel.rows:,}")
@@ -244,9 +245,9 @@ def counts_section(b: data.Backend, recipe: Recipe) -> Selection | None:
     short = sum(c.shortfall for c in sel.components)
     m[3].metric("Shortfall", f"{short:,}", delta=f"-{short:,}" if short else None, delta_color="normal")
     for line in sel.shortfalls():
-        st.warning(line, icon=":material/warning:")
+        st.warning(plain(line), icon=":material/warning:")
     for line in sel.warnings:
-        st.caption(f"⚠ {line}")
+        st.caption(f"⚠ {plain(line)}")
     if not sel.rows:
         st.info("The recipe selects nothing: its filters match no row of the catalog, or every match is excluded. "
                 "Loosen a component's filter or the exclusions.")
@@ -257,7 +258,7 @@ def counts_section(b: data.Backend, recipe: Recipe) -> Selection | None:
         pools = [data.facets(b, comp.filter, ["skills"]).get("skills", {}) for comp in recipe.components]
         shares = mv.skill_share_rows(mv.skill_targets(recipe, pools), sel.counts.get("by_skill", {}))
     except Exception as exc:
-        st.warning(f"Skill shares cannot be computed: {exc}")
+        st.warning(f"Skill shares cannot be computed: {plain(exc)}")
         shares = []
     if shares:
         c[1].plotly_chart(mv.skills_figure(shares), key="mix_skills_chart")
@@ -301,8 +302,8 @@ def run_export(b: data.Backend, recipe: Recipe, formats: list[str], folder: Path
     targets = {f: folder / f for f in formats}
     busy = [str(t) for t in targets.values() if t.exists() and any(t.iterdir())]
     if busy and not force:
-        st.error(f"Already exported here: {', '.join(busy)}. Tick 'Replace an existing export' or choose another "
-                 "folder.")
+        st.error(f"Already exported here: {plain(', '.join(busy))}. Tick 'Replace an existing export' or choose "
+                 "another folder.")
         return
     outcomes = []
     with st.status(f"Exporting {recipe.name}…", expanded=True) as status:
@@ -313,27 +314,28 @@ def run_export(b: data.Backend, recipe: Recipe, formats: list[str], folder: Path
             st.write(f"Selected {sel.rows:,} rows.")
             for k, (fmt, target) in enumerate(targets.items()):
                 bar.progress(k / len(targets), text=f"writing {fmt} ({k + 1} of {len(targets)})")
-                st.write(f"Writing **{fmt}** to `{target}`…")
+                st.write(f"Writing **{plain(fmt)}** to {code(target)}…")
                 outcomes += export_mixture(recipe, b.settings, [fmt], target, force=force, write_media=media,
                                            state_db=b.state, selection=sel)
             bar.progress(1.0, text="done")
             status.update(label=f"Exported {recipe.name}: {', '.join(formats)}", state="complete", expanded=False)
         except Exception as exc:  # an existing folder, a broken shard, a full disk: a message, never a traceback
             status.update(label="The export failed", state="error", expanded=True)
-            st.error(f"The export failed: {exc}")
+            st.error(f"The export failed: {plain(exc)}")
     st.session_state[LAST_EXPORT] = [
         {"format": o.format, "folder": str(o.out_dir), "rows": o.rows, "left_out": o.left_out,
          "files": o.manifest.get("files", [])} for o in outcomes]
 
 
 def export_summary(last: list[dict]) -> None:
-    st.success("Written: " + " · ".join(f"{o['format']} ({o['rows']:,} rows)" for o in last),
+    st.success("Written: " + " · ".join(f"{plain(o['format'])} ({o['rows']:,} rows)" for o in last),
                icon=":material/task_alt:")
     for o in last:
         if o["left_out"]:
-            st.warning(f"{o['format']}: {o['left_out']:,} sample(s) left out (their media could not be read); "
+            st.warning(f"{plain(o['format'])}: {o['left_out']:,} sample(s) left out (their media could not be read); "
                        "the manifest lists them.")
-        with st.expander(f"{o['format']} → {o['folder']} · {len(o['files'])} file(s)", expanded=len(last) == 1):
+        with st.expander(f"{plain(o['format'])} → {plain(o['folder'])} · {len(o['files'])} file(s)",
+                         expanded=len(last) == 1):
             st.dataframe([{"file": f["path"], "bytes": f["bytes"], "sha256": f["sha256"][:16] + "…"}
                           for f in o["files"]], hide_index=True, key=f"mix_last_files_{o['format']}")
 
@@ -343,15 +345,15 @@ def past_exports_section(b: data.Backend) -> None:
     root = Path(b.settings.exports_dir)
     exports, problems = mv.past_exports(root)
     for p in problems:
-        st.warning(p)
+        st.warning(plain(p))
     if not exports:
-        st.info(f"No export yet under `{root}`. Export a recipe above; each finished export folder holds a "
+        st.info(f"No export yet under {code(root)}. Export a recipe above; each finished export folder holds a "
                 "`manifest.json` and is listed here.")
         return
     st.dataframe(mv.past_export_rows(exports, root), hide_index=True, key="mix_past_table")
     for e in exports:
-        with st.expander(f"{e.recipe} · {e.format} · {e.when} · {e.rows:,} rows"):
-            st.caption(f"`{e.path}` · {len(e.files)} file(s), {e.bytes / 1e6:.2f} MB · "
+        with st.expander(f"{plain(e.recipe)} · {plain(e.format)} · {plain(e.when)} · {e.rows:,} rows"):
+            st.caption(f"{code(e.path)} · {len(e.files)} file(s), {e.bytes / 1e6:.2f} MB · "
                        f"{e.unique_samples:,} unique samples · {e.excluded:,} excluded")
             st.dataframe([{"file": f.get("path"), "bytes": f.get("bytes")} for f in e.files], hide_index=True,
                          key=f"mix_past_files_{e.path}")
@@ -364,14 +366,14 @@ def main() -> None:
     try:
         b = data.backend()
     except data.AppDataError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return
     init_state()
     start_section(filters.spec_from_url())
     try:
         values = data.facets(b, FilterSpec(), list(mv.FORM_DIMENSIONS))
     except Exception as exc:
-        st.error(f"The catalog's values cannot be read: {exc}")
+        st.error(f"The catalog's values cannot be read: {plain(exc)}")
         values = {}
     form_tab, yaml_tab = st.tabs(["Form", "YAML"])
     with form_tab:
@@ -384,7 +386,7 @@ def main() -> None:
         st.warning("The YAML tab has text that does not parse; what follows is for the last recipe that did.")
     if recipe is None:
         st.subheader("What it selects")
-        st.error(f"The recipe is not valid yet. {problem}", icon=":material/error:")
+        st.error(f"The recipe is not valid yet. {plain(problem)}", icon=":material/error:")
     else:
         counts_section(b, recipe)
         export_section(b, recipe)

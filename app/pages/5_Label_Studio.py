@@ -5,6 +5,7 @@ project holds, pull the verdicts back or import an exported file."""
 import streamlit as st
 
 from app.components import data, filters
+from app.components.text import code, plain
 from curation.labelstudio.client import LabelStudioError
 from curation.labelstudio.pull import ExportFileError, PullReport, pull
 from curation.labelstudio.push import DEFAULT_PROJECT, PushReport, push
@@ -24,18 +25,18 @@ def server_section(s: Settings) -> overview.ServerStatus:
     status = overview.server_status(s)
     if status.up:
         c = st.columns([4, 1], vertical_alignment="center")
-        c[0].success(status.message, icon=":material/check_circle:")
+        c[0].success(plain(status.message), icon=":material/check_circle:")
         c[1].link_button("Open Label Studio", status.url, icon=":material/open_in_new:")
         return status
-    st.error(status.message, icon=":material/cloud_off:")
+    st.error(plain(status.message), icon=":material/cloud_off:")
     if status.state == "refused":
         st.info("The server answers but does not accept the token. With the local server, remove LABEL_STUDIO_TOKEN "
                 "and the page uses the token `make labelstudio` wrote under the data home; otherwise copy a token from "
                 "Account & Settings in Label Studio into LABEL_STUDIO_TOKEN.")
     else:
         st.info(f"Start the local server in a terminal with `{overview.START_COMMAND}` (the first start takes about "
-                f"half a minute), then reload this page. It listens on `{status.url}` (setting `labelstudio_url` or "
-                "LABEL_STUDIO_URL). Pushing and pulling need it; importing an export file below does not.")
+                f"half a minute), then reload this page. It listens on {code(status.url)} (setting `labelstudio_url` "
+                "or LABEL_STUDIO_URL). Pushing and pulling need it; importing an export file below does not.")
     return status
 
 
@@ -55,7 +56,7 @@ def projects_section(b: data.Backend, status: overview.ServerStatus) -> list[ove
     st.plotly_chart(overview.projects_figure(rows), key="ls_projects_chart")
     gone = [r.title for r in rows if r.on_server is False]
     if gone:
-        st.warning(f"Gone from the server (deleted in Label Studio?): {', '.join(gone)}. Their links are kept; "
+        st.warning(f"Gone from the server (deleted in Label Studio?): {plain(', '.join(gone))}. Their links are kept; "
                    "pushing the same samples again creates the project anew.")
     notes = []
     if status.up and (others := overview.other_projects(status.projects, rows)):
@@ -83,7 +84,7 @@ def filter_source(spec: FilterSpec) -> None:
     st.page_link(BROWSE_PAGE, label="Change the filter in Browse", icon=":material/search:", query_params=browse)
     if spec.is_empty() and (last := last_browse_spec()):
         c = st.columns([4, 1], vertical_alignment="center")
-        c[0].info(f"This page's link has no filter; Browse showed `{filters.describe(last)}` last.")
+        c[0].info(f"This page's link has no filter; Browse showed {filters.describe(last)} last.")
         if c[1].button("Use that filter", key="ls_browse_btn"):
             filters.write_url(last)
             st.rerun()
@@ -96,7 +97,7 @@ def filter_source(spec: FilterSpec) -> None:
             try:
                 filters.write_url(spec_from_link(link))
             except ValueError as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
             else:
                 st.rerun()
 
@@ -109,7 +110,7 @@ def push_section(b: data.Backend, status: overview.ServerStatus) -> None:
         n_filter = data.count(b, spec)
         n_flagged = data.count(b, flagged)
     except Exception as exc:  # e.g. a text search without a text index
-        st.error(f"The filter cannot be applied: {exc}")
+        st.error(f"The filter cannot be applied: {plain(exc)}")
         return
     st.markdown(f"**{n_filter:,}** samples match the Browse filter · {filters.describe(spec)}")
     filter_source(spec)
@@ -155,11 +156,11 @@ def run_push(b: data.Backend, spec: FilterSpec, project: str, limit: int | None,
                       progress=progress)
     except LabelStudioError as exc:
         bar.empty()
-        st.error(f"The push stopped: {exc}")
+        st.error(f"The push stopped: {plain(exc)}")
         return
     except Exception as exc:  # a catalog or state database problem: a message, never a traceback
         bar.empty()
-        st.error(f"The push failed: {type(exc).__name__}: {exc}")
+        st.error(f"The push failed: {type(exc).__name__}: {plain(exc)}")
         return
     st.session_state[LAST_PUSH] = report
     st.rerun()  # so the projects table above shows the new counts
@@ -170,7 +171,7 @@ def show_push(report: PushReport, url: str) -> None:
         st.info("The last push found no sample to send.")
         return
     first = report.lines()[0]
-    (st.success if report.new_tasks else st.info)(first[0].upper() + first[1:], icon=":material/upload:")
+    (st.success if report.new_tasks else st.info)(plain(first[0].upper() + first[1:]), icon=":material/upload:")
     st.dataframe(overview.push_rows(report, url), hide_index=True, key="ls_push_table",
                  column_config={"open in Label Studio": st.column_config.LinkColumn(display_text="open tasks")})
 
@@ -194,10 +195,10 @@ def pull_section(b: data.Backend, status: overview.ServerStatus, rows: list[over
             try:
                 report = pull(b.settings, live, state_db=b.state)
             except LabelStudioError as exc:
-                st.error(f"The pull stopped before writing anything: {exc}")
+                st.error(f"The pull stopped before writing anything: {plain(exc)}")
                 report = None
             except Exception as exc:
-                st.error(f"The pull failed: {type(exc).__name__}: {exc}")
+                st.error(f"The pull failed: {type(exc).__name__}: {plain(exc)}")
                 report = None
         if report is not None:
             st.session_state[LAST_PULL] = ("Label Studio", report)
@@ -210,9 +211,9 @@ def pull_section(b: data.Backend, status: overview.ServerStatus, rows: list[over
             try:
                 report = overview.import_export_bytes(b.settings, upload.name, upload.getvalue(), state_db=b.state)
             except ExportFileError as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
             except Exception as exc:
-                st.error(f"The import of {upload.name} failed: {type(exc).__name__}: {exc}")
+                st.error(f"The import of {plain(upload.name)} failed: {type(exc).__name__}: {plain(exc)}")
             else:
                 st.session_state[LAST_PULL] = (upload.name, report)
                 st.rerun()
@@ -220,7 +221,7 @@ def pull_section(b: data.Backend, status: overview.ServerStatus, rows: list[over
 
 def show_pull(source: str, report: PullReport) -> None:
     numbers = overview.pull_numbers(report)
-    st.markdown(f"**Last pull** from {source} · {report.seconds:.1f} s")
+    st.markdown(f"**Last pull** from {plain(source)} · {report.seconds:.1f} s")
     first, second = list(numbers.items())[:5], list(numbers.items())[5:]
     for part in (first, second):
         cols = st.columns(len(part))
@@ -248,12 +249,12 @@ def main() -> None:
     try:
         b = data.backend()
     except data.AppDataError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return
     try:
         rows = projects_section(b, status)
     except Exception as exc:  # the state database is unreachable
-        st.error(f"The pushed projects cannot be read from the state database: {exc}")
+        st.error(f"The pushed projects cannot be read from the state database: {plain(exc)}")
         return
     push_section(b, status)
     if isinstance(report := st.session_state.get(LAST_PUSH), PushReport):

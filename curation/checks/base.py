@@ -13,12 +13,16 @@ from typing import Any, ClassVar
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curation.query.results import RESULT_SCHEMA
+from curation.query.severity import SEVERITIES, UNSTATED, WARNING
 
 # What every check returns for the rows it applies to (the runner adds check_name, check_version, run_id).
+# ``severity`` may be left NULL: a failure then takes its check's ``severity``.
 OUTCOME_SCHEMA = pa.schema(
-    [("sample_id", pa.string()), ("passed", pa.bool_()), ("score", pa.float64()), ("reason", pa.string())]
+    [("sample_id", pa.string()), ("passed", pa.bool_()), ("score", pa.float64()), ("reason", pa.string()),
+     ("severity", pa.string())]
 )
 FAMILIES = ("format", "media", "geometry", "consistency", "duplicates", "contamination", "model")
 # How a check spends its time; the bench and the default selection group checks by it.
@@ -31,11 +35,13 @@ class RunCancelled(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    """One row's verdict. ``score`` is the check's measurement (None when none makes sense)."""
+    """One row's verdict. ``score`` is the check's measurement (None when none makes sense); ``severity`` a
+    failure's, when it is not the check's own (curation.query.severity)."""
 
     passed: bool
     score: float | None = None
     reason: str | None = None
+    severity: str | None = None
 
 
 @dataclass
@@ -106,6 +112,9 @@ class Check:
     needs_gpu: ClassVar[bool] = False
     default: ClassVar[bool] = True  # part of a run when no --checks are named
     score_meaning: ClassVar[str] = ""  # what the score measures (higher is not always better)
+    # A failure's severity unless its outcome names another: error breaks training, warning doubts quality, info is
+    # a known quirk the catalog normalised (curation.query.severity).
+    severity: ClassVar[str] = WARNING
 
     def __init__(self, params: dict[str, Any] | None = None):
         self.params = dict(params or {})
@@ -221,24 +230,38 @@ def outcome_table(decided: Sequence[tuple[str, Outcome]]) -> pa.Table:
             [bool(o.passed) for _, o in decided],
             [None if o.score is None else float(o.score) for _, o in decided],
             [o.reason for _, o in decided],
+            [o.severity for _, o in decided],
         ],
         schema=OUTCOME_SCHEMA,
     )
 
 
 def conform(table: pa.Table) -> pa.Table:
-    """Cast a check's output to OUTCOME_SCHEMA (SQL may give int scores or NULL-typed columns)."""
+    """Cast a check's output to OUTCOME_SCHEMA (SQL may give int scores or NULL-typed columns); a check that says no
+    severity gets a NULL one (its failures take the check's)."""
     cols = []
     for f in OUTCOME_SCHEMA:
         if f.name not in table.column_names:
+            if f.name == "severity":
+                cols.append(pa.nulls(table.num_rows, f.type))
+                continue
             raise ValueError(f"check output lacks column {f.name!r} (has {table.column_names})")
         cols.append(table.column(f.name).cast(f.type))
     return pa.table(cols, schema=OUTCOME_SCHEMA)
 
 
-def with_check_columns(outcomes: pa.Table, name: str, version: str, run_id: str) -> pa.Table:
-    """OUTCOME_SCHEMA -> RESULT_SCHEMA (curation.query.results layout)."""
+def with_check_columns(outcomes: pa.Table, name: str, version: str, run_id: str,
+                       severity: str | None = None) -> pa.Table:
+    """OUTCOME_SCHEMA -> RESULT_SCHEMA (curation.query.results layout). A failure keeps the severity its outcome
+    names, else takes ``severity`` (by default the registered check's); a pass has none."""
     n = outcomes.num_rows
+    outcomes = conform(outcomes)
+    default = severity or check_severity(name)
+    stated = outcomes.column("severity")
+    bad = set(pc.unique(stated.drop_null()).to_pylist()) - set(SEVERITIES)
+    if bad:
+        raise ValueError(f"check {name}: severity {sorted(bad)} is not one of {', '.join(SEVERITIES)}")
+    failed = pc.invert(outcomes.column("passed").fill_null(False))
     return pa.table(
         [
             outcomes.column("sample_id"),
@@ -248,9 +271,18 @@ def with_check_columns(outcomes: pa.Table, name: str, version: str, run_id: str)
             outcomes.column("score"),
             outcomes.column("reason"),
             pa.repeat(pa.scalar(run_id, pa.string()), n),
+            pc.if_else(failed, stated.fill_null(default), pa.scalar(None, pa.string())),
         ],
         schema=RESULT_SCHEMA,
     )
+
+
+def check_severity(name: str) -> str:
+    """The severity of a registered check's failures (UNSTATED for a name the registry does not know)."""
+    from curation.checks.registry import load_all  # late: the registry imports this module
+
+    check = load_all().get(name)
+    return check.severity if check is not None else UNSTATED
 
 
 @lru_cache(maxsize=1)

@@ -214,4 +214,4 @@ class QuestionOverlap(GlobalCheck):
                     scores[i] = max(scores[i] or 0.0, float(s))
                 if best:
                     flag(i, *best)
-        return pa.table([ids, passed, scores, reasons], schema=OUTCOME_SCHEMA)
+        return pa.table([ids, passed, scores, reasons, pa.nulls(len(ids), pa.string())], schema=OUTCOME_SCHEMA)

@@ -140,7 +140,7 @@ class NearDuplicates(GlobalCheck):
         passed = [i not in verdict for i in range(n)]
         reasons = [None if i not in verdict else verdict[i][1].replace("{id}", ids[verdict[i][0]]) for i in range(n)]
         scores = [None if np.isnan(b) else float(b) for b in best]
-        yield pa.table([ids, passed, scores, reasons], schema=OUTCOME_SCHEMA)
+        yield pa.table([ids, passed, scores, reasons, pa.nulls(len(ids), pa.string())], schema=OUTCOME_SCHEMA)
 
 
 class _Facts:

@@ -1,4 +1,5 @@
-"""Format checks: placeholders vs media, think tags, extractable answers, RL modes, known types, meta_info, ids."""
+"""Format checks: placeholders vs media, answers present, think tags, extractable answers, RL modes, known types and
+upstream quirks, meta_info, ids."""
 
 from __future__ import annotations
 
@@ -7,10 +8,21 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from curation.checks.base import OUTCOME_SCHEMA, Check, CheckContext, GlobalCheck, Outcome, SqlCheck, conform
+from curation.checks.base import (
+    OUTCOME_SCHEMA,
+    Check,
+    CheckContext,
+    GlobalCheck,
+    Outcome,
+    SqlCheck,
+    conform,
+    outcome_table,
+)
 from curation.checks.priors import load_priors
 from curation.checks.registry import register
+from curation.query.severity import ERROR, INFO
 from curation.vst.answers import extract_choice, parse_options
 from curation.vst.scoring import VALID_RL_MODES
 from curation.vst.vocabulary import (
@@ -43,7 +55,9 @@ _OPEN, _CLOSE = f"'{THINK_OPEN}'", f"'{THINK_CLOSE}'"
 @register
 class Placeholders(SqlCheck):
     name = "format.placeholders"
-    description = "One media placeholder per image/video in the human turns, none in the answers."
+    description = ("One media placeholder per image/video in the human turns, none in the answers (a mismatch makes "
+                   "the trainers' loaders raise).")
+    severity = ERROR
     applies_to = "SFT samples, and RL samples whose question holds placeholders"
     columns = ("sample_id", "kind", "turns", "n_images", "n_videos")
     score_meaning = "placeholders minus media items (0 is right)"
@@ -63,6 +77,33 @@ class Placeholders(SqlCheck):
            ELSE format('turns: human turns hold {{}} image and {{}} video placeholder(s) for {{}} image(s) and '
                        || '{{}} video(s) in media', pi, pv, ni, nv) END AS reason
     FROM c WHERE kind = 'sft' OR pi + pv + pg > 0
+    """
+
+
+# An answer turn's text without its reasoning block: what the model is trained to say.
+_STATED_ANSWER = f"trim(regexp_replace(coalesce(t.text, ''), '(?s){THINK_OPEN}.*?{THINK_CLOSE}', '', 'g'))"
+
+
+@register
+class AnswerPresent(SqlCheck):
+    name = "format.answer_present"
+    description = ("Every sample has an answer turn and no answer turn is empty once its <think> block is left out "
+                   "(an empty target trains the model to say nothing, and an RL row has no ground truth).")
+    applies_to = "all samples"
+    columns = ("sample_id", "kind", "turns")
+    score_meaning = "answer turns with no answer text"
+    severity = ERROR
+    query = f"""
+    WITH x AS (
+      SELECT s.sample_id,
+        list_transform(list_filter(s.turns, lambda t: {answer_turn_sql()}), lambda t: {_STATED_ANSWER}) AS said
+      FROM batch s
+    ), y AS (SELECT *, len(list_filter(said, lambda a: a = '')) AS empty, len(said) AS n FROM x)
+    SELECT sample_id, n > 0 AND empty = 0 AS passed, empty::DOUBLE AS score,
+      CASE WHEN n = 0 THEN 'turns: no answer turn (gpt/assistant) at all'
+           WHEN empty > 0 THEN format('turns: {{}} of {{}} answer turn(s) say nothing once the <think> block is '
+                                      || 'left out', empty, n) END AS reason
+    FROM y
     """
 
 
@@ -113,8 +154,11 @@ class AnswerExtractable(Check):
     description = ("The answer can be read as its kind asks: an offered option letter, a number (with unit), "
                    "or bbox3d JSON of 9 numbers per box.")
     applies_to = "choice questions, numeric questions, 3D box answers and RL rows with those modes"
-    columns = ("sample_id", "question", "answer", "answer_kind", "rl_modes", "boxes_3d")
+    columns = ("sample_id", "kind", "question", "answer", "answer_kind", "rl_modes", "boxes_3d")
     score_meaning = "none"
+    # An RL row's answer is its ground truth: one the scorer cannot parse breaks the reward (error); an SFT answer
+    # that cannot be read is a quality doubt (the check's warning).
+    _severity = f"CASE WHEN rl THEN '{ERROR}' END"
 
     # Boxes and numbers are vectorised SQL; choice letters follow the Python reference rule (curation.vst.answers).
     _sql = f"""
@@ -125,12 +169,13 @@ class AnswerExtractable(Check):
                                       OR regexp_matches(coalesce(q, ''), '{_NUMERIC_QUESTION}', 'i') END AS want_number
       FROM (
         SELECT s.sample_id, coalesce(s.answer, '') AS a, s.boxes_3d AS b, s.question AS q, s.rl_modes AS m,
+          s.kind = 'rl' AS rl,
           s.answer_kind = 'bbox3d' OR list_contains(coalesce(s.rl_modes, []), 'bbox3d') AS want_boxes
         FROM batch s
         WHERE s.answer_kind IS DISTINCT FROM 'choice'
           AND NOT list_contains(coalesce(s.rl_modes, []), 'multi_choices_score'))
     ), boxes AS (
-      SELECT sample_id,
+      SELECT sample_id, rl,
         regexp_matches(a, '{_EMPTY_BOXES}') OR (b IS NOT NULL AND len(list_filter(b,
           lambda v: len(v.bbox) NOT IN (9, 10) OR len(list_filter(v.bbox, lambda n: n IS NULL)) > 0)) = 0) AS passed,
         CASE WHEN b IS NULL THEN 'answer: no parsable bbox3d JSON list of {{"label", "bbox_3d"}} objects'
@@ -138,25 +183,27 @@ class AnswerExtractable(Check):
                   || ' (9 numbers expected)' END AS why
       FROM x WHERE want_boxes
     ), numbers AS (
-      SELECT sample_id, regexp_matches(a, '{_NUMBER_ANSWER}', 'i') AS passed,
+      SELECT sample_id, rl, regexp_matches(a, '{_NUMBER_ANSWER}', 'i') AS passed,
         'answer: no number in ' || left(a, 80) AS why
       FROM x WHERE want_number
     )
-    SELECT sample_id, passed, NULL::DOUBLE AS score, CASE WHEN passed THEN NULL ELSE why END AS reason FROM boxes
+    SELECT sample_id, passed, NULL::DOUBLE AS score, CASE WHEN passed THEN NULL ELSE why END AS reason,
+      {_severity} AS severity FROM boxes
     UNION ALL
-    SELECT sample_id, passed, NULL::DOUBLE, CASE WHEN passed THEN NULL ELSE why END FROM numbers
+    SELECT sample_id, passed, NULL::DOUBLE, CASE WHEN passed THEN NULL ELSE why END, {_severity} FROM numbers
     """
     # A lone letter the question offers as an option line (or a question with no option lines) is decided in SQL;
     # every other choice answer goes through the reference rule (curation.vst.answers).
     _choice_rows = r"""
     WITH c AS (
-      SELECT s.sample_id, s.question, s.answer,
+      SELECT s.sample_id, s.question, s.answer, s.kind,
              upper(regexp_extract(coalesce(s.answer, ''), '^\s*\(?([A-Fa-f])\)?[.:]?\s*$', 1)) AS letter,
              regexp_extract_all(coalesce(s.question, ''), '(?m)^\s*\(?([A-Z])(?:\)|\s*[:.)])\s*\S', 1) AS offered
       FROM batch s
       WHERE s.answer_kind = 'choice' OR list_contains(coalesce(s.rl_modes, []), 'multi_choices_score')
     )
-    SELECT sample_id, question, answer, letter <> '' AND (len(offered) = 0 OR list_contains(offered, letter)) AS fast
+    SELECT sample_id, question, answer, kind,
+      letter <> '' AND (len(offered) = 0 OR list_contains(offered, letter)) AS fast
     FROM c
     """
 
@@ -167,14 +214,9 @@ class AnswerExtractable(Check):
         decided = choice.column("fast")
         ids = choice.filter(decided).column("sample_id")
         fast = pa.table([ids, pa.repeat(pa.scalar(True), len(ids)), pa.nulls(len(ids), pa.float64()),
-                         pa.nulls(len(ids), pa.string())], schema=OUTCOME_SCHEMA)
-        slow = choice.filter(pc.invert(decided)).select(["sample_id", "question", "answer"]).to_pylist()
-        outcomes = [self.check_choice(r) for r in slow]
-        choices = pa.table(
-            [[r["sample_id"] for r in slow], [o.passed for o in outcomes], [o.score for o in outcomes],
-             [o.reason for o in outcomes]],
-            schema=OUTCOME_SCHEMA,
-        )
+                         pa.nulls(len(ids), pa.string()), pa.nulls(len(ids), pa.string())], schema=OUTCOME_SCHEMA)
+        slow = choice.filter(pc.invert(decided)).select(["sample_id", "question", "answer", "kind"]).to_pylist()
+        choices = outcome_table([(r["sample_id"], self.check_choice(r)) for r in slow])
         return pa.concat_tables([vectorised, fast, choices])
 
     @staticmethod
@@ -182,17 +224,20 @@ class AnswerExtractable(Check):
         answer = row.get("answer") or ""
         options = parse_options(row.get("question") or "")
         letter = extract_choice(answer)
+        severity = ERROR if row.get("kind") == "rl" else None
         if letter is None:
-            return Outcome(False, None, f"answer: no option letter in {answer[:80]!r}")
+            return Outcome(False, None, f"answer: no option letter in {answer[:80]!r}", severity)
         if options and letter not in options:
-            return Outcome(False, None, f"answer: letter {letter} is not among the offered options {''.join(options)}")
+            return Outcome(False, None, f"answer: letter {letter} is not among the offered options {''.join(options)}",
+                           severity)
         return Outcome(True)
 
 
 @register
 class RlModeValid(SqlCheck):
     name = "format.rl_mode"
-    description = "RL rows name at least one mode, and every mode is one VST's reward defines."
+    description = "RL rows name at least one mode, and every mode is one VST's reward defines (else no reward)."
+    severity = ERROR
     applies_to = "RL samples (and any sample whose meta_info names a mode)"
     columns = ("sample_id", "kind", "rl_modes", "meta_info")
     score_meaning = "none"
@@ -212,39 +257,90 @@ class RlModeValid(SqlCheck):
     """
 
 
+# `type` values upstream misspells, and the word meant: a known quirk (info), not an unknown type (warning). The
+# real data's caption rows say "unknow".
+TYPE_QUIRKS = {"unknow": "unknown"}
+
+
 @register
 class TypeKnown(SqlCheck):
     name = "format.type_known"
-    description = ("The free-form `type` tag is a known value (misspellings like 'unknow' fail); the list is in "
-                   "checks/priors.yaml.")
+    version = "2"
+    description = ("The free-form `type` tag is a known value (the list is in checks/priors.yaml); upstream's known "
+                   "misspelling 'unknow' is info, any other unknown type a warning.")
     applies_to = "samples with a `type`"
     columns = ("sample_id", "type")
     score_meaning = "none"
-    query = """
-    SELECT s.sample_id,
-      lower(trim(s.type)) IN (SELECT t FROM known_types)
-        OR regexp_matches(lower(s.type), '^[a-z][a-z0-9_-]*thought[a-z0-9_-]*$') AS passed,
-      NULL::DOUBLE AS score,
-      CASE WHEN lower(trim(s.type)) IN (SELECT t FROM known_types)
-             OR regexp_matches(lower(s.type), '^[a-z][a-z0-9_-]*thought[a-z0-9_-]*$') THEN NULL
-           ELSE 'type: ' || s.type || ' is not a known type' END AS reason
-    FROM batch s WHERE s.type IS NOT NULL
+    query = f"""
+    WITH x AS (
+      SELECT s.sample_id, s.type, lower(trim(s.type)) AS t,
+        lower(trim(s.type)) IN (SELECT t FROM known_types)
+          OR regexp_matches(lower(s.type), '^[a-z][a-z0-9_-]*thought[a-z0-9_-]*$') AS known
+      FROM batch s WHERE s.type IS NOT NULL
+    )
+    SELECT x.sample_id, x.known AS passed, NULL::DOUBLE AS score,
+      CASE WHEN x.known THEN NULL
+           WHEN q.meant IS NOT NULL THEN format('type: "{{}}" is upstream''s misspelling of "{{}}" (a known quirk: '
+                                               || 'kept as found, harmless for training)', x.type, q.meant)
+           ELSE format('type: "{{}}" is not a known type (add it to checks/priors.yaml if it is meant)', x.type)
+      END AS reason,
+      CASE WHEN NOT x.known AND q.meant IS NOT NULL THEN '{INFO}' END AS severity
+    FROM x LEFT JOIN type_quirks q ON q.t = x.t
     """
 
     def tables(self) -> dict[str, pa.Table]:
         known = list(load_priors().known_types) + [str(t).lower() for t in self.params.get("known_types", [])]
-        return {"known_types": pa.table({"t": pa.array(known, pa.string())})}
+        return {"known_types": pa.table({"t": pa.array(known, pa.string())}),
+                "type_quirks": pa.table({"t": list(TYPE_QUIRKS), "meant": list(TYPE_QUIRKS.values())})}
+
+
+@register
+class BytesField(Check):
+    name = "format.bytes_field"
+    description = ("Embedded images keep their bytes under `bytes`; a shard using upstream's misspelt `byres` is read "
+                   "alike and exported as `bytes` (info: a known quirk the catalog normalises).")
+    applies_to = "Parquet samples with embedded images"
+    columns = ("sample_id", "source_file", "source_format", "media")
+    score_meaning = "none"
+    severity = INFO
+
+    def __init__(self, params: dict[str, Any] | None = None):
+        super().__init__(params)
+        self._misspelt: dict[str, bool] = {}  # shard -> whether its images say byres (one footer read per shard)
+
+    def run(self, batch: pa.Table, ctx: CheckContext) -> pa.Table:
+        rows = ctx.bind(batch).sql(
+            "SELECT s.sample_id, s.source_file FROM batch s WHERE ends_with(s.source_format, 'parquet') "
+            "AND list_bool_or(list_transform(s.media, lambda m: coalesce(m.embedded, false)))"
+        ).to_arrow_table()
+        misspelt = [f for f in pc.unique(rows.column("source_file")).to_pylist() if self._says_byres(f)]
+        passed = pc.invert(pc.is_in(rows.column("source_file"), value_set=pa.array(misspelt, pa.string())))
+        reason = ("images: the shard stores image bytes under `byres` (upstream's misspelling of `bytes`); the "
+                  "catalog reads them alike and exports write `bytes`")
+        return conform(pa.table({
+            "sample_id": rows.column("sample_id"), "passed": passed, "score": pa.nulls(rows.num_rows, pa.float64()),
+            "reason": pc.if_else(passed, pa.scalar(None, pa.string()), pa.scalar(reason))}))
+
+    def _says_byres(self, source_file: str) -> bool:
+        if source_file not in self._misspelt:
+            try:
+                item = pq.read_schema(source_file).field("images").type.value_type
+                names = {item.field(i).name for i in range(item.num_fields)}
+            except (OSError, KeyError, AttributeError, pa.ArrowException):
+                names = set()  # unreadable now: media.decodable says why
+            self._misspelt[source_file] = "byres" in names and "bytes" not in names
+        return self._misspelt[source_file]
 
 
 @register
 class MetaInfoValid(SqlCheck):
     name = "format.meta_info"
     description = ("meta_info is valid JSON: an object for RL rows, a list with one entry per media item for SFT "
-                   "Parquet rows.")
+                   "Parquet rows. An RL row's is an error (its reward mode is in there), an SFT row's a warning.")
     applies_to = "samples with meta_info"
     columns = ("sample_id", "kind", "meta_info", "n_images", "n_videos", "source_format")
     score_meaning = "none"
-    query = """
+    query = f"""
     WITH x AS (
       SELECT s.sample_id, s.kind, s.meta_info AS m, coalesce(s.n_images, 0) + coalesce(s.n_videos, 0) AS nm,
              json_valid(s.meta_info) AS ok
@@ -254,11 +350,12 @@ class MetaInfoValid(SqlCheck):
         CASE WHEN NOT ok THEN 'meta_info: not valid JSON: ' || left(m, 60)
              WHEN kind = 'rl' AND json_type(m) <> 'OBJECT' THEN 'meta_info: RL meta_info must be a JSON object'
              WHEN kind = 'sft' AND json_type(m) = 'ARRAY' AND nm > 0 AND json_array_length(m) <> nm
-               THEN format('meta_info: {} entries for {} media item(s)', json_array_length(m), nm)
+               THEN format('meta_info: {{}} entries for {{}} media item(s)', json_array_length(m), nm)
         END AS why
       FROM x
     )
-    SELECT sample_id, why IS NULL AS passed, NULL::DOUBLE AS score, why AS reason FROM y
+    SELECT sample_id, why IS NULL AS passed, NULL::DOUBLE AS score, why AS reason,
+      CASE WHEN why IS NOT NULL AND kind = 'rl' THEN '{ERROR}' END AS severity FROM y
     """
 
 

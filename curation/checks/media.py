@@ -12,11 +12,14 @@ from PIL import Image
 from curation.checks.base import Outcome, RowCheck, SqlCheck
 from curation.checks.registry import register
 from curation.media.sample_media import MAX_PIXELS, MIN_PIXELS, TOKEN_PATCH, smart_resize
+from curation.query.severity import ERROR
 from curation.vst.vocabulary import MISSING_FILE, UNDECODABLE
 from db.media import MediaError, read_media_bytes, resolve_media_path
 
 MIN_SIDE = 28
 MAX_ASPECT = 100.0
+# Past this aspect ratio Qwen2-VL's image processor raises (smart_resize): the row breaks training, not just doubts.
+PROCESSOR_MAX_ASPECT = 200.0
 # Upstream RL limits (vst-format.md §2): pixels per image in [4·28², 4096·28²], total tokens < 8192, <= 4 images.
 PATCH = TOKEN_PATCH
 MAX_TOKENS = 8192
@@ -83,6 +86,7 @@ class AspectRatio(SqlCheck):
     applies_to = "samples with images whose size is known"
     columns = ("sample_id", "media", "n_images")
     score_meaning = "the largest long-side/short-side ratio (1 is square)"
+    # warning past MAX_ASPECT; error past PROCESSOR_MAX_ASPECT, where the trainers' image processor raises
 
     def sql(self) -> str:
         limit = float(self.params.get("max_aspect", MAX_ASPECT))
@@ -96,7 +100,8 @@ class AspectRatio(SqlCheck):
         SELECT sample_id, ratio <= {limit} AS passed, ratio::DOUBLE AS score,
           CASE WHEN ratio <= {limit} THEN NULL
                ELSE format('media[{{}}]: image is {{}}x{{}} px, aspect ratio {{}}:1 exceeds {limit:g}:1',
-                           bad.i, bad.w, bad.h, round(ratio, 1)) END AS reason
+                           bad.i, bad.w, bad.h, round(ratio, 1)) END AS reason,
+          CASE WHEN ratio > {PROCESSOR_MAX_ASPECT} THEN '{ERROR}' END AS severity
         FROM y
         """
 
@@ -109,6 +114,8 @@ class TokenBudget(SqlCheck):
     applies_to = "RL samples with images"
     columns = ("sample_id", "kind", "media", "n_images")
     score_meaning = "visual tokens of all images after clamping"
+    # warning over the token budget (the trainer filters the prompt out); error over the image count (vLLM's rollout
+    # refuses more images per prompt than its limit)
 
     def sql(self) -> str:
         max_tokens = int(self.params.get("max_tokens", MAX_TOKENS))
@@ -123,7 +130,8 @@ class TokenBudget(SqlCheck):
           CASE WHEN tokens < {max_tokens} AND n <= {max_images} THEN NULL
                WHEN n > {max_images} THEN format('media: {{}} images; RL rows take at most {max_images}', n)
                ELSE format('media: {{}} images cost {{}} visual tokens; the RL budget is below {max_tokens}',
-                           n, tokens::BIGINT) END AS reason
+                           n, tokens::BIGINT) END AS reason,
+          CASE WHEN n > {max_images} THEN '{ERROR}' END AS severity
         FROM y
         """
 
@@ -132,6 +140,7 @@ class TokenBudget(SqlCheck):
 class ImagesDecode(RowCheck):
     name = "media.decodable"
     description = "Every image's bytes are reachable and decode completely."
+    severity = ERROR
     applies_to = "samples with images"
     columns = ("sample_id", "media", "n_images", "source_file", "row_group", "row_in_group")
     where = "s.n_images > 0"
@@ -146,7 +155,7 @@ class ImagesDecode(RowCheck):
             if item.get("problem") and not item.get("problem", "").startswith(UNDECODABLE):
                 return Outcome(False, None, f"{where}: {item['problem']}")
             try:
-                data = read_media_bytes(row, i)
+                data = read_media_bytes(row, i, self.params.get("media_roots", ()))
                 with Image.open(io.BytesIO(data)) as im:
                     im.load()
             except MediaError as exc:
@@ -160,6 +169,7 @@ class ImagesDecode(RowCheck):
 class VideoDecodes(RowCheck):
     name = "media.video"
     description = "Every video file is present and decodes (first frame), with at least one frame."
+    severity = ERROR
     applies_to = "samples with videos"
     columns = ("sample_id", "media", "n_videos", "source_file", "row_group", "row_in_group")
     where = "s.n_videos > 0"
@@ -179,7 +189,7 @@ class VideoDecodes(RowCheck):
             if item.get("problem"):
                 return Outcome(False, None, f"{where}: {item['problem']}")
             try:
-                data = read_media_bytes(row, i)
+                data = read_media_bytes(row, i, self.params.get("media_roots", ()))
                 n = _first_frame_and_count(data)
             except MediaError as exc:
                 return Outcome(False, None, f"{where}: {exc}")

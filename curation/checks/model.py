@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -47,12 +47,12 @@ def _video_frames(data: bytes, n: int) -> list[Image.Image]:
     return frames[::step][:n]
 
 
-def sample_images(row: dict[str, Any], max_pixels: int = MAX_PIXELS,
-                  video_frames: int = VIDEO_FRAMES) -> list[Image.Image]:
+def sample_images(row: dict[str, Any], max_pixels: int = MAX_PIXELS, video_frames: int = VIDEO_FRAMES,
+                  media_roots: Iterable[str] = ()) -> list[Image.Image]:
     """The images the model sees for a row: each image, and a few evenly spaced frames of each video."""
     out: list[Image.Image] = []
     for i, item in enumerate(row.get("media") or []):
-        data = read_media_bytes(row, i)
+        data = read_media_bytes(row, i, media_roots)
         if item.get("kind") == "video":
             out.extend(_resize(f, max_pixels) for f in _video_frames(data, video_frames))
         else:
@@ -194,7 +194,8 @@ class ReAnswer(BatchCheck):
         for row in rows:
             try:
                 out.append(sample_images(row, int(self.params.get("max_pixels", MAX_PIXELS)),
-                                         int(self.params.get("video_frames", VIDEO_FRAMES))))
+                                         int(self.params.get("video_frames", VIDEO_FRAMES)),
+                                         self.params.get("media_roots", ())))
             except Exception as exc:  # unreadable media: the media checks report it; here the row is skipped
                 out.append(exc)
         return out

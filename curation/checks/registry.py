@@ -63,7 +63,8 @@ def select_checks(names: str | Iterable[str] | None = None) -> list[type[Check]]
 
 
 def describe_checks() -> list[dict[str, str]]:
-    """One dict per check (name, version, family, cost, scope, applies_to, description, score) for the UI/CLI."""
+    """One dict per check (name, version, family, cost, scope, applies_to, description, score, severity: its
+    failures' unless an outcome names another) for the UI/CLI."""
     return [
         {
             "name": c.name,
@@ -75,6 +76,7 @@ def describe_checks() -> list[dict[str, str]]:
             "applies_to": c.applies_to,
             "description": c.description,
             "score": c.score_meaning,
+            "severity": c.severity,
         }
         for _, c in sorted(load_all().items())
     ]

@@ -1,4 +1,5 @@
-"""What the checks found, read back: failures (ingest problems as ingest.* checks), counts per check x skill, scores."""
+"""What the checks found, read back: failures with their severity (ingest problems as ingest.* checks), counts per
+check x skill, scores."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import duckdb
 import pyarrow as pa
 
 from curation.query.results import latest_results_sql
+from curation.query.severity import SEVERITIES, check_severities, problem_severity_sql
 from curation.settings import Settings
 from db.catalog import open_catalog
 
-FAILURE_COLUMNS = ["sample_id", "check", "reason", "score"]
+FAILURE_COLUMNS = ["sample_id", "check", "severity", "reason", "score"]
 
 
 def _connect(settings: Settings) -> duckdb.DuckDBPyConnection:
@@ -32,36 +34,48 @@ def _check_filter(pattern: str | None) -> tuple[str, list]:
 
 
 def failures_sql(settings: Settings, include_ingest: bool = True) -> str:
-    """Failing outcomes of the latest run of each check, plus the problems ingest recorded against samples."""
+    """Failing outcomes of the latest run of each check, plus the problems ingest recorded against samples, each
+    with its severity: sample_id, check, severity, reason, score."""
     parts = [
-        f"SELECT sample_id, check_name AS \"check\", reason, score FROM {latest_results_sql(settings.results_dir)} "
-        "WHERE NOT passed"
+        f"SELECT sample_id, check_name AS \"check\", severity, reason, score "
+        f"FROM {latest_results_sql(settings.results_dir)} WHERE NOT passed"
     ]
     if include_ingest:
         parts.append(
-            "SELECT sample_id, 'ingest.' || p.code AS \"check\", "
+            f"SELECT sample_id, 'ingest.' || p.code AS \"check\", {problem_severity_sql('p.code', 'kind')} "
+            "AS severity, "
             "coalesce(p.field || ': ', '') || coalesce(p.message, '') AS reason, NULL::DOUBLE AS score "
-            "FROM (SELECT sample_id, unnest(problems) AS p FROM samples "
+            "FROM (SELECT sample_id, kind, unnest(problems) AS p FROM samples "
             "WHERE len(problems) > 0)"
         )
     return " UNION ALL ".join(f"({p})" for p in parts)
 
 
+def _severity_filter(severities: list[str] | None) -> tuple[str, list]:
+    if not severities:
+        return "TRUE", []
+    return "severity IN (SELECT unnest(?::VARCHAR[]))", [check_severities(severities)]
+
+
 def iter_failures(settings: Settings, check: str | None = None, include_ingest: bool = True,
-                  batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
-    """Every (sample_id, check, reason, score) known to be wrong, ordered by sample then check."""
+                  batch_rows: int = 50_000, severities: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Every (sample_id, check, severity, reason, score) known to be wrong, of the given severities (all when None),
+    ordered by sample then check."""
     con = _connect(settings)
     try:
         where, params = _check_filter(check)
-        sql = f"SELECT * FROM ({failures_sql(settings, include_ingest)}) WHERE {where} ORDER BY sample_id, \"check\""
-        yield from con.sql(sql, params=params or None).to_arrow_reader(batch_rows)
+        by_severity, severity_params = _severity_filter(severities)
+        sql = (f"SELECT * FROM ({failures_sql(settings, include_ingest)}) WHERE {where} AND {by_severity} "
+               "ORDER BY sample_id, \"check\"")
+        yield from con.sql(sql, params=[*params, *severity_params] or None).to_arrow_reader(batch_rows)
     finally:
         con.close()
 
 
 def write_failures(settings: Settings, fmt: str = "jsonl", check: str | None = None, out: TextIO | None = None,
-                   include_ingest: bool = True) -> int:
-    """Print failures as JSON lines or CSV (with a header); returns how many were written."""
+                   include_ingest: bool = True, severities: list[str] | None = None) -> int:
+    """Print failures (of the given severities, all when None) as JSON lines or CSV (with a header); returns how
+    many were written."""
     if fmt not in ("jsonl", "csv"):
         raise ValueError(f"format: {fmt!r} is not jsonl or csv")
     out = out or sys.stdout
@@ -70,10 +84,10 @@ def write_failures(settings: Settings, fmt: str = "jsonl", check: str | None = N
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(FAILURE_COLUMNS)
-    for batch in iter_failures(settings, check, include_ingest):
+    for batch in iter_failures(settings, check, include_ingest, severities=severities):
         for row in batch.to_pylist():
             if writer is not None:
-                writer.writerow([row["sample_id"], row["check"], row["reason"] or "",
+                writer.writerow([row["sample_id"], row["check"], row["severity"], row["reason"] or "",
                                  "" if row["score"] is None else row["score"]])
             else:
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -81,34 +95,45 @@ def write_failures(settings: Settings, fmt: str = "jsonl", check: str | None = N
     return n
 
 
-def failures_text(settings: Settings, fmt: str = "jsonl", check: str | None = None) -> str:
+def failures_text(settings: Settings, fmt: str = "jsonl", check: str | None = None,
+                  severities: list[str] | None = None) -> str:
     buf = io.StringIO()
-    write_failures(settings, fmt, check, buf)
+    write_failures(settings, fmt, check, buf, severities=severities)
     return buf.getvalue()
 
 
-def check_summary(settings: Settings, include_ingest: bool = True) -> pa.Table:
-    """Per check and skill: samples checked, failed, failure rate (ingest problems appear as ingest.* checks)."""
+def check_summary(settings: Settings, include_ingest: bool = True, severities: list[str] | None = None) -> pa.Table:
+    """Per check and skill: samples checked, failed (counting failures of the given severities; all when None),
+    failure rate, and the failures per severity (errors, warnings, infos). Ingest problems appear as ingest.* checks;
+    a check none of whose failures has a counted severity keeps its rows (failed 0)."""
+    counted = check_severities(severities) if severities else list(SEVERITIES)
     con = _connect(settings)
     try:
         ingest = (
-            "UNION ALL SELECT 'ingest.' || p.code, skill, count(*), count(*) FROM (SELECT skill, unnest(problems) AS p "
-            "FROM samples WHERE len(problems) > 0) GROUP BY ALL" if include_ingest else ""
+            f"UNION ALL SELECT sample_id, 'ingest.' || p.code, FALSE, {problem_severity_sql('p.code', 'kind')} "
+            "FROM (SELECT sample_id, kind, unnest(problems) AS p FROM samples WHERE len(problems) > 0)"
+            if include_ingest else ""
         )
+        per_severity = ", ".join(f"count(*) FILTER (WHERE NOT r.passed AND r.severity = '{s}')::BIGINT AS {s}s"
+                                 for s in SEVERITIES)
         sql = f"""
-        WITH r AS (SELECT sample_id, check_name, passed FROM {latest_results_sql(settings.results_dir)}),
-        counts AS (
-          SELECT r.check_name, s.skill, count(*) AS checked, count(*) FILTER (WHERE NOT r.passed) AS failed
-          FROM r JOIN samples s USING (sample_id) GROUP BY ALL
+        WITH r AS (
+          SELECT sample_id, check_name, passed, severity FROM {latest_results_sql(settings.results_dir)}
           {ingest}
+        ), counts AS (
+          SELECT r.check_name, s.skill, count(*) AS checked,
+                 count(*) FILTER (WHERE NOT r.passed AND r.severity IN (SELECT unnest($counted))) AS failed,
+                 {per_severity}
+          FROM r JOIN samples s USING (sample_id) GROUP BY ALL
         )
         SELECT check_name, skill, checked::BIGINT AS checked, failed::BIGINT AS failed,
-               failed / checked AS fail_rate
+               failed / checked AS fail_rate, {', '.join(f'{s}s' for s in SEVERITIES)}
         FROM counts ORDER BY check_name, skill
         """
-        return con.sql(sql).to_arrow_table()
+        return con.sql(sql, params={"counted": counted}).to_arrow_table()
     finally:
         con.close()
+
 
 
 def score_histogram(settings: Settings, check_name: str, bins: int = 20) -> pa.Table:

@@ -24,6 +24,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         f"{s.rows_with_problems:,} rows with problems recorded; catalog holds {s.samples_total:,} samples "
         f"[{s.seconds:.1f} s]"
     )
+    if s.files_reindexed:
+        print(f"  {s.files_reindexed} file(s) the text index lacked (an earlier ingest stopped between its commits) "
+              "were indexed again from the catalog")
     for err in s.errors[:ERRORS_SHOWN]:
         where = f"{err.file}" + (f" row {err.row_index}" if err.row_index is not None else "")
         print(f"  skipped: {where}" + (f" field {err.field}" if err.field else "") + f": {err.reason}")

@@ -17,8 +17,8 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.list:
         for c in describe_checks():
-            print(f"{c['name']:34s} v{c['version']:3s} {c['cost']:9s} {'' if c['default'] == 'yes' else '(opt-in) '}"
-                  f"{c['description']}")
+            print(f"{c['name']:34s} v{c['version']:3s} {c['cost']:9s} {c['severity']:8s} "
+                  f"{'' if c['default'] == 'yes' else '(opt-in) '}{c['description']}")
         return 0
     params = dict(engine=args.engine, address=args.address, workers=args.workers, batch_rows=args.batch_rows,
                   benchmarks=args.benchmarks or [], model_path=args.model, embedder=args.embedder,
@@ -44,7 +44,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_failures(args: argparse.Namespace, settings: Settings) -> int:
     from curation.checks.report import write_failures
 
-    write_failures(settings, args.format, args.check, include_ingest=not args.no_ingest)
+    severities = [s for s in (args.severity or "").split(",") if s.strip()] or None
+    write_failures(settings, args.format, args.check, include_ingest=not args.no_ingest, severities=severities)
     return 0
 
 
@@ -70,8 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     w.add_argument("--worker-id", help="name in the jobs table (default host:pid)")
     w.set_defaults(func=cmd_worker)
 
-    f = subparsers.add_parser("failures", help="every failing check outcome and ingest problem, one per line")
+    f = subparsers.add_parser("failures", help="every failing check outcome and ingest problem, one per line, with "
+                                               "its severity (error breaks training, warning, info: a known quirk)")
     f.add_argument("--check", help="a check name, family (format) or pattern (geometry.bbox*); ingest.* too")
+    f.add_argument("--severity", help="only these severities, comma-separated: error, warning, info (default: all)")
     f.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     f.add_argument("--no-ingest", action="store_true", help="leave out the problems ingest recorded")
     f.set_defaults(func=cmd_failures)

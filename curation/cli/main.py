@@ -1,4 +1,5 @@
-"""The `python -m curation` parser: global options, one command group per module, errors as exit code 2."""
+"""The `python -m curation` parser: global options, one command group per module; bad input exits with 2, a disk
+that is full or cannot be written with 1 (curation.cli.errors), each as one line on stderr."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import argparse
 import logging
 import sys
 
-from curation.cli import app, catalog, checks, demo, export, labelstudio
+from curation.cli import app, catalog, checks, demo, export, labelstudio, retag
+from curation.cli.errors import environment_problem
 from curation.settings import load_settings
 
-COMMAND_GROUPS = (demo, catalog, app, checks, export, labelstudio)  # the order `--help` lists them in
+COMMAND_GROUPS = (demo, catalog, retag, app, checks, export, labelstudio)  # the order `--help` lists them in
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(args.home)
     try:
         return int(args.func(args, settings) or 0)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        problem = environment_problem(exc, settings)  # a full or read-only disk: where, and what to do
+        if problem is None and not isinstance(exc, (FileNotFoundError, ValueError)):
+            raise  # a bug: its traceback is what a report needs
+        logging.getLogger(__name__).info("the command failed", exc_info=exc)  # -v shows the traceback
+        print(f"error: {problem or exc}", file=sys.stderr)
+        return 2 if problem is None else 1

@@ -43,6 +43,10 @@ _STATED = {  # numbers a prompt states about its camera
 }
 
 
+# The skill's inputs under their names in the SELECT below (the others are the catalog's own column names).
+_SKILL_INPUTS = {"sample_group": "grp", "question": "q", "has_reasoning": "has_r", "rl_modes": "modes"}
+
+
 def _first(turn_test: str) -> str:
     return f"list_filter(conversations, lambda t: {turn_test})[1].text"
 
@@ -86,6 +90,10 @@ WITH base AS (
 ), cams AS (
   SELECT *,
     CASE WHEN json_type(meta_json) = 'OBJECT' THEN meta_json END AS meta_obj,
+    CASE json_type(meta_json, '$.mode')
+      WHEN 'ARRAY' THEN json_extract_string(meta_json, '$.mode[*]')
+      WHEN 'VARCHAR' THEN [json_extract_string(meta_json, '$.mode')]
+    END AS modes,
     coalesce(TRY_CAST(nullif(stated_px.w, '') AS INTEGER), img0.width, CAST(round(2 * cx) AS INTEGER)) AS cam_w,
     coalesce(TRY_CAST(nullif(stated_px.h, '') AS INTEGER), img0.height, CAST(round(2 * cy) AS INTEGER)) AS cam_h
   FROM parsed
@@ -96,7 +104,7 @@ SELECT
   dataset,
   subset,
   grp AS sample_group,
-  {tax.skill_sql("subset", "grp", "q", "type")} AS skill,
+  {tax.skill_sql(_SKILL_INPUTS)} AS skill,
   data_source,
   {tax.source_sql("data_source")} AS source,
   type,
@@ -112,10 +120,7 @@ SELECT
     WHEN regexp_matches(q, '{_CHOICE_OPTIONS}') OR regexp_matches(a, '{_CHOICE_ANSWER}') THEN 'choice'
     WHEN regexp_matches(a, '{_NUMBER_ANSWER}', 'i') THEN 'number'
     ELSE 'text' END AS answer_kind,
-  CASE json_type(meta_obj, '$.mode')
-    WHEN 'ARRAY' THEN json_extract_string(meta_obj, '$.mode[*]')
-    WHEN 'VARCHAR' THEN [json_extract_string(meta_obj, '$.mode')]
-  END AS rl_modes,
+  modes AS rl_modes,
   json_extract_string(meta_obj, '$.question_type') AS question_type,
   meta_info,
   media,

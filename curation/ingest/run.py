@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
+import stat
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +20,11 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from curation.ingest.canonical import canonical_select
-from curation.ingest.readers import ReaderError, RowError, detect_format, find_shards, read_shard
-from curation.ingest.readers.media_refs import clear_caches
+from curation.ingest.index_sync import TextIndexFollower
+from curation.ingest.readers import SKIPPED, ReaderError, RowError, detect_format, find_shards, read_shard
+from curation.ingest.readers.media_refs import begin_ingest
 from curation.ingest.sample_ids import GroupFile, TakenIds, previous_ids
-from curation.ingest.text_index import TextIndexWriter, document_json_sql
+from curation.ingest.text_index import document_json_sql
 from curation.settings import Settings
 from curation.vst.taxonomy import load_taxonomy
 from db.catalog import SAMPLE_COLUMNS, open_for_writing
@@ -31,6 +37,12 @@ ROWS_PER_COMMIT = 500000
 # DuckDB binds and plans the canonical SELECT anew for every statement (about 60 ms); a statement per file made a
 # shard of 2,000 rows (embedded images keep real shards small) cost three times its rows' work.
 ROWS_PER_GROUP = 100_000
+# Errors of the canonical SELECT that a row's data causes (a value it cannot convert, text a function rejects): they
+# cost that row. Anything else (a bug in the SELECT, a full disk) stops the ingest.
+ROW_DATA_ERRORS = (duckdb.DataError, duckdb.InvalidInputException)
+# A group whose SELECT fails is split in halves until the failing rows stand alone, a statement per try (each planned
+# anew: a fraction of a second): past this many tries per group, the rows still failing are recorded as ranges.
+MAX_DERIVE_TRIES = 64
 
 
 @dataclass
@@ -40,6 +52,7 @@ class IngestSummary:
     files_ingested: int = 0
     files_unchanged: int = 0
     files_failed: int = 0
+    files_reindexed: int = 0  # held by the catalog but missing from the text index (a kill between their commits)
     rows_ok: int = 0
     rows_failed: int = 0
     rows_with_problems: int = 0
@@ -72,70 +85,136 @@ def ingest(
     settings.ensure_dirs()
     tax = load_taxonomy()
     select_sql = canonical_select(tax, source="(SELECT *, ?::INTEGER AS ingest_run FROM raw_stage)")
-    clear_caches()
-    with open_for_writing(settings.catalog_path) as target:
-        con = target.con
-        con.execute("SET enable_progress_bar = false")  # tqdm shows ingest's progress; DuckDB's bar would interleave
-        run = con.execute("SELECT coalesce(max(ingest_run), 0) + 1 FROM ingest_runs").fetchone()[0]
-        con.execute("INSERT INTO ingest_runs VALUES (?, now(), NULL, 0, 0, 0)", [run])
-        summary = IngestSummary(ingest_run=run)
-        jobs: list[tuple[Path, Path]] = []
-        seen: set[Path] = set()  # a file reached through two of the paths is ingested once
-        for root in map(Path, paths):
-            if not root.exists():
-                _record_error(con, summary, RowError(str(root), None, None, "path does not exist"), run)
-                continue
-            jobs.extend((root, f) for f in find_shards([root]) if _first_time(f, seen))
-        summary.files_seen = len(jobs)
-        known = _ingested_files(con)
-        todo = jobs if force else _changed(jobs, known)
-        summary.files_unchanged = len(jobs) - len(todo)
-        writer = TextIndexWriter(settings.text_index_dir) if text_index else None
-        taken = TakenIds(con) if todo else None
-        bar = tqdm(total=len(jobs), initial=summary.files_unchanged, desc="ingest", unit="file", disable=not progress)
-        pending = 0  # rows written since the last commit
-        con.execute("BEGIN TRANSACTION")
-        try:
-            # A group never spans a commit: what a commit makes durable is whole groups.
-            for group in _groups(_read_ahead(todo), min(ROWS_PER_GROUP, ROWS_PER_COMMIT)):
-                datasets = [dataset or infer_dataset(shard.root) for shard in group]
-                pending += _write_group(con, group, datasets, known, run, select_sql, summary, writer, taken)
-                if pending >= ROWS_PER_COMMIT:
-                    con.execute("COMMIT")
-                    # Write what the commit left in the WAL now: left to the end, the last checkpoint held it all
-                    # in memory at once (3.3 GB peak at 4.1M rows against 2.3 GB).
-                    con.execute("CHECKPOINT")
-                    if writer and target.in_place:  # the text index commits when the catalog's rows become visible
-                        writer.commit()
-                    con.execute("BEGIN TRANSACTION")
-                    pending = 0
-                bar.update(len(group))
-                bar.set_postfix(rows=summary.rows_ok, failed=summary.rows_failed)
-        except BaseException:
-            # Both stores drop the same uncommitted files: this group's in place, all of them in a copy (never swapped).
-            con.execute("ROLLBACK")
-            if writer:
-                try:
-                    writer.rollback()
-                finally:
-                    writer.close()
-            raise
-        finally:
-            bar.close()
-        con.execute("COMMIT")
-        if writer:
-            writer.commit()
-            writer.close()
-        summary.samples_total, summary.rows_with_problems = con.execute(
-            "SELECT count(*), count(*) FILTER (ingest_run = ? AND len(problems) > 0) FROM samples", [run]
-        ).fetchall()[0]
-        con.execute(
-            "UPDATE ingest_runs SET finished_at = now(), files = ?, rows_ok = ?, rows_failed = ? WHERE ingest_run = ?",
-            [summary.files_ingested, summary.rows_ok, summary.rows_failed, run],
-        )
-        con.execute("CHECKPOINT")
+    begin_ingest(settings.media_roots)
+    follower: TextIndexFollower | None = None
+
+    def index_follows() -> None:  # the catalog written is now the one every new connection opens
+        if follower is not None:
+            follower.commit()
+
+    try:
+        with open_for_writing(settings.catalog_path, on_visible=index_follows) as target:
+            con = target.con
+            # Where the canonical SELECT runs apart from the catalog's transaction after it failed on a group's data.
+            derive = con.cursor()
+            for c in (con, derive):
+                c.execute("SET enable_progress_bar = false")  # tqdm shows ingest's progress; DuckDB's would interleave
+            run = con.execute("SELECT coalesce(max(ingest_run), 0) + 1 FROM ingest_runs").fetchone()[0]
+            con.execute("INSERT INTO ingest_runs VALUES (?, now(), NULL, 0, 0, 0)", [run])
+            summary = IngestSummary(ingest_run=run)
+            jobs = _find_jobs(con, [Path(p) for p in paths], summary, run)
+            summary.files_seen = len(jobs)
+            known = _ingested_files(con)
+            todo = jobs if force else _changed(jobs, known)
+            summary.files_unchanged = len(jobs) - len(todo)
+            if text_index:
+                follower = TextIndexFollower(settings.text_index_dir)
+                # A file counts as ingested only once both stores hold it: what the catalog committed and the index
+                # did not (a kill between the two commits) is indexed again from the catalog's rows.
+                summary.files_reindexed = follower.repair(con)
+            taken = TakenIds(con) if todo else None
+            bar = tqdm(
+                total=len(jobs), initial=summary.files_unchanged, desc="ingest", unit="file", disable=not progress
+            )
+
+            def write(group: list[_ReadShard], apart: bool = False) -> int:
+                args = (dataset, known, run, select_sql, summary, follower, taken)
+                return _write_group(con, derive if apart else None, group, *args)
+
+            pending = 0  # rows written since the last commit
+            since_commit: list[tuple[list[tuple[Path, Path]], bool]] = []  # each group since then: jobs, apart
+            at_commit = _counts(summary)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                # A group never spans a commit: what a commit makes durable is whole groups.
+                for group in _groups(_read_ahead(todo), min(ROWS_PER_GROUP, ROWS_PER_COMMIT)):
+                    apart = False
+                    try:
+                        pending += write(group)
+                    except ROW_DATA_ERRORS:
+                        # The failed statement aborted the transaction, and with it every group since the last
+                        # commit: write them again, this group's SELECT apart from it, where the rows it fails on
+                        # are found and left out. Rare, so the usual path keeps the SELECT inside the INSERT.
+                        con.execute("ROLLBACK")
+                        _restore_counts(summary, at_commit)
+                        con.execute("BEGIN TRANSACTION")
+                        pending = sum(write([_read_file(*job) for job in jobs], was) for jobs, was in since_commit)
+                        apart = True
+                        pending += write(group, apart)
+                    since_commit.append(([(shard.root, Path(shard.found)) for shard in group], apart))
+                    if pending >= ROWS_PER_COMMIT:
+                        con.execute("COMMIT")
+                        # Write what the commit left in the WAL now: left to the end, the last checkpoint held it all
+                        # in memory at once (3.3 GB peak at 4.1M rows against 2.3 GB).
+                        con.execute("CHECKPOINT")
+                        if follower and target.in_place:  # the index commits when the catalog's rows become visible
+                            follower.caught_up(con)
+                            follower.commit()
+                        con.execute("BEGIN TRANSACTION")
+                        pending, since_commit, at_commit = 0, [], _counts(summary)
+                    bar.update(len(group))
+                    bar.set_postfix(rows=summary.rows_ok, failed=summary.rows_failed)
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                bar.close()
+            con.execute("COMMIT")
+            if follower:
+                follower.caught_up(con)  # committed by index_follows once this catalog is the one readers open
+            summary.samples_total, summary.rows_with_problems = con.execute(
+                "SELECT count(*), count(*) FILTER (ingest_run = ? AND len(problems) > 0) FROM samples", [run]
+            ).fetchall()[0]
+            con.execute(
+                "UPDATE ingest_runs SET finished_at = now(), files = ?, rows_ok = ?, rows_failed = ? "
+                "WHERE ingest_run = ?",
+                [summary.files_ingested, summary.rows_ok, summary.rows_failed, run],
+            )
+            con.execute("CHECKPOINT")
+            derive.close()
+    except BaseException:
+        # Both stores keep only what they committed: in place, the groups before the last commit (the index follows
+        # it); in a copy, nothing (never swapped in). A catalog commit the index missed is repaired next time.
+        if follower:
+            follower.rollback()
+        raise
+    finally:
+        if follower:
+            follower.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _counts(summary: IngestSummary) -> IngestSummary:
+    """A copy of the summary as it stands (at a commit), to go back to when what followed is rolled back."""
+    return dataclasses.replace(summary, errors=list(summary.errors))
+
+
+def _restore_counts(summary: IngestSummary, at: IngestSummary) -> None:
+    for f in dataclasses.fields(summary):
+        setattr(summary, f.name, list(at.errors) if f.name == "errors" else getattr(at, f.name))
+
+
+def _find_jobs(con, roots: list[Path], summary: IngestSummary, run: int) -> list[tuple[Path, Path]]:
+    """(root, file) for each shard under the roots, each file once; a root that does not exist, or an entry that
+    cannot be a shard (a looping symlink, say), is recorded instead, replacing what an earlier ingest recorded."""
+    jobs: list[tuple[Path, Path]] = []
+    seen: set[Path] = set()  # a file reached through two of the paths is ingested once
+    problems: list[RowError] = []
+    for root in roots:
+        if not root.exists():
+            problems.append(RowError(str(root), None, None, "path does not exist"))
+            continue
+        jobs.extend((root, f) for f in find_shards([root], problems.append) if _first_time(f, seen))
+    summary.files_failed += sum(e.reason.startswith(SKIPPED) for e in problems)
+    for folder in (str(r) for r in roots if not r.is_file()):  # entries skipped under it may have been fixed since
+        con.execute(
+            "DELETE FROM ingest_errors WHERE file = ? OR (starts_with(reason, ?) AND starts_with(file, ?))",
+            [folder, SKIPPED, folder.rstrip("/") + "/"],
+        )
+    con.execute("DELETE FROM ingest_errors WHERE file IN (SELECT unnest(?))", [[e.file for e in problems]])
+    _record_errors(con, summary, problems, run)
+    return jobs
 
 
 def _record_error(con, summary: IngestSummary, err: RowError, run: int) -> None:
@@ -167,11 +246,16 @@ def _ingested_files(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, floa
 
 
 def _changed(jobs: list[tuple[Path, Path]], known: dict[str, tuple[int, float]]) -> list[tuple[Path, Path]]:
-    """The jobs whose file is new or changed (size or mtime) since it was last ingested."""
+    """The jobs whose file is new or changed (size or mtime) since it was last ingested; a file that cannot be
+    looked at stays in, for its read to record why."""
     todo = []
     for root, path in jobs:
-        prev, stat = known.get(str(path.resolve())), path.stat()
-        if not (prev and prev[0] == stat.st_size and abs(prev[1] - stat.st_mtime) < 1e-6):
+        try:
+            prev, st = known.get(str(path.resolve())), path.stat()
+        except (OSError, RuntimeError):
+            todo.append((root, path))
+            continue
+        if not (prev and prev[0] == st.st_size and abs(prev[1] - st.st_mtime) < 1e-6):
             todo.append((root, path))
     return todo
 
@@ -181,9 +265,10 @@ class _ReadShard:
     """One file read in full before the catalog is touched: an unusable file leaves its earlier rows in place."""
 
     root: Path
+    found: str  # the path as found under the root
     source_file: str  # resolved path
-    size: int
-    mtime: float
+    size: int = 0
+    mtime: float = 0.0
     source_format: str | None = None
     table: pa.Table | None = None
     errors: list[RowError] = field(default_factory=list)
@@ -191,14 +276,23 @@ class _ReadShard:
 
 
 def _read_file(root: Path, path: Path) -> _ReadShard:
-    stat = path.stat()
-    shard = _ReadShard(root, str(path.resolve()), stat.st_size, stat.st_mtime)
+    shard = _ReadShard(root, str(path), str(path))
     try:
+        shard.source_file = str(path.resolve())
+        st = path.stat()
+        shard.size, shard.mtime = st.st_size, st.st_mtime
+        if not stat.S_ISREG(st.st_mode):  # a fifo named like a shard would block the read for ever
+            raise ReaderError(f"{path}: not a regular file; ingest reads files of shards only")
         shard.source_format = detect_format(path)
         batches = list(read_shard(path, shard.errors.append, shard.source_file))
         shard.table = pa.Table.from_batches(batches) if batches else None
     except ReaderError as exc:
         shard.failure = str(exc)
+    except Exception as exc:  # whatever a hostile file makes a reader raise costs that file, never the ingest
+        shard.failure = (
+            f"{shard.source_file}: could not be read ({type(exc).__name__}: {exc}); fix or remove the file, "
+            "or report it if the file is sound"
+        )
     return shard
 
 
@@ -232,22 +326,26 @@ def _groups(shards: Iterator[_ReadShard], rows: int) -> Iterator[list[_ReadShard
 
 def _write_group(
     con: duckdb.DuckDBPyConnection,
+    derive: duckdb.DuckDBPyConnection | None,
     group: list[_ReadShard],
-    datasets: list[str],
+    dataset: str | None,
     known: dict[str, tuple[int, float]],
     run: int,
     select_sql: str,
     summary: IngestSummary,
-    writer: TextIndexWriter | None,
+    follower: TextIndexFollower | None,
     taken: TakenIds,
 ) -> int:
-    """Replace a group of files' rows inside the caller's transaction; returns the rows written."""
+    """Replace a group of files' rows inside the caller's transaction; returns the rows written. With ``derive``,
+    the canonical SELECT runs there, apart from the transaction (see _insert_group)."""
     files: list[GroupFile] = []
     tables: list[pa.Table] = []
     written: list[tuple[_ReadShard, str]] = []
-    # Errors from a file's last try go, whether it failed as a whole then or now.
-    con.execute("DELETE FROM ingest_errors WHERE file IN (SELECT unnest(?))", [[s.source_file for s in group]])
-    for shard, shard_dataset in zip(group, datasets):
+    # Errors from a file's last try go, whether it failed as a whole then or now (under either of its names).
+    names = sorted({name for s in group for name in (s.source_file, s.found)})
+    con.execute("DELETE FROM ingest_errors WHERE file IN (SELECT unnest(?))", [names])
+    for shard in group:
+        shard_dataset = dataset or infer_dataset(shard.root)
         source_file = shard.source_file
         if shard.failure is not None:
             summary.files_failed += 1
@@ -263,28 +361,40 @@ def _write_group(
         if shard.table is not None and shard.table.num_rows:
             files.append(GroupFile(source_file, shard_dataset, previous))
             tables.append(_staged(shard.table, len(tables), shard_dataset, Path(source_file).parent.name))
-    rows = _insert_group(con, tables, files, select_sql, run, taken) if tables else 0
-    _record_errors(con, summary, [err for shard, _ in written for err in shard.errors], run)
+    landed = _insert_group(con, derive, tables, files, select_sql, run, taken) if tables else _Landed()
+    _record_errors(con, summary, [err for shard, _ in written for err in shard.errors] + landed.errors, run)
     if not written:
         return 0
+    failed = {s.source_file: len(s.errors) + landed.lost[s.source_file] for s, _ in written}  # rows, by file
     con.executemany(
         "INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, now())",
         [
-            [s.source_file, d, s.source_format, s.size, s.mtime, s.table.num_rows if s.table else 0, len(s.errors), run]
+            [
+                s.source_file,
+                d,
+                s.source_format,
+                s.size,
+                s.mtime,
+                (s.table.num_rows if s.table else 0) - landed.lost[s.source_file],
+                failed[s.source_file],
+                run,
+            ]
             for s, d in written
         ],
     )
     summary.files_ingested += len(written)
-    summary.rows_ok += rows
-    summary.rows_failed += sum(len(s.errors) for s, _ in written)
-    if writer is not None:
-        names = [s.source_file for s, _ in written]
+    summary.rows_ok += landed.rows
+    summary.rows_failed += sum(failed.values())
+    if follower is not None:
+        # Read back: the catalog draws each row's key, which the index keeps, on insert. Every written file's
+        # documents are dropped, even a new file's: a copy the catalog never swapped in may have left them in an
+        # index committed by an older version of ingest.
         docs = con.sql(
             f"{document_json_sql('samples')} WHERE ingest_run = $run AND source_file IN (SELECT unnest($files))",
             params={"run": run, "files": [f.source_file for f in files]},
         )
-        writer.replace_files([n for n in names if n in known], docs.to_arrow_table().to_batches(max_chunksize=20_000))
-    return rows
+        follower.replace_files([s.source_file for s, _ in written], docs.to_arrow_table().to_batches(20_000))
+    return landed.rows
 
 
 def _staged(raw: pa.Table, file_no: int, dataset: str, subset: str) -> pa.Table:
@@ -300,19 +410,106 @@ def _staged(raw: pa.Table, file_no: int, dataset: str, subset: str) -> pa.Table:
     )
 
 
+@dataclass
+class _Landed:
+    """What a group's insert landed, and the rows it could not derive."""
+
+    rows: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    lost: Counter[str] = field(default_factory=Counter)  # rows that did not land, by file
+
+
 def _insert_group(
-    con, tables: list[pa.Table], files: list[GroupFile], select_sql: str, run: int, taken: TakenIds
-) -> int:
+    con: duckdb.DuckDBPyConnection,
+    derive: duckdb.DuckDBPyConnection | None,
+    tables: list[pa.Table],
+    files: list[GroupFile],
+    select_sql: str,
+    run: int,
+    taken: TakenIds,
+) -> _Landed:
     raw = pa.concat_tables(tables)
     ids = taken.assign(con, raw, files)
     # The ids ride along as columns rather than a join, so the scan stays in file order without an ORDER BY:
     # rows land in (file, row_index) order and the catalog's physical order does not depend on thread timing.
     staged = raw.append_column("sample_id", ids["sample_id"]).append_column("content_hash", ids["content_hash"])
-    # The group's batches are scanned where they lie: DuckDB splits an Arrow scan across its threads by batch.
-    con.register("raw_stage", staged)
-    try:
-        cols = ", ".join(name for name, _ in SAMPLE_COLUMNS)
-        con.execute(f"INSERT INTO samples ({cols}) {select_sql}", [run])
-    finally:
-        con.unregister("raw_stage")
-    return raw.num_rows
+    cols = ", ".join(name for name, _ in SAMPLE_COLUMNS)
+    if derive is None:  # one statement: the SELECT streams into the INSERT, split across DuckDB's threads by batch
+        con.register("raw_stage", staged)
+        try:
+            con.execute(f"INSERT INTO samples ({cols}) {select_sql}", [run])
+        finally:
+            # An aborted transaction refuses even this; the caller rolls back, and the next register replaces it.
+            with contextlib.suppress(duckdb.TransactionException):
+                con.unregister("raw_stage")
+        return _Landed(rows=raw.num_rows)
+    # Apart from the transaction: a SELECT that fails there aborts nothing, and can be tried again on parts.
+    derived, landed = _derive(derive, staged, select_sql, run)
+    if derived is not None and derived.num_rows:
+        con.register("derived_stage", derived)
+        try:
+            con.execute(f"INSERT INTO samples ({cols}) SELECT {cols} FROM derived_stage")
+        finally:
+            con.unregister("derived_stage")
+    return landed
+
+
+def _derive(
+    cur: duckdb.DuckDBPyConnection, staged: pa.Table, select_sql: str, run: int
+) -> tuple[pa.Table | None, _Landed]:
+    """The catalog rows of a group, by the canonical SELECT on ``cur`` (apart from the catalog's transaction). When
+    it fails on the rows' data, the group is split in halves until the failing rows stand alone: they are recorded
+    and the others land."""
+    landed = _Landed()
+    parts: list[pa.Table] = []
+    tries = 0
+
+    def attempt(part: pa.Table) -> None:
+        nonlocal tries
+        tries += 1
+        cur.register("raw_stage", part)  # the group's batches are scanned where they lie, split across threads
+        try:
+            parts.append(cur.sql(select_sql, params=[run]).to_arrow_table())
+            return
+        except ROW_DATA_ERRORS as exc:
+            reason = str(exc).splitlines()[0]
+        finally:
+            cur.unregister("raw_stage")
+        if part.num_rows > 1 and tries < MAX_DERIVE_TRIES:
+            attempt(part.slice(0, part.num_rows // 2))
+            attempt(part.slice(part.num_rows // 2))
+        else:
+            _record_lost(
+                landed,
+                part,
+                lambda rows: (
+                    f"the canonical SELECT failed on {rows} ({reason}); fix the row in the shard, "
+                    "or report it: deriving the catalog's columns should never fail on data"
+                ),
+            )
+
+    attempt(staged)
+    derived = pa.concat_tables(parts) if parts else None
+    if derived is not None:  # a NULL where the catalog allows none would abort the transaction: that row's error too
+        required = [name for name, typ in SAMPLE_COLUMNS if "NOT NULL" in typ]
+        missing = functools.reduce(pc.or_, [pc.is_null(derived[c]) for c in required])
+        if pc.any(missing).as_py():
+            _record_lost(
+                landed,
+                derived.filter(missing),
+                lambda rows: f"the canonical SELECT left {rows} without one of {required}; report it: an ingest bug",
+            )
+            derived = derived.filter(pc.invert(missing))
+    landed.rows = derived.num_rows if derived is not None else 0
+    return derived, landed
+
+
+def _record_lost(landed: _Landed, rows: pa.Table, reason: Callable[[str], str]) -> None:
+    """Record ``rows`` as not landed: an error per row, or per file and range where bisecting gave up early."""
+    by_file: dict[str, list[int]] = {}
+    for file, row in zip(rows["source_file"].to_pylist(), rows["row_index"].to_pylist()):
+        by_file.setdefault(file, []).append(row)
+    for file, file_rows in by_file.items():
+        landed.lost[file] += len(file_rows)
+        where = "this row" if len(file_rows) == 1 else f"rows {min(file_rows)}-{max(file_rows)} ({len(file_rows)} rows)"
+        landed.errors.append(RowError(file, min(file_rows), None, reason(where)))

@@ -1,36 +1,63 @@
-"""Full-text index (tantivy) over question, answer and reasoning; DuckDB's FTS extension cannot load here."""
+"""Full-text index (tantivy) over question, answer and reasoning, keyed by the catalog's row key; DuckDB's FTS
+extension cannot load here."""
 
 from __future__ import annotations
 
+import logging
 import shutil
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import tantivy
 
+log = logging.getLogger(__name__)
+
 TEXT_FIELDS = ["question", "answer", "reasoning"]
-# A text filter narrows the catalog to at most this many best-ranked hits; the true count is still reported.
-DEFAULT_HIT_LIMIT = 20_000
+# The catalog's row key (db.catalog) of each document, as a fast field: hits come back as numbers read from its
+# column, never as stored documents fetched one by one.
+KEY_FIELD = "row_key"
+# The sample id is stored (to read a document back by hand) but not indexed: a term per sample was half of the
+# index's build time, and nothing searches by it (the catalog finds ids).
+_STORED_ONLY = "stored_only"
+NOT_BUILT = "the text index has not been built yet: run `python -m curation ingest PATH...`"
+OUTDATED = ("the text index was built by an earlier version of the curator: run `python -m curation ingest PATH...` "
+            "once to rebuild it from the catalog")
 
 
 def _schema() -> tantivy.Schema:
     b = tantivy.SchemaBuilder()
-    b.add_text_field("sample_id", stored=True, tokenizer_name="raw")
-    b.add_text_field("source_file", stored=False, tokenizer_name="raw")
+    b.add_unsigned_field(KEY_FIELD, fast=True)
+    b.add_text_field("sample_id", stored=True, tokenizer_name=_STORED_ONLY, index_option="basic")
+    b.add_text_field("source_file", stored=False, tokenizer_name="raw")  # ingest replaces a file's documents by it
     for name in TEXT_FIELDS:
         b.add_text_field(name, stored=False, tokenizer_name="en_stem")
     return b.build()
 
 
 def _open(directory: Path, create: bool) -> tantivy.Index | None:
+    """The index in ``directory`` (None when there is none and ``create`` is false). ValueError when it was built
+    with another schema (see _outdated)."""
     directory = Path(directory)
     if not (directory / "meta.json").exists():
         if not create:
             return None
         directory.mkdir(parents=True, exist_ok=True)
-    return tantivy.Index(_schema(), path=str(directory))
+    index = tantivy.Index(_schema(), path=str(directory))
+    # Every token of the stored-only field is dropped (no field value is shorter than one character).
+    index.register_tokenizer(_STORED_ONLY, tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.raw())
+                             .filter(tantivy.Filter.remove_long(1)).build())
+    return index
+
+
+def _outdated(exc: ValueError) -> bool:
+    return "schema does not match" in str(exc)
 
 
 # What a curator searches in each field. A 3D-box answer is indexed as its labels: the JSON's numbers tokenise
@@ -47,7 +74,7 @@ _INDEXED_TEXT = {
 def document_json_sql(relation: str) -> str:
     """A SELECT of one JSON text column, a tantivy document per row of ``relation`` (a catalog-shaped table)."""
     fields = ", ".join(f"{name} := {_INDEXED_TEXT[name]}" for name in TEXT_FIELDS)
-    return f"SELECT to_json(struct_pack(sample_id, source_file, {fields}))::VARCHAR AS doc FROM {relation}"
+    return f"SELECT to_json(struct_pack({KEY_FIELD}, sample_id, source_file, {fields}))::VARCHAR AS doc FROM {relation}"
 
 
 class TextIndexWriter:
@@ -58,7 +85,16 @@ class TextIndexWriter:
     """
 
     def __init__(self, directory: Path, heap_bytes: int = 128 << 20):
-        self.index = _open(directory, create=True)
+        try:
+            self.index = _open(directory, create=True)
+        except ValueError as exc:
+            if not _outdated(exc):
+                raise
+            # Documents of this schema cannot go into it: start a new index. Ingest re-indexes every file the index
+            # does not hold from the catalog's rows (curation.ingest.index_sync).
+            log.warning("text index %s has an earlier schema: starting a new one", directory)
+            drop_text_index(directory)
+            self.index = _open(directory, create=True)
         self.writer = self.index.writer(heap_bytes, 2)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="text-index")
         self._adding: Future | None = None
@@ -103,23 +139,171 @@ class TextIndexWriter:
 
 @dataclass(frozen=True)
 class TextHits:
-    sample_ids: list[str]
-    total: int  # all matching documents, even past the hit limit
+    """Every document a query matches: ``table`` has their catalog row keys (``row_key``, ascending) or, ranked,
+    the keys with their scores (``row_key``, ``score``, best first)."""
+
+    table: pa.Table
+    warnings: list[str]
+
+    @property
+    def total(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def row_keys(self) -> np.ndarray:
+        return self.table.column(KEY_FIELD).to_numpy()
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    version: str
+    index: tantivy.Index | None
+    searcher: tantivy.Searcher | None
+    query: tantivy.Query | None  # None: nothing to search (no index, or blank text)
     warnings: list[str]
 
 
-def search_text(directory: Path, query: str, limit: int = DEFAULT_HIT_LIMIT) -> TextHits:
-    """Best-ranked sample ids for a user query. Never raises on odd syntax: the lenient parser drops what it
-    cannot read and the dropped parts come back as warnings."""
-    index = _open(directory, create=False)
-    if index is None or not query.strip():
-        return TextHits([], 0, [] if index else ["the text index has not been built yet (run ingest)"])
-    index.reload()
-    parsed, errors = index.parse_query_lenient(query, TEXT_FIELDS, conjunction_by_default=True)
-    searcher = index.searcher()
-    result = searcher.search(parsed, limit=limit, count=True)
-    ids = [searcher.doc(addr)["sample_id"][0] for _, addr in result.hits]
-    return TextHits(ids, int(result.count or 0), [str(e) for e in errors])
+class TextSearch:
+    """Searches the text index in one folder: counts, row keys in key order from any point, every hit's row key.
+    Never raises on odd syntax: the lenient parser drops what it cannot read and says so in the warnings.
+
+    The index is reopened whenever ingest commits to it (``version``), and the last hit sets are kept per (query,
+    version): a broad query's hits are collected once, then counted, faceted and paged by the catalog."""
+
+    def __init__(self, directory: Path, cached_keys: int = 16_000_000, cached_results: int = 64):
+        self.directory = Path(directory)
+        self._cached_keys = cached_keys  # hit sets kept: at most this many row keys in all (8 bytes each)
+        self._cached_results = cached_results
+        self._lock = threading.Lock()
+        self._opened: tuple[str, tantivy.Index | None, list[str]] | None = None  # version, index, why none
+        self._cache: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
+
+    def version(self) -> str:
+        """Changes with every commit to the index (tantivy rewrites meta.json), and when it appears or goes."""
+        try:
+            st = (self.directory / "meta.json").stat()
+        except OSError:
+            return "absent"
+        return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+
+    def _index(self) -> tuple[str, tantivy.Index | None, list[str]]:
+        version = self.version()
+        with self._lock:
+            if self._opened is None or self._opened[0] != version:
+                self._opened = (version, *_open_for_search(self.directory))
+            return self._opened
+
+    def _parse(self, text: str) -> _Parsed:
+        version, index, warnings = self._index()
+        if index is None or not text.strip():
+            return _Parsed(version, index, None, None, list(warnings))
+        query, errors = index.parse_query_lenient(text, TEXT_FIELDS, conjunction_by_default=True)
+        return _Parsed(version, index, index.searcher(), query, [*warnings, *map(str, errors)])
+
+    def _kept(self, key: tuple) -> Any | None:
+        with self._lock:
+            if key not in self._cache:
+                return None
+            self._cache.move_to_end(key)
+            return self._cache[key][0]
+
+    def _remember(self, key: tuple, compute: Callable[[], Any], size: Callable[[Any], int]) -> Any:
+        kept = self._kept(key)
+        if kept is not None:
+            return kept
+        value = compute()
+        with self._lock:
+            self._cache[key] = (value, size(value))
+            while len(self._cache) > 1 and (len(self._cache) > self._cached_results
+                                            or sum(n for _, n in self._cache.values()) > self._cached_keys):
+                self._cache.popitem(last=False)
+        return value
+
+    def count(self, text: str) -> tuple[int, list[str]]:
+        """How many documents match, counted by tantivy (no hit is collected)."""
+        p = self._parse(text)
+        return (self._count(p, text) if p.query is not None else 0), p.warnings
+
+    def _count(self, p: _Parsed, text: str) -> int:
+        return self._remember(("count", text, p.version), lambda: int(p.searcher.search(p.query, 1, True).count or 0),
+                              lambda _: 0)
+
+    def hits(self, text: str) -> TextHits:
+        """Every matching document's row key, ascending."""
+        p = self._parse(text)
+        if p.query is None:
+            return TextHits(_keys([]), p.warnings)
+
+        def collect() -> pa.Table:
+            n = self._count(p, text)
+            if not n:
+                return _keys([])
+            found = p.searcher.search(p.query, limit=n, count=False, order_by_field=KEY_FIELD,
+                                      order=tantivy.Order.Asc).hits
+            return _keys(np.fromiter((k for k, _ in found), dtype=np.int64, count=len(found)))
+
+        return TextHits(self._remember(("hits", text, p.version), collect, len), p.warnings)
+
+    def ranked(self, text: str) -> TextHits:
+        """Every matching document's row key and score, best first (ties by row key)."""
+        p = self._parse(text)
+        if p.query is None:
+            return TextHits(_keys([]).append_column("score", pa.array([], pa.float64())), p.warnings)
+
+        def collect() -> pa.Table:
+            n = self._count(p, text)
+            found = p.searcher.search(p.query, limit=n, count=False).hits if n else []
+            keys = p.searcher.fast_field_values(KEY_FIELD, [addr for _, addr in found]) if found else []
+            table = _keys(np.asarray(keys, dtype=np.int64)).append_column(
+                "score", pa.array(np.fromiter((s for s, _ in found), dtype=np.float64, count=len(found))))
+            return table.sort_by([("score", "descending"), (KEY_FIELD, "ascending")])
+
+        return TextHits(self._remember(("ranked", text, p.version), collect, len), p.warnings)
+
+    def keys(self, text: str, limit: int, after: int | None = None, before: int | None = None,
+             descending: bool = False) -> tuple[list[int], list[str]]:
+        """Up to ``limit`` matching row keys strictly between ``after`` and ``before``, in key order (the first
+        ones, or with ``descending`` the last ones): a page without collecting every hit (or from the hits, when
+        they are kept already)."""
+        p = self._parse(text)
+        if p.query is None:
+            return [], p.warnings
+        kept = self._kept(("hits", text, p.version))
+        if kept is not None:
+            keys = kept.column(KEY_FIELD).to_numpy()
+            lo = 0 if after is None else int(np.searchsorted(keys, after, side="right"))
+            hi = len(keys) if before is None else int(np.searchsorted(keys, before, side="left"))
+            window = keys[max(lo, hi - limit): hi][::-1] if descending else keys[lo: min(hi, lo + limit)]
+            return window.tolist(), p.warnings
+        query = p.query
+        if after is not None or before is not None:
+            bound = tantivy.Query.range_query(p.index.schema, KEY_FIELD, tantivy.FieldType.Unsigned,
+                                              lower_bound=after, upper_bound=before,
+                                              include_lower=after is None, include_upper=before is None)
+            query = tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.Must, bound)])
+        order = tantivy.Order.Desc if descending else tantivy.Order.Asc
+        found = p.searcher.search(query, limit=max(int(limit), 1), count=False, order_by_field=KEY_FIELD,
+                                  order=order).hits
+        return [int(k) for k, _ in found][: max(int(limit), 0)], p.warnings
+
+
+def _open_for_search(directory: Path) -> tuple[tantivy.Index | None, list[str]]:
+    try:
+        index = _open(directory, create=False)
+    except ValueError as exc:
+        if not _outdated(exc):
+            raise
+        return None, [OUTDATED]
+    return index, [] if index is not None else [NOT_BUILT]
+
+
+def _keys(keys) -> pa.Table:
+    return pa.table({KEY_FIELD: pa.array(keys, pa.int64())})
+
+
+def search_text(directory: Path, query: str) -> TextHits:
+    """Every document ``query`` matches in the index in ``directory`` (a one-off search: nothing is kept)."""
+    return TextSearch(directory).hits(query)
 
 
 def drop_text_index(directory: Path) -> None:

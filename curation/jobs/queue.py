@@ -2,11 +2,18 @@
 
 Every move is a conditional UPDATE, so two workers never claim the same job and a cancelled job cannot be marked
 completed. A job's units (shards) record their completion, so a job re-queued after its worker died resumes.
+
+Liveness: a worker sends a heartbeat every HEARTBEAT_S while it holds a job (a thread, so a long unit keeps it alive);
+a running job whose heartbeat is older than STALE_AFTER_S lost its worker and goes back in the queue. The heartbeat,
+progress and finish of a job name the worker, so a worker whose job was taken over learns it and stops.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +25,10 @@ from sqlalchemy.orm import Session
 from curation.review.errors import StateError, require_text
 from db.engine import StateDB, to_record
 from db.models import Job, JobUnit, as_utc, utcnow
+
+log = logging.getLogger(__name__)
+HEARTBEAT_S = 5.0  # how often a worker holding a job says it is alive
+STALE_AFTER_S = 20.0  # a running job without a heartbeat for this long lost its worker (4 heartbeats missed)
 
 
 @dataclass(frozen=True)
@@ -137,22 +148,30 @@ def claim_job(db: StateDB, job_id: int, worker_id: str) -> JobInfo:
     return job
 
 
-def _set_if(db: StateDB, job_id: int, states: tuple[str, ...], **values: Any) -> bool:
+def _held_by(job_id: int, states: tuple[str, ...], worker_id: str | None) -> list:
+    """WHERE clauses: this job, in one of ``states`` and, when ``worker_id`` is given, still held by that worker."""
+    return [Job.id == job_id, Job.state.in_(states), *([Job.worker_id == worker_id] if worker_id is not None else [])]
+
+
+def _set_if(db: StateDB, job_id: int, states: tuple[str, ...], worker_id: str | None = None, **values: Any) -> bool:
     with db.write() as s:
         res = s.execute(
             update(Job)
-            .where(Job.id == job_id, Job.state.in_(states))
+            .where(*_held_by(job_id, states, worker_id))
             .values(**values)
             .execution_options(synchronize_session=False)
         )
         return res.rowcount == 1
 
 
-def update_progress(db: StateDB, job_id: int, done: int, total: int | None = None) -> bool:
-    """Record progress (and a heartbeat) of a running job; False means it is no longer running: stop."""
+def update_progress(db: StateDB, job_id: int, done: int, total: int | None = None,
+                    worker_id: str | None = None) -> bool:
+    """Record progress (and a heartbeat) of a running job; False means it is no longer running (or, with
+    ``worker_id``, no longer this worker's): stop."""
     now = utcnow()
+    held = _held_by(job_id, ("running",), worker_id)
     with db.write() as s:
-        row = s.execute(select(Job.started_at, Job.total).where(Job.id == job_id, Job.state == "running")).first()
+        row = s.execute(select(Job.started_at, Job.total).where(*held)).first()
         if row is None:
             return False
         started, known_total = as_utc(row.started_at), total if total is not None else row.total
@@ -163,32 +182,60 @@ def update_progress(db: StateDB, job_id: int, done: int, total: int | None = Non
         if total is not None:
             values["total"] = total
         res = s.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.state == "running")
-            .values(**values)
-            .execution_options(synchronize_session=False)
+            update(Job).where(*held).values(**values).execution_options(synchronize_session=False)
         )
         return res.rowcount == 1
 
 
-def heartbeat(db: StateDB, job_id: int) -> bool:
-    """Tell watchers the worker is alive during a long unit; False means the job is no longer running."""
-    return _set_if(db, job_id, ("running",), heartbeat_at=utcnow())
+def heartbeat(db: StateDB, job_id: int, worker_id: str | None = None) -> bool:
+    """Tell watchers the worker is alive; False means the job is no longer running (or, with ``worker_id``, was
+    re-queued as stale and is no longer this worker's)."""
+    return _set_if(db, job_id, ("running",), worker_id, heartbeat_at=utcnow())
 
 
-def finish_job(db: StateDB, job_id: int) -> bool:
-    """running -> completed; False when the job was cancelled (or failed) meanwhile."""
-    return _set_if(db, job_id, ("running",), state="completed", finished_at=utcnow(), eta_s=0.0)
+@contextmanager
+def keep_alive(db: StateDB, job_id: int, worker_id: str | None, every_s: float = HEARTBEAT_S
+               ) -> Iterator[threading.Event]:
+    """Send the job's heartbeat from a thread every ``every_s`` while the block runs, however long one unit takes.
+
+    The event yielded is set once the job is no longer this worker's (cancelled, or re-queued as stale and claimed
+    by another worker): the run checks it between batches and stops.
+    """
+    lost, done = threading.Event(), threading.Event()
+
+    def beat() -> None:
+        while not done.wait(every_s):
+            try:
+                alive = heartbeat(db, job_id, worker_id)
+            except Exception as exc:  # a state database briefly out of reach: the next beat tries again
+                log.warning("job %s: heartbeat not recorded (%s)", job_id, exc)
+                continue
+            if not alive:
+                lost.set()
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-job-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield lost
+    finally:
+        done.set()
+        thread.join()
+
+
+def finish_job(db: StateDB, job_id: int, worker_id: str | None = None) -> bool:
+    """running -> completed; False when the job was cancelled (or failed, or taken over from ``worker_id``)."""
+    return _set_if(db, job_id, ("running",), worker_id, state="completed", finished_at=utcnow(), eta_s=0.0)
 
 
 def fail_job(db: StateDB, job_id: int, error: str) -> bool:
     """queued|running -> failed, keeping the error text for the UI."""
-    return _set_if(db, job_id, ("queued", "running"), state="failed", error=error, finished_at=utcnow())
+    return _set_if(db, job_id, ("queued", "running"), None, state="failed", error=error, finished_at=utcnow())
 
 
 def cancel_job(db: StateDB, job_id: int) -> bool:
     """queued|running -> cancelled; a running worker sees it through update_progress / is_cancelled."""
-    return _set_if(db, job_id, ("queued", "running"), state="cancelled", finished_at=utcnow(), eta_s=None)
+    return _set_if(db, job_id, ("queued", "running"), None, state="cancelled", finished_at=utcnow(), eta_s=None)
 
 
 def is_cancelled(db: StateDB, job_id: int) -> bool:
@@ -196,7 +243,7 @@ def is_cancelled(db: StateDB, job_id: int) -> bool:
         return s.scalar(select(Job.state).where(Job.id == job_id)) == "cancelled"
 
 
-def requeue_stale_jobs(db: StateDB, older_than_s: float, now: datetime | None = None) -> list[int]:
+def requeue_stale_jobs(db: StateDB, older_than_s: float = STALE_AFTER_S, now: datetime | None = None) -> list[int]:
     """Put running jobs whose heartbeat is older than ``older_than_s`` back in the queue (their worker died).
 
     Units already marked done stay done, so the next worker resumes where the dead one stopped.

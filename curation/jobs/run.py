@@ -4,7 +4,7 @@ A run's results are written under ``<results_dir>/.inprogress/<run_id>/<check>/p
 temporary name, then renamed) and the folder is renamed to ``<results_dir>/<run_id>`` when the run completes, so the
 app never sees half a run. Each shard (catalog ``source_file``) is one unit; a unit's completion is recorded in the
 state database, so a killed worker's job resumes where it stopped. Cross-sample checks run after the shards, each as
-one ``global:<check>`` unit.
+one ``global:<check>`` unit. A job waits for an ingest that holds the catalog instead of failing.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import shutil
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -27,6 +28,7 @@ from curation.checks.base import Check, GlobalContext, RunCancelled, with_check_
 from curation.checks.registry import select_checks
 from curation.checks.runner import PARQUET_OPTIONS, CheckStats, ShardTask, ShardUnit, tune
 from curation.jobs.queue import (
+    HEARTBEAT_S,
     JobInfo,
     claim_job,
     claim_next_job,
@@ -37,19 +39,22 @@ from curation.jobs.queue import (
     get_job,
     heartbeat,
     is_cancelled,
+    keep_alive,
     mark_unit_done,
     requeue_job,
     update_progress,
 )
 from curation.query.results import RESULT_SCHEMA, STAGING
 from curation.settings import Settings
-from db.catalog import open_catalog
+from db.catalog import CatalogBusy, open_catalog
 from db.engine import StateDB, open_state
 
 log = logging.getLogger(__name__)
 JOB_KIND = "check"
 ENGINES = ("local", "ray")
 GLOBAL_MEMORY = "2GB"  # DuckDB's share for the cross-sample checks; the 4 GiB budget must hold Python too
+CATALOG_WAIT_S = 1.0  # between looks at a catalog an ingest is writing
+_T = TypeVar("_T")
 
 
 class RunInterrupted(Exception):
@@ -198,10 +203,12 @@ def make_engine(run: RunParams):
 
 
 def run_job(settings: Settings, db: StateDB, job: JobInfo, stop: threading.Event | None = None,
-            engine=None, max_units: int | None = None) -> RunSummary:
-    """Run a claimed check job to the end (or until cancelled / stopped), resuming from its done units.
+            engine=None, max_units: int | None = None, heartbeat_s: float = HEARTBEAT_S) -> RunSummary:
+    """Run a claimed check job to the end (or until cancelled / stopped / taken over), resuming from its done units.
 
-    ``max_units`` stops after that many new units as if the worker had been killed (tests of resume).
+    A thread sends the job's heartbeat every ``heartbeat_s`` meanwhile (curation.jobs.queue.keep_alive); a catalog
+    that an ingest is writing is waited for. ``max_units`` stops after that many new units as if the worker had
+    been killed (tests of resume).
     """
     started = time.perf_counter()
     run = RunParams.from_json(job.params)
@@ -210,57 +217,60 @@ def run_job(settings: Settings, db: StateDB, job: JobInfo, stop: threading.Event
         run.benchmarks = default_benchmarks(settings)
     checks = resolve_checks(run)
     params = run.check_kwargs()
+    params["media_roots"] = [str(r) for r in settings.media_roots]  # besides each shard's folder, files are read there
     row_checks = tuple(c.name for c in checks if c.scope == "row")
     global_checks = [c for c in checks if c.scope == "global"]
     staging = Path(settings.results_dir) / STAGING / run_id
     final = Path(settings.results_dir) / run_id
     summary = RunSummary(job.id, run_id, "completed", final)
 
-    units = shard_units(settings.catalog_path)
-    rows_total = sum(u.rows for u in units)
-    total = rows_total * ((1 if row_checks else 0) + len(global_checks))
-    done = done_units(db, job.id)
-    progress = sum(u.rows for u in units if u.key in done) if row_checks else 0
-    progress += rows_total * sum(1 for c in global_checks if f"global:{c.name}" in done)
-    summary.units_skipped = len(done)
+    worker_id = job.worker_id
+    with keep_alive(db, job.id, worker_id, heartbeat_s) as lost:
+        def stop_requested() -> None:
+            if lost.is_set():
+                raise RunCancelled(f"job {job.id} is no longer this worker's")
+            if stop is not None and stop.is_set():
+                raise RunInterrupted(f"job {job.id}: worker stopping")
+            if max_units is not None and summary.units_done >= max_units:
+                raise RunInterrupted(f"job {job.id}: stopped after {max_units} unit(s)")
 
-    def stop_requested() -> None:
-        if stop is not None and stop.is_set():
-            raise RunInterrupted(f"job {job.id}: worker stopping")
-        if max_units is not None and summary.units_done >= max_units:
-            raise RunInterrupted(f"job {job.id}: stopped after {max_units} unit(s)")
+        def progress(rows: int) -> None:
+            if not update_progress(db, job.id, rows, total, worker_id):
+                raise RunCancelled(f"job {job.id} is no longer running")
 
-    try:
-        _progress(db, job.id, progress, total)
-        if row_checks:
+        def run_shards() -> None:
+            """The row checks of the shards not done yet (again after a wait for an ingest)."""
             pending = [u for u in units if u.key not in done]
             tasks = [ShardTask(str(settings.catalog_path), str(staging), run_id, u, row_checks, params, run.batch_rows)
                      for u in pending]
-            engine = engine or make_engine(run)
-            live = {"rows": progress}
+            live = {"rows": rows_done()}
 
             def on_rows(n: int) -> None:  # in-process engines report each batch
                 live["rows"] += n
-                _progress(db, job.id, live["rows"], total)
+                progress(live["rows"])
                 stop_requested()
 
             stop_requested()
-            for result in engine.map_shards(tasks, on_rows=on_rows):
-                mark_unit_done(db, job.id, result.unit.key, rows=result.unit.rows,
-                               output_path=str(staging / "*" / result.unit.part))
-                summary.units_done += 1
-                summary.rows += result.unit.rows
-                for name, s in result.stats.items():
-                    summary.stats.setdefault(name, CheckStats()).add(s)
-                progress += result.unit.rows
-                live["rows"] = progress
-                _progress(db, job.id, progress, total)
-                stop_requested()
-        if global_checks:
+            try:
+                for result in engine.map_shards(tasks, on_rows=on_rows):
+                    mark_unit_done(db, job.id, result.unit.key, rows=result.unit.rows,
+                                   output_path=str(staging / "*" / result.unit.part))
+                    done.add(result.unit.key)
+                    summary.units_done += 1
+                    summary.rows += result.unit.rows
+                    for name, s in result.stats.items():
+                        summary.stats.setdefault(name, CheckStats()).add(s)
+                    live["rows"] = rows_done()
+                    progress(live["rows"])
+                    stop_requested()
+            finally:
+                engine.close()  # its processes and connections: a retry after a wait starts afresh
+
+        def run_globals() -> None:
             con = open_catalog(settings.catalog_path, read_only=True)
             tune(con, None, params.get("duckdb_memory", GLOBAL_MEMORY))
             try:
-                gctx = GlobalContext(con, params, heartbeat=lambda: _alive(db, job.id))
+                gctx = GlobalContext(con, params, heartbeat=lambda: heartbeat(db, job.id, worker_id))
                 for cls in global_checks:
                     key = f"global:{cls.name}"
                     if key in done:
@@ -268,39 +278,66 @@ def run_job(settings: Settings, db: StateDB, job: JobInfo, stop: threading.Event
                     stop_requested()
                     stats = run_global_check(cls(params), gctx, staging, run_id)
                     mark_unit_done(db, job.id, key, rows=stats.rows, output_path=str(staging / cls.name))
+                    done.add(key)
                     summary.units_done += 1
                     summary.stats.setdefault(cls.name, CheckStats()).add(stats)
-                    progress += rows_total
-                    _progress(db, job.id, progress, total)
+                    progress(rows_done())
             finally:
                 con.close()
-    except RunCancelled:
-        # Cancelled by a curator, or taken back by the queue (our heartbeat looked stale): only the first deletes.
-        summary.state = "cancelled" if is_cancelled(db, job.id) else "lost"
-    except RunInterrupted as exc:
-        log.info("%s", exc)
-        summary.state = "interrupted"
-    finally:
-        if engine is not None:
-            engine.close()
-    if summary.state == "completed" and is_cancelled(db, job.id):
-        summary.state = "cancelled"
-    if summary.state == "cancelled":
-        shutil.rmtree(staging, ignore_errors=True)
-    elif summary.state == "completed":
-        _publish(staging, final)
-        finish_job(db, job.id)
+
+        def rows_done() -> int:
+            shards = sum(u.rows for u in units if u.key in done) if row_checks else 0
+            return shards + rows_total * sum(1 for c in global_checks if f"global:{c.name}" in done)
+
+        done = set(done_units(db, job.id))
+        summary.units_skipped = len(done)
+        units: list[ShardUnit] = []
+        rows_total = total = 0
+        try:
+            units = _while_catalog_busy(lambda: shard_units(settings.catalog_path), job.id, stop_requested)
+            rows_total = sum(u.rows for u in units)
+            total = rows_total * ((1 if row_checks else 0) + len(global_checks))
+            progress(rows_done())
+            if row_checks:
+                engine = engine or make_engine(run)
+                _while_catalog_busy(run_shards, job.id, stop_requested)
+            if global_checks:
+                _while_catalog_busy(run_globals, job.id, stop_requested)
+        except RunCancelled:
+            # Cancelled by a curator, or taken back by the queue (our heartbeat looked stale): only the first deletes.
+            summary.state = "cancelled" if is_cancelled(db, job.id) else "lost"
+        except RunInterrupted as exc:
+            log.info("%s", exc)
+            summary.state = "interrupted"
+        finally:
+            if engine is not None:
+                engine.close()
+        if summary.state == "completed" and not heartbeat(db, job.id, worker_id):
+            summary.state = "cancelled" if is_cancelled(db, job.id) else "lost"  # never publish another's run
+        if summary.state == "cancelled":
+            shutil.rmtree(staging, ignore_errors=True)
+        elif summary.state == "completed":
+            _publish(staging, final)
+            finish_job(db, job.id, worker_id)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _progress(db: StateDB, job_id: int, done: int, total: int) -> None:
-    if not update_progress(db, job_id, done, total):
-        raise RunCancelled(f"job {job_id} is no longer running")
-
-
-def _alive(db: StateDB, job_id: int) -> bool:
-    return heartbeat(db, job_id)
+def _while_catalog_busy(step: Callable[[], _T], job_id: int, stop_requested: Callable[[], None]) -> _T:
+    """Run ``step``; while an ingest (or any writer) holds the catalog, wait for it and run it again, instead of
+    failing the job. The job's heartbeat goes on meanwhile, and a stop or a cancel ends the wait."""
+    told = False
+    while True:
+        try:
+            return step()
+        except CatalogBusy as exc:
+            if not told:
+                log.warning("job %s: %s; waiting for it to finish", job_id, exc)
+                told = True
+        deadline = time.monotonic() + CATALOG_WAIT_S
+        while time.monotonic() < deadline:
+            stop_requested()
+            time.sleep(0.1)
 
 
 def _publish(staging: Path, final: Path) -> None:

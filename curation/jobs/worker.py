@@ -1,8 +1,10 @@
 """The background worker (python -m curation worker): claims queued check runs from the state database and runs them.
 
 It opens the catalog only while a job runs (an ingest needs the write lock between jobs), records progress and
-per-shard completion, puts its job back in the queue when told to stop (SIGINT/SIGTERM), and on start re-queues
-jobs whose worker stopped sending heartbeats, so a killed worker's run resumes where it stopped.
+per-shard completion, sends its job's heartbeat every HEARTBEAT_S from a thread, puts its job back in the queue when
+told to stop (SIGINT/SIGTERM), and at every look at the queue re-queues jobs whose worker stopped sending heartbeats
+for STALE_AFTER_S, so a run whose worker was killed (-9, a lost machine) resumes where it stopped within about
+STALE_AFTER_S + poll_s.
 """
 
 from __future__ import annotations
@@ -15,13 +17,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from curation.jobs.queue import requeue_stale_jobs
+from curation.jobs.queue import HEARTBEAT_S, STALE_AFTER_S, requeue_stale_jobs
 from curation.jobs.run import RunSummary, claim_check_job, execute_job
 from curation.settings import Settings
 from db.engine import open_state
 
 log = logging.getLogger(__name__)
-STALE_AFTER_S = 300.0  # a running job without a heartbeat for this long lost its worker
 
 
 @dataclass
@@ -37,8 +38,9 @@ def default_worker_id() -> str:
 
 def run_worker(settings: Settings, worker_id: str | None = None, once: bool = False, poll_s: float = 2.0,
                stale_after_s: float = STALE_AFTER_S, stop: threading.Event | None = None,
-               max_jobs: int | None = None) -> WorkerReport:
-    """Process queued check runs until stopped (``once``: until the queue is empty)."""
+               max_jobs: int | None = None, heartbeat_s: float = HEARTBEAT_S) -> WorkerReport:
+    """Process queued check runs until stopped (``once``: until the queue is empty). Tests shorten the heartbeat
+    period and the stale limit; keep ``stale_after_s`` several heartbeats long."""
     worker_id = worker_id or default_worker_id()
     stop = stop or threading.Event()
     report = WorkerReport(worker_id)
@@ -55,7 +57,7 @@ def run_worker(settings: Settings, worker_id: str | None = None, once: bool = Fa
                 stop.wait(poll_s)
                 continue
             log.info("worker %s: running check job %s", worker_id, job.id)
-            summary = execute_job(settings, db, job, worker_id, stop=stop)
+            summary = execute_job(settings, db, job, worker_id, stop=stop, heartbeat_s=heartbeat_s)
             if summary is None:
                 report.failed += 1
             else:

@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,13 +48,24 @@ def image_extension(data: bytes) -> str | None:
 
 
 class MediaFolder:
-    """The folder every project's local-files storage points at (``<files root>/<subdir>``)."""
+    """The folder every project's local-files storage points at (``<files root>/<subdir>``). Media files are read
+    only inside their shard's folder tree or ``media_roots`` (settings.media_roots)."""
 
-    def __init__(self, files_root: Path, subdir: str) -> None:
+    def __init__(self, files_root: Path, subdir: str, media_roots: Iterable[str | os.PathLike] = ()) -> None:
         self.files_root = Path(files_root).resolve()
         self.subdir = subdir.strip("/")
         self.root = self.files_root / self.subdir
         self.root.mkdir(parents=True, exist_ok=True)
+        self.media_roots = tuple(media_roots)
+
+    @staticmethod
+    def _refuse_recorded_problem(row: Mapping[str, Any], index: int) -> None:
+        """Ingest recorded a problem with the item (missing, undecodable, outside the media roots): it is never
+        read nor sent, not even from an earlier push's file; the card says why."""
+        item = row["media"][index]
+        if item.get("problem"):
+            where = item.get("path") or "(embedded)"
+            raise MediaError(f"sample {row['sample_id']}: media[{index}] {where}: {item['problem']}")
 
     def url(self, path: Path) -> str:
         rel = path.relative_to(self.files_root).as_posix()
@@ -85,11 +96,12 @@ class MediaFolder:
 
     # --- per media item -------------------------------------------------------------------------------
     def image(self, row: Mapping[str, Any], index: int, out: MediaForTask) -> None:
+        self._refuse_recorded_problem(row, index)
         item = row["media"][index]
         stem = item.get("digest") or f"{row['sample_id']}-{index}"
         path = self._existing(stem)
         if path is None:
-            data = read_media_bytes(row, index)
+            data = read_media_bytes(row, index, self.media_roots)
             ext = image_extension(data)
             if ext is None:  # exotic format (TIFF, ...): browsers cannot show it, so convert once
                 path = self._write_image(stem, decode_image(data, row, index))
@@ -104,24 +116,26 @@ class MediaFolder:
         camera = row.get("camera")
         if not boxes or not camera or camera.get("fx") is None:
             return False
+        self._refuse_recorded_problem(row, 0)
         item = row["media"][0]
         key = hashlib.sha1(json.dumps([camera, [(b.label, b.to_vst()) for b in boxes]], sort_keys=True,
                                       default=str).encode()).hexdigest()[:12]  # fmt: skip
         stem = f"{item.get('digest') or row['sample_id']}-boxes-{key}"
         path = self._existing(stem)
         if path is None:
-            image = load_image(row, 0)
+            image = load_image(row, 0, self.media_roots)
             path = self._write_image(stem, draw_boxes(image, camera, boxes), "JPEG")
             out.written += 1
         out.urls.append(self.url(path))
         return True
 
     def video_frames(self, row: Mapping[str, Any], index: int, out: MediaForTask, n: int = VIDEO_FRAMES) -> None:
+        self._refuse_recorded_problem(row, index)
         item = row["media"][index]
         stem = item.get("digest") or f"{row['sample_id']}-{index}"
         paths = [self._existing(f"{stem}-frame{k}of{n}") for k in range(n)]
         if any(p is None for p in paths):
-            frames = sample_frames(read_media_bytes(row, index), n)
+            frames = sample_frames(read_media_bytes(row, index, self.media_roots), n)
             if not frames:
                 raise MediaError(f"sample {row['sample_id']}: media[{index}] video has no frames")
             paths = [self._write_image(f"{stem}-frame{k}of{n}", f.convert("RGB"), "JPEG") for k, f in enumerate(frames)]

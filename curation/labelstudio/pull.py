@@ -121,11 +121,15 @@ def load_export_file(path: str | Path) -> list[dict[str, Any]]:
         raise ExportFileError(f"{path}: cannot read the export ({exc.strerror or exc})") from exc
     except ValueError as exc:
         raise ExportFileError(f"{path}: not JSON ({exc}); export the project as 'JSON' in Label Studio") from exc
+    except RecursionError:
+        raise ExportFileError(f"{path}: JSON nested too deep to read (hundreds of levels of [ or {{); a Label "
+                              "Studio export is a list of tasks a few levels deep") from None
     if isinstance(raw, dict) and "data" in raw:
         raw = [raw]  # a single task
-    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+    if not isinstance(raw, list):
         raise ExportFileError(f"{path}: expected a JSON list of tasks (Label Studio's 'JSON' export format)")
-    if raw and not any("data" in t for t in raw):
+    # Entries that are not tasks are reported one by one by parse_export; the others are still pulled.
+    if raw and not any(isinstance(t, dict) and "data" in t for t in raw):
         raise ExportFileError(
             f"{path}: tasks have no 'data' field; this looks like a JSON-MIN or CSV-style export: "
             "export the project as 'JSON' in Label Studio"
@@ -156,6 +160,16 @@ def annotator_name(completed_by: Any, users: Mapping[int, str] | None = None) ->
     return (users or {}).get(completed_by, f"labelstudio-user-{completed_by}")
 
 
+def json_type(value: Any) -> str:
+    """What a JSON value is, in the words of an error message ('a string', 'a list', ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    kinds = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}
+    return next((name for t, name in kinds.items() if isinstance(value, t)), type(value).__name__)
+
+
 def _texts(item: Mapping[str, Any]) -> str | None:
     value = item.get("value")
     text = value.get("text") if isinstance(value, dict) else None
@@ -179,8 +193,9 @@ def read_result(result: Any) -> tuple[str, str | None, str | None]:
         if name == VERDICT_CONTROL:
             value = item.get("value")
             choices = value.get("choices") if isinstance(value, dict) else None
-            if not isinstance(choices, list) or len(choices) != 1:
-                raise MalformedAnnotation(f"'{VERDICT_CONTROL}' must hold exactly one choice, got {choices!r}")
+            if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], str):
+                raise MalformedAnnotation(f"'{VERDICT_CONTROL}' must hold exactly one choice (a string) in "
+                                          f"value.choices, got {choices!r}")
             if choices[0] not in VERDICTS:
                 raise MalformedAnnotation(f"unknown verdict {choices[0]!r}; expected one of {', '.join(VERDICTS)}")
             label = choices[0]
@@ -217,63 +232,82 @@ def parse_export(
     out = ParsedExport()
     for index, task in enumerate(tasks):
         out.tasks += 1
-        task_id = task.get("id") if isinstance(task.get("id"), int) else None
-        where = f"task {task_id}" if task_id is not None else f"task #{index} (no id)"
-        annotations = task.get("annotations") or []
-        if not annotations:
-            out.unannotated_tasks += 1
-            continue
-        data = task.get("data")
-        sample_id = data.get("sample_id") if isinstance(data, dict) else None
-        if not isinstance(sample_id, str) or not sample_id:
-            out.skipped.append(
-                SkippedAnnotation("no_sample_id", f"{where}: field data.sample_id is missing", task_id)
-            )
-            continue
-        if not is_known(sample_id):
-            out.skipped.append(
-                SkippedAnnotation(
-                    "unknown_sample", f"{where}: sample {sample_id!r} is not in the catalog", task_id, None, sample_id
-                )
-            )
-            continue
-        pid = project_id if project_id is not None else task.get("project")
-        for ann in annotations:
-            ann_id = ann.get("id") if isinstance(ann, dict) else None
-            at = f"{where} annotation {ann_id}"
-            if not isinstance(ann, dict) or not isinstance(ann_id, int):
-                out.skipped.append(SkippedAnnotation("malformed", f"{where}: an annotation without an id", task_id))
-                continue
-            if ann.get("was_cancelled"):
-                out.cancelled += 1
-                continue
-            try:
-                label, fixed, note = read_result(ann.get("result"))
-                when = parse_time(ann.get("updated_at")) or parse_time(ann.get("created_at"))
-                if when is None:
-                    raise MalformedAnnotation("no created_at / updated_at time")
-                who = annotator_name(ann.get("completed_by"), users)
-                if who is None:
-                    raise MalformedAnnotation("field completed_by is not a user")
-            except MalformedAnnotation as exc:
-                out.skipped.append(
-                    SkippedAnnotation("malformed", f"{at} (sample {sample_id}): {exc}", task_id, ann_id, sample_id)
-                )
-                continue
-            out.verdicts.append(
-                AnnotationVerdict(
-                    sample_id=sample_id,
-                    label=label,
-                    fixed_answer=fixed,
-                    note=note,
-                    annotator=who,
-                    annotated_at=when,
-                    project_id=int(pid) if isinstance(pid, int) else None,
-                    task_id=int(task_id) if task_id is not None else -1,
-                    annotation_id=ann_id,
-                )
-            )
+        try:
+            _read_task(out, index, task, is_known, users, project_id)
+        except (TypeError, AttributeError, KeyError, ValueError) as exc:  # a shape no check above foresaw
+            task_id = task.get("id") if isinstance(task, Mapping) and isinstance(task.get("id"), int) else None
+            where = f"task {task_id}" if task_id is not None else f"task #{index}"
+            out.skipped.append(SkippedAnnotation("malformed", f"{where}: unexpected content ({exc})", task_id))
     return out
+
+
+def _read_task(out: ParsedExport, index: int, task: Any, is_known: Callable[[str], bool],
+               users: Mapping[int, str] | None, project_id: int | None) -> None:
+    """One exported task's verdicts into ``out``; what is malformed is skipped with the task, annotation and field
+    named (an export edited by hand or by a script can hold any JSON)."""
+    if not isinstance(task, Mapping):
+        out.skipped.append(SkippedAnnotation("malformed", f"task #{index}: is {json_type(task)}, not an object"))
+        return
+    task_id = task.get("id") if isinstance(task.get("id"), int) else None
+    where = f"task {task_id}" if task_id is not None else f"task #{index} (no id)"
+    annotations = task.get("annotations")
+    if not annotations:
+        out.unannotated_tasks += 1
+        return
+    if not isinstance(annotations, list):
+        out.skipped.append(SkippedAnnotation(
+            "malformed", f"{where}: field annotations is {json_type(annotations)}, not a list", task_id))
+        return
+    data = task.get("data")
+    sample_id = data.get("sample_id") if isinstance(data, Mapping) else None
+    if not isinstance(sample_id, str) or not sample_id:
+        what = ("missing" if sample_id in (None, "") and isinstance(data, Mapping) else
+                f"{json_type(sample_id)} {sample_id!r}, not a string" if isinstance(data, Mapping) else
+                f"missing (field data is {json_type(data)}, not an object)")
+        out.skipped.append(SkippedAnnotation("no_sample_id", f"{where}: field data.sample_id is {what}", task_id))
+        return
+    if not is_known(sample_id):
+        out.skipped.append(SkippedAnnotation(
+            "unknown_sample", f"{where}: sample {sample_id!r} is not in the catalog", task_id, None, sample_id))
+        return
+    pid = project_id if project_id is not None else task.get("project")
+    for k, ann in enumerate(annotations):
+        ann_id = ann.get("id") if isinstance(ann, Mapping) else None
+        if not isinstance(ann, Mapping) or not isinstance(ann_id, int) or isinstance(ann_id, bool):
+            what = (f"is {json_type(ann)}, not an object" if not isinstance(ann, Mapping)
+                    else f"has no id (field annotations[{k}].id is {json_type(ann_id)})")
+            out.skipped.append(SkippedAnnotation("malformed", f"{where}: annotation #{k} {what}", task_id))
+            continue
+        at = f"{where} annotation {ann_id}"
+        if ann.get("was_cancelled") is True:
+            out.cancelled += 1
+            continue
+        try:
+            label, fixed, note = read_result(ann.get("result"))
+            when = parse_time(ann.get("updated_at")) or parse_time(ann.get("created_at"))
+            if when is None:
+                raise MalformedAnnotation("no created_at / updated_at time")
+            who = annotator_name(ann.get("completed_by"), users)
+            if who is None:
+                raise MalformedAnnotation(f"field completed_by is {json_type(ann.get('completed_by'))}, not a user")
+        except MalformedAnnotation as exc:
+            out.skipped.append(
+                SkippedAnnotation("malformed", f"{at} (sample {sample_id}): {exc}", task_id, ann_id, sample_id)
+            )
+            continue
+        out.verdicts.append(
+            AnnotationVerdict(
+                sample_id=sample_id,
+                label=label,
+                fixed_answer=fixed,
+                note=note,
+                annotator=who,
+                annotated_at=when,
+                project_id=int(pid) if isinstance(pid, int) and not isinstance(pid, bool) else None,
+                task_id=int(task_id) if task_id is not None else -1,
+                annotation_id=ann_id,
+            )
+        )
 
 
 # --------------------------------------------------------------------------------------------- writing
@@ -403,7 +437,7 @@ def known_samples(query: Any, sample_ids: Iterable[str]) -> set[str]:
 
 
 def _sample_ids_in(tasks: list[dict[str, Any]]) -> list[str]:
-    datas = [t.get("data") for t in tasks]
+    datas = [t.get("data") for t in tasks if isinstance(t, dict)]
     return [d["sample_id"] for d in datas if isinstance(d, dict) and isinstance(d.get("sample_id"), str)]
 
 

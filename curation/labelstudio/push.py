@@ -174,7 +174,7 @@ def push(
     db = state_db or open_state(settings.db_url)
     query = CatalogQuery(settings, state_db=db)
     report = PushReport()
-    folder = MediaFolder(settings.labelstudio_files_root, MEDIA_SUBDIR)
+    folder = MediaFolder(settings.labelstudio_files_root, MEDIA_SUBDIR, settings.media_roots)
     targets: dict[SampleKind, _KindTarget] = {}
 
     def target_for(kind: SampleKind) -> _KindTarget:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +44,10 @@ def decode_image(data: bytes, row: Mapping[str, Any], index: int) -> Image.Image
     return im.convert("RGB")
 
 
-def load_image(row: Mapping[str, Any], index: int) -> Image.Image:
-    return decode_image(read_media_bytes(row, index), row, index)
+def load_image(row: Mapping[str, Any], index: int, media_roots: Iterable[str | os.PathLike] = ()) -> Image.Image:
+    """Image ``index`` of ``row``, read through db's one reader (files only inside the shard's folder tree or
+    ``media_roots``: pass settings.media_roots)."""
+    return decode_image(read_media_bytes(row, index, media_roots), row, index)
 
 
 @dataclass(frozen=True)

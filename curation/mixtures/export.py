@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pyarrow as pa
 
 from curation.mixtures.recipe import Recipe
 from curation.mixtures.selection import Selection, select_mixture
+from curation.mixtures.trainer_files import write_trainer_files
 from curation.query.catalog import CatalogQuery
 from curation.settings import Settings
 from exports import FORMATS, get_format
@@ -110,14 +112,16 @@ def _export_one(recipe: Recipe, sel: Selection, query: CatalogQuery, fmt_name: s
         keep.append(cur)
         return cur.sql(sql, params=params)
 
+    absolute = absolute_media_paths or fmt.absolute_media  # some trainers resolve paths against their cwd
     plan = ExportPlan(
         fmt=fmt, out_dir=partial, selection=sel.table, fixes=sel.fixes, placeholders=recipe.placeholders,
         shard_bytes=recipe.shard_bytes, shard_rows=recipe.shard_rows, write_media=write_media,
-        media_prefix=f"{target.as_posix()}/" if absolute_media_paths else "", dataset_name=recipe.name,
-        progress=progress, counts=sel.counts,
+        media_prefix=f"{target.as_posix()}/" if absolute else "", dataset_name=recipe.name,
+        progress=progress, counts=sel.counts, media_roots=query.settings.media_roots,
     )
     result = write_export(plan, relation)
     written_left_out = result.left_out
+    trainer = write_trainer_files(fmt_name, partial, target, result.data_files)
     manifest = build_manifest(
         fmt=fmt_name,
         recipe={**recipe.model_dump(mode="json"), **({"file": str(recipe_file)} if recipe_file else {})},
@@ -127,12 +131,14 @@ def _export_one(recipe: Recipe, sel: Selection, query: CatalogQuery, fmt_name: s
             "rows": result.rows,
             "counts": result.counts,
             "left_out": written_left_out,
+            "left_out_by_reason": dict(sorted(Counter(r["reason"].split(":")[0] for r in written_left_out).items())),
             "placeholders": recipe.placeholders,
-            "media_paths": "absolute" if absolute_media_paths else "relative to this folder",
+            "media_paths": "absolute" if absolute else "relative to this folder",
         },
-        files=file_entries(partial, result.data_files + result.extra_files, result.sha256),
-        media={**result.media, "written": write_media and fmt.media == "files",
+        files=file_entries(partial, result.data_files + result.extra_files + trainer.paths, result.sha256),
+        media={**result.media, "written": write_media and (fmt.media == "files" or bool(fmt.file_kinds)),
                "embedded": fmt.media == "embedded"},
+        trainer=trainer.manifest,
     )
     write_manifest(partial, manifest)
     partial.rename(target)

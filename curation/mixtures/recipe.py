@@ -175,13 +175,28 @@ class Recipe(BaseModel):
         return out
 
 
+class NestedTooDeep(yaml.YAMLError):
+    """YAML nested deeper than a recipe can be (PyYAML builds nested values by recursion)."""
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, with nesting too deep to build (a hostile or broken file) reported as a YAMLError."""
+    try:
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise NestedTooDeep("it is nested too deep to read (hundreds of levels of [ or { inside each other); a recipe "
+                            "is a mapping a few levels deep: see examples/recipes/") from None
+
+
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe file; errors name the file and the key that is wrong."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise FileNotFoundError(f"recipe {path}: cannot be read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"recipe {path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
     except yaml.YAMLError as exc:
         raise ValueError(f"recipe {path}: not valid YAML ({exc})") from exc
     return parse_recipe(data, str(path))

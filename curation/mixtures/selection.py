@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,20 +37,12 @@ from curation.query.catalog import CatalogQuery
 from curation.query.results import latest_results_sql
 from curation.review.reviews import review_for
 from curation.review.state_tables import state_table
-from curation.vst.vocabulary import (
-    ASSISTANT_ROLES,
-    MISSING_FILE,
-    NO_PATH,
-    THINK_CLOSE,
-    THINK_OPEN,
-    UNREADABLE,
-    sql_list,
-)
+from curation.vst.vocabulary import ASSISTANT_ROLES, THINK_CLOSE, THINK_OPEN, sql_list
+from exports.base import unexportable_media_sql
 from exports.pipeline import FIXES_SCHEMA, SELECTION_SCHEMA
 
-# Media problems (recorded at ingest) that mean the bytes cannot be had: such samples are left out and listed.
-_MISSING_MEDIA = (MISSING_FILE, NO_PATH)
 LEFT_OUT_LISTED = 10_000  # the manifest lists at most this many left-out samples (and says how many there were)
+MAX_PASSES = 2  # a mixture writes at most this many times the catalog's samples (up-sampling; bench.mixture_scale)
 
 
 def sample_rank(seed: int, sample_id: str) -> int:
@@ -99,7 +91,13 @@ class Selection:
 
     @property
     def rows(self) -> int:
-        return self.table.num_rows
+        """Rows written, copies included (one table row each; the same without the table)."""
+        return sum(c.selected for c in self.components)
+
+    def without_rows(self) -> Selection:
+        """This selection's counts and reports without its row tables (what a page keeps between reruns: the
+        table of a 4.1M-row selection is ~300 MB, held once per browser session otherwise)."""
+        return replace(self, table=self.table.schema.empty_table(), fixes=self.fixes.schema.empty_table())
 
     def shortfalls(self) -> list[str]:
         return [f"component {c.name!r}: asked {c.asked}, only {c.available} available, selected {c.selected}"
@@ -166,11 +164,8 @@ def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Select
     # 1. each component's pool: one scan of the rows matching its filter, with what selection needs. The rank
     # (an md5 per row) is computed only where an order or a threshold needs it, the media problems only for the
     # rows that have problems: a component taking its whole pool costs a scan of ids and positions.
-    missing = " OR ".join(f"m.problem = '{p}'" for p in _MISSING_MEDIA)
-    media_problem = f"""list_filter(list_transform(s.media, lambda m, i:
-          CASE WHEN m.digest IS NULL OR {missing} OR starts_with(coalesce(m.problem, ''), '{UNREADABLE}')
-          THEN 'media[' || (i - 1) || '] ' || m.kind || ' ' || coalesce(nullif(m.path, ''), '(embedded)')
-               || ': ' || coalesce(m.problem, 'no bytes') END), lambda x: x IS NOT NULL)[1]"""
+    # Media ingest recorded as missing, undecodable or outside the media roots: the same test the export applies.
+    media_problem = unexportable_media_sql("s.media")
     rank = rank_sql(recipe.seed, "sample_id")
     columns = "s.sample_id, s.rowid AS pos"
     if trace_policy:
@@ -296,7 +291,7 @@ def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Select
         by_reason = {r: int(n) for r, n in ses.run(
             "SELECT reason, count(DISTINCT sample_id) FROM excl GROUP BY reason ORDER BY reason").fetchall()}
         excluded_total = int(ses.run("SELECT count(DISTINCT sample_id) FROM excl").fetchone()[0])
-        left_out = [{"sample_id": sid, "reason": f"missing media: {why}"} for sid, why in ses.run(
+        left_out = [{"sample_id": sid, "reason": f"media not exportable: {why}"} for sid, why in ses.run(
             "SELECT DISTINCT sample_id, media_problem FROM probs ORDER BY sample_id").fetchall()]
 
     # 4. components in order, each from what is left of its pool
@@ -343,6 +338,7 @@ def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Select
                                       .select(["sample_id"])])
     ses.tables.pop("pool", None)
     del scans
+    _check_size(recipe, reports, int(ses.run("SELECT count(*) FROM samples").fetchone()[0]))
 
     # 5. the output table: one row per copy; first copies in catalog row order (ingest order: shard by shard,
     # row by row, which is also the order media are read in), then the up-sampled copies.
@@ -362,6 +358,19 @@ def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Select
                       else (FIXES_SCHEMA.empty_table(), []))
     return Selection(recipe, table, fixes, reports, dict(sorted(by_reason.items())), excluded_total, left_out,
                      applied, downgraded, counts, warnings, query.version())
+
+
+def _check_size(recipe: Recipe, reports: list[ComponentReport], catalog_rows: int) -> None:
+    """A mixture writes at most MAX_PASSES times the catalog's samples: only up-sampling writes a sample more than
+    once, and a recipe asking for millions of copies would otherwise fill the memory before anything is written."""
+    rows, limit = sum(c.selected for c in reports), MAX_PASSES * catalog_rows
+    if rows <= limit:
+        return
+    copied = ", ".join(f"{c.name!r} {c.selected:,} rows from {c.unique:,} samples" for c in reports if c.upsampled)
+    raise ValueError(
+        f"recipe {recipe.name!r} would write {rows:,} rows ({copied}): more than {MAX_PASSES} times the "
+        f"{catalog_rows:,} samples the catalog holds, the most a mixture may repeat it. Lower `total` (or the "
+        f"up-sampled components' count or max_repeat) so that it asks for at most {limit:,} rows.")
 
 
 def _tally_rows(ses: _Session, picks: pa.Table) -> list[tuple]:
@@ -403,8 +412,11 @@ def _output_table(picks: pa.Table, downgrade_ids: list[str]) -> pa.Table:
     later_copies = bool(len(copies) and copies.max() > 1)
     if later_copies:
         extra = np.flatnonzero(copies > 1)
-        rep = np.repeat(extra, copies[extra] - 1)  # row j repeated copies-1 times ...
-        nth = np.concatenate([np.arange(2, c + 1) for c in copies[extra]]).astype(np.int32)  # ... as copies 2..c
+        counts = copies[extra] - 1
+        rep = np.repeat(extra, counts)  # row j repeated copies-1 times ...
+        starts = np.repeat(np.cumsum(counts) - counts, counts)  # ... as copies 2..c (no Python loop over rows)
+        nth = (np.arange(len(rep)) - starts + 2).astype(np.int32)
+        del starts
         later = np.lexsort((nth, pos[rep]))
         rows.append(picks.take(pa.array(rep[later])).append_column("copy", pa.array(nth[later], pa.int32())))
     table = pa.concat_tables(rows)

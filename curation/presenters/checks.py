@@ -23,6 +23,7 @@ from curation.jobs.queue import JobInfo, list_jobs
 from curation.jobs.run import JOB_KIND, RunSummary, run_checks, run_id_for
 from curation.query.filters import FilterSpec
 from curation.query.results import checks_with_results, latest_results_sql, sample_results
+from curation.query.severity import SEVERITIES
 from curation.settings import Settings
 from db.engine import StateDB, open_state
 from db.models import as_utc
@@ -31,6 +32,13 @@ ACTIVE_STATES = ("queued", "running")
 INGEST_PREFIX = "ingest."
 # A queued job nobody claims for this long (and nothing running) means no worker is there.
 NO_WORKER_AFTER_S = 20.0
+# What each failure severity means, in the words the page shows beside it.
+SEVERITY_MEANING = {
+    "error": "breaks training (missing or undecodable media, placeholder mismatch, empty answer, unparsable RL ground "
+             "truth)",
+    "warning": "a quality doubt (reasoning vs answer, implausible geometry, near duplicate, model disagreement)",
+    "info": "a known upstream quirk the catalog normalised (`unknow` type, `byres` images)",
+}
 
 
 # --------------------------------------------------------------------------------------------- the registry
@@ -238,13 +246,20 @@ def clicked_cell(selection: Any) -> tuple[str, str] | None:
     return None
 
 
-def browse_spec_for(check: str, skill: str | None = None) -> FilterSpec:
-    """The Browse filter for the samples that failed ``check`` (in ``skill``); ingest.* problems are not check
-    results, so they map to 'has ingest problems'."""
+def browse_spec_for(check: str, skill: str | None = None, severities: list[str] | None = None) -> FilterSpec:
+    """The Browse filter for the samples that failed ``check`` (in ``skill``; with a failure of ``severities`` when
+    given); ingest.* problems are not check results, so they map to 'has ingest problems' (of those severities)."""
     skills = [skill] if skill else []
     if check.startswith(INGEST_PREFIX):
-        return FilterSpec(skills=skills, has_problems=True)
-    return FilterSpec(skills=skills, failed_checks=[check])
+        return FilterSpec(skills=skills, failed_severities=severities) if severities else \
+            FilterSpec(skills=skills, has_problems=True)
+    return FilterSpec(skills=skills, failed_checks=[check], failed_severities=severities or [])
+
+
+def severity_totals(summary: pa.Table) -> dict[str, int]:
+    """Failures per severity over check_summary's rows, every severity present (0 when none), worst first."""
+    rows = summary.to_pylist()
+    return {s: sum(int(r.get(f"{s}s") or 0) for r in rows) for s in SEVERITIES}
 
 
 def score_range(settings: Settings, check: str) -> tuple[float, float] | None:
@@ -278,27 +293,30 @@ def histogram_figure(hist: pa.Table, check: str, threshold: float | None = None)
 
 
 def ingest_problems(settings: Settings, limit: int = 500) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """Problems ingest recorded against samples (the ingest.* pseudo-checks): counts per code, first rows."""
+    """Problems ingest recorded against samples (the ingest.* pseudo-checks): counts per code, first rows (sample_id,
+    check, severity, reason)."""
     counts: dict[str, int] = defaultdict(int)
     rows: list[dict[str, Any]] = []
     for batch in iter_failures(settings, check=INGEST_PREFIX + "*"):
         for code in batch.column("check").to_pylist():
             counts[code] += 1
         if len(rows) < limit:
-            rows.extend(batch.slice(0, limit - len(rows)).select(["sample_id", "check", "reason"]).to_pylist())
+            rows.extend(batch.slice(0, limit - len(rows)).select(["sample_id", "check", "severity", "reason"])
+                        .to_pylist())
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))), rows
 
 
 def check_results_for(settings: Settings, sample_id: str) -> list[dict[str, Any]]:
     """The latest outcome of every check that looked at this sample: failing first, then by check name.
 
-    Each dict has check, passed, score, reason, check_version and run_id.
+    Each dict has check, passed, severity (of a failure), score, reason, check_version and run_id.
     """
-    rows = [{"check": r["check_name"], "passed": r["passed"], "score": r["score"], "reason": r["reason"],
-             "check_version": r["check_version"], "run_id": r["run_id"]}
+    rows = [{"check": r["check_name"], "passed": r["passed"], "severity": r["severity"], "score": r["score"],
+             "reason": r["reason"], "check_version": r["check_version"], "run_id": r["run_id"]}
             for r in sample_results(settings.results_dir, [sample_id])]
     for r in rows:  # NaN scores read as "no score"
         if isinstance(r["score"], float) and not math.isfinite(r["score"]):
             r["score"] = None
-    rows.sort(key=lambda r: (r["passed"] is None, r["passed"] is True, r["check"]))  # failing first, as SQL sorts
+    rank = {s: i for i, s in enumerate(SEVERITIES)}  # failing first, the worst of them first, then by check
+    rows.sort(key=lambda r: (r["passed"] is None, r["passed"] is True, rank.get(r["severity"], len(rank)), r["check"]))
     return rows

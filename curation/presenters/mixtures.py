@@ -13,7 +13,7 @@ from typing import Any, get_args
 import plotly.graph_objects as go
 import yaml
 
-from curation.mixtures.recipe import Recipe, parse_recipe
+from curation.mixtures.recipe import Recipe, load_yaml, parse_recipe
 from curation.mixtures.selection import ComponentReport, Selection
 from curation.query.filters import FilterSpec
 from exports import FORMATS
@@ -59,7 +59,7 @@ class YamlProblem:
 def parse_yaml(text: str) -> tuple[dict | None, YamlProblem | None]:
     """The recipe mapping in ``text``, or why there is none (syntax errors carry their line)."""
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = " ".join(p for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p)

@@ -1,4 +1,5 @@
-"""What the Overview (Home) page shows: counts per facet, ingest errors by kind and review progress per skill."""
+"""What the Overview (Home) page shows: counts per facet, the share of samples without a skill, ingest errors by
+kind and review progress per skill."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
+
+from curation.query.stats import CatalogStats
 
 
 def counts_figure(counts: Mapping[str, int], title: str, top: int = 40, unit: str = "samples") -> go.Figure:
@@ -21,6 +24,27 @@ def counts_figure(counts: Mapping[str, int], title: str, top: int = 40, unit: st
     fig.update_layout(title=title, height=max(220, 60 + 22 * len(items)), margin=dict(l=10, r=10, t=40, b=10),
                       xaxis_title=unit, yaxis=dict(automargin=True))
     return fig
+
+
+def unknown_share_rows(stats: CatalogStats) -> list[dict[str, object]]:
+    """One row per dataset, then per source, that holds samples of skill `unknown`: what, samples, unknown, share
+    (largest share first). Empty when every sample has a skill."""
+    rows = []
+    for by, shares in (("dataset", stats.unknown_by_dataset), ("source", stats.unknown_by_source)):
+        rows += [{"by": by, "value": k, "samples": int(s["samples"]), "unknown": int(s["unknown"]),
+                  "share": float(s["share"])} for k, s in shares.items() if s["unknown"]]
+    return rows
+
+
+def unknown_share_text(stats: CatalogStats) -> str:
+    """One line for the page: how many samples no skill rule recognises, and in which datasets."""
+    unknown = sum(int(s["unknown"]) for s in stats.unknown_by_dataset.values())
+    if not unknown:
+        return f"Every one of the {stats.samples:,} samples has a skill."
+    parts = [f"{k} {s['share']:.1%}" for k, s in stats.unknown_by_dataset.items() if s["unknown"]]
+    return (f"{unknown:,} of {stats.samples:,} samples ({unknown / stats.samples:.1%}) have skill `unknown` "
+            f"({', '.join(parts)}): no rule in taxonomy.yaml recognises their wording; edit the rules and run "
+            "`python -m curation retag`.")
 
 
 def ingest_error_kinds(errors: Sequence[Mapping]) -> dict[str, int]:

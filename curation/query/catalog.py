@@ -1,40 +1,54 @@
 """CatalogQuery: a FilterSpec compiled to parameterised DuckDB SQL over the catalog, joined per query with curation
-state (flags/reviews) and check results; counts, facets (over a facet cube when it can), keyset pages."""
+state (flags/reviews), check results and text-search hits; counts, facets (over a facet cube when it can), keyset
+pages in the catalog's row order or by relevance. It follows the catalog file as ingest swaps in new ones."""
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
-from curation.ingest.text_index import search_text
+from curation.ingest.text_index import TextSearch
 from curation.query.filters import DIMENSIONS, FilterSpec
 from curation.query.results import latest_results_sql
+from curation.query.severity import problem_severity_sql
 from curation.settings import Settings
-from db.catalog import catalog_identity, catalog_version, open_catalog
+from db.catalog import catalog_identity, catalog_version, open_catalog, reader_cursor
 
 # The facet cube: sample counts per combination of the dimensions and the two flags, built by one GROUP BY per
-# catalog version. Count and facet queries whose filter uses only these fields read it (tens of rows for the
-# real taxonomy) instead of scanning millions; any other filter (text, ids, state, checks) scans the catalog.
+# catalog version (and per text search: the cube of its hits). Count and facet queries whose filter uses only these
+# fields and text read it (tens of rows for the real taxonomy) instead of scanning millions; any other filter (ids,
+# state, checks) scans the catalog.
 _CUBE_FIELDS = frozenset(DIMENSIONS) | {"has_reasoning", "has_problems"}
-_CUBE_SQL = (f"SELECT {', '.join(DIMENSIONS.values())}, has_reasoning, len(problems) > 0 AS has_problems, "
-             "count(*) AS n FROM samples GROUP BY ALL")
 _CUBE_MAX_ROWS = 200_000  # past this, a cube would cost about what a scan does
+_CUBES_KEPT = 16  # the catalog's cube and those of the last text searches
+# A text filter: the catalog rows whose keys the text index returned (registered as this table).
+_TEXT_CLAUSE = "s.row_key IN (SELECT row_key FROM text_hits)"
+_FIRST_HIT_WINDOW = 1024  # hits a page under text and other fields looks through first (then 4x more each time)
 # Columns a results table shows; the sample view fetches the whole row.
 LIST_COLUMNS = ["sample_id", "dataset", "skill", "sample_group", "source", "answer_kind", "question", "answer",
                 "n_images", "n_videos", "has_reasoning"]
+# Page orders: the catalog's row order (the order ingest added the rows), or best text match first.
+Order = Literal["catalog", "relevance"]
+
+
+class CatalogOutdated(RuntimeError):
+    """The catalog file was written by an earlier version of the curator and needs one ingest to upgrade it."""
 
 
 @dataclass
 class Page:
     rows: list[dict]
-    next_after: str | None  # pass as ``after`` for the next page; None on the last page
+    next_after: str | None  # pass as ``after`` for the next page (same filter and order); None on the last page
     total: int | None = None
+    warnings: list[str] = field(default_factory=list)  # the text search's: parts it could not read, a missing index
 
 
 @dataclass
@@ -46,24 +60,55 @@ class CompiledFilter:
     text_total: int | None = None
 
 
+@dataclass(frozen=True)
+class _Opened:
+    identity: str  # of the catalog file (db.catalog.catalog_identity)
+    con: duckdb.DuckDBPyConnection
+    version: str
+
+
 class CatalogQuery:
-    """Read-only queries over the catalog. One DuckDB connection per instance; a cursor per call (thread-safe)."""
+    """Read-only queries over the catalog; a cursor per call (thread-safe).
+
+    Follows the catalog file: after ingest swaps in a new one, the next call opens it and lets the old connection go.
+    Queries still running on the old file finish there; DuckDB closes it when the last of them is done."""
 
     def __init__(self, settings: Settings, state_db=None):
         self.settings = settings
-        self._con = open_catalog(settings.catalog_path, read_only=True)
         self._state_db = state_db
         self._lock = threading.Lock()
-        self._results_view_ready = False
-        self._cube: tuple[str, pa.Table | None] | None = None  # (catalog version, cube or None when too big)
+        self._text = TextSearch(settings.text_index_dir)
+        self._opened: _Opened | None = None
+        self._cubes: OrderedDict[tuple, pa.Table | None] = OrderedDict()  # (versions, text) -> cube, None: too big
+        self._current()  # a missing, busy or outdated catalog is reported now
+
+    def _current(self) -> _Opened:
+        # The file's identity is read before it is opened: a swap in between costs a second open, never a stale one.
+        identity = catalog_identity(self.settings.catalog_path)
+        with self._lock:
+            if self._opened is None or self._opened.identity != identity:
+                con = open_catalog(self.settings.catalog_path, read_only=True)
+                try:
+                    version = _version_of(con, self.settings.catalog_path)
+                except BaseException:
+                    con.close()
+                    raise
+                # The previous connection is dropped, not closed: closing it would close the cursors other threads
+                # are still reading from (exports, pushes); the old file goes with the last of them.
+                self._opened = _Opened(identity, con, version)
+            return self._opened
 
     def close(self) -> None:
-        self._con.close()
+        with self._lock:
+            opened, self._opened = self._opened, None
+        if opened is not None:
+            opened.con.close()
 
     # --- compilation ------------------------------------------------------------------------------
     def compile(self, spec: FilterSpec, skip: str | None = None, on_cube: bool = False) -> CompiledFilter:
         """WHERE clause over ``samples`` (alias s) with positional parameters; user text is only ever a parameter.
-        ``on_cube``: over the facet cube (alias s) instead, which keeps has_problems as a column."""
+        ``skip``: a dimension (or ``"text"``) to leave out. ``on_cube``: over the facet cube (alias s) instead, which
+        keeps has_problems as a column and holds only the text search's hits."""
         clauses: list[str] = []
         params: list[Any] = []
         tables: dict[str, pa.Table] = {}
@@ -83,12 +128,12 @@ class CatalogQuery:
         if spec.sample_ids:
             clauses.append("s.sample_id IN (SELECT unnest(?::VARCHAR[]))")
             params.append(list(spec.sample_ids))
-        if spec.text.strip():
-            hits = search_text(self.settings.text_index_dir, spec.text)
+        if spec.text.strip() and not on_cube and skip != "text":
+            hits = self._text.hits(spec.text)  # every hit, kept per (query, index version)
             warnings.extend(hits.warnings)
             text_total = hits.total
-            tables["text_hits"] = pa.table({"sample_id": pa.array(hits.sample_ids, pa.string())})
-            clauses.append("s.sample_id IN (SELECT sample_id FROM text_hits)")
+            tables["text_hits"] = hits.table
+            clauses.append(_TEXT_CLAUSE)
         state_clause = self._state_clause(spec, tables)
         if state_clause:
             clauses.append(state_clause)
@@ -133,13 +178,20 @@ class CatalogQuery:
         return self._state_db
 
     def _check_clause(self, spec: FilterSpec) -> tuple[str | None, list[Any]]:
-        if not (spec.failed_checks or spec.passed_checks or spec.score_below):
+        if not (spec.failed_checks or spec.passed_checks or spec.score_below or spec.failed_severities):
             return None, []
         relation = latest_results_sql(self.settings.results_dir)
         clauses, params = [], []
+        severity = " AND severity IN (SELECT unnest(?::VARCHAR[]))" if spec.failed_severities else ""
         for name in spec.failed_checks:
-            clauses.append(f"s.sample_id IN (SELECT sample_id FROM {relation} WHERE check_name = ? AND NOT passed)")
-            params.append(name)
+            clauses.append(f"s.sample_id IN (SELECT sample_id FROM {relation} WHERE check_name = ? AND NOT passed"
+                           f"{severity})")
+            params.extend([name, spec.failed_severities] if severity else [name])
+        if spec.failed_severities and not spec.failed_checks:
+            clauses.append(f"(s.sample_id IN (SELECT sample_id FROM {relation} WHERE NOT passed{severity}) OR "
+                           "len(list_filter(s.problems, lambda p: list_contains(?::VARCHAR[], "
+                           f"{problem_severity_sql('p.code', 's.kind')}))) > 0)")
+            params.extend([spec.failed_severities, spec.failed_severities])
         for name in spec.passed_checks:
             clauses.append(f"s.sample_id IN (SELECT sample_id FROM {relation} WHERE check_name = ? AND passed)")
             params.append(name)
@@ -153,12 +205,14 @@ class CatalogQuery:
         """A fresh read-only cursor (one per call: thread-safe) with Arrow tables registered under their names.
         ``cursor.execute(sql, params)`` for rows; ``cursor.sql(...)`` streams relations without the extra copy an
         ``execute`` result makes (exports, selections)."""
-        cur = self._con.cursor()
+        cur = reader_cursor(self._current().con)
         for name, table in (tables or {}).items():
             cur.register(name, table)
         return cur
 
     def count(self, spec: FilterSpec) -> int:
+        if _text_only(spec):  # tantivy counts its hits without collecting them
+            return self._text.count(spec.text)[0]
         cube = self._cube_for(spec)
         c = self.compile(spec, on_cube=cube is not None)
         row = self.cursor(_tables(c, cube)).execute(
@@ -167,15 +221,28 @@ class CatalogQuery:
         return int(row[0] or 0)
 
     def _cube_for(self, spec: FilterSpec) -> pa.Table | None:
-        """The facet cube when the filter only uses the cube's fields (and the cube is small enough), else None."""
-        if not set(spec.model_dump(exclude_defaults=True)) <= _CUBE_FIELDS:
+        """The facet cube (of the text search's hits, under a text filter) when the filter only uses the cube's
+        fields and text, and the cube is small enough; else None."""
+        if not set(spec.model_dump(exclude_defaults=True)) <= _CUBE_FIELDS | {"text"}:
             return None
-        version = self.version()
+        text = spec.text if spec.text.strip() else ""
+        key = (self.version(), text, self._text.version() if text else "")
         with self._lock:
-            if self._cube is None or self._cube[0] != version:
-                cube = self.cursor().sql(_CUBE_SQL).to_arrow_table()
-                self._cube = (version, cube if cube.num_rows <= _CUBE_MAX_ROWS else None)
-            return self._cube[1]
+            if key in self._cubes:
+                self._cubes.move_to_end(key)
+                return self._cubes[key]
+        tables = {"text_hits": self._text.hits(text).table} if text else {}
+        cube = self.cursor(tables).sql(
+            f"SELECT {', '.join(f's.{c}' for c in DIMENSIONS.values())}, s.has_reasoning, "
+            f"len(s.problems) > 0 AS has_problems, count(*) AS n FROM samples s "
+            f"WHERE {_TEXT_CLAUSE if text else 'TRUE'} GROUP BY ALL"
+        ).to_arrow_table()
+        kept = cube if cube.num_rows <= _CUBE_MAX_ROWS else None
+        with self._lock:
+            self._cubes[key] = kept
+            while len(self._cubes) > _CUBES_KEPT:
+                self._cubes.popitem(last=False)
+        return kept
 
     def facets(self, spec: FilterSpec, dims: list[str] | None = None, limit: int = 200) -> dict[str, dict[str, int]]:
         """Counts per value of each dimension under the current filter, ignoring the dimension's own selection
@@ -218,25 +285,98 @@ class CatalogQuery:
             out[name] = {str(v): int(n) for v, n in rows}
         return {n: out[n] for n in names}
 
-    def page(self, spec: FilterSpec, after: str | None = None, limit: int = 50,
-             columns: list[str] | None = None, with_total: bool = False) -> Page:
-        """Keyset pagination in sample_id order: constant time at any depth (no OFFSET)."""
-        c = self.compile(spec)
-        cols = ", ".join(f"s.{col}" for col in (columns or LIST_COLUMNS))
-        where, params = c.where, list(c.params)
-        if after is not None:
-            where += " AND s.sample_id > ?"
-            params.append(after)
-        cur = self.cursor(c.tables)
-        res = cur.execute(
-            f"SELECT {cols} FROM samples s WHERE {where} ORDER BY s.sample_id LIMIT {int(limit) + 1}", params
-        )
-        names = [d[0] for d in res.description]
-        rows = [dict(zip(names, r)) for r in res.fetchall()]
-        more = len(rows) > limit
-        rows = rows[:limit]
+    def page(self, spec: FilterSpec, after: str | None = None, limit: int = 50, columns: list[str] | None = None,
+             with_total: bool = False, order: Order = "catalog") -> Page:
+        """Keyset pagination: the same few milliseconds at any depth (no OFFSET), whatever the sample ids look like.
+
+        In the catalog's row order a page is found as row keys first (under a text filter alone, tantivy returns
+        them; else DuckDB, reading the row key and the filter's columns of the row groups past ``after`` only), then
+        its columns are read for those keys. ``order="relevance"`` (with text): best match first."""
+        select = ", ".join(f"s.{col}" for col in (columns or LIST_COLUMNS))
+        if order == "relevance" and spec.text.strip():
+            rows, next_after, warnings = self._page_by_relevance(spec, after, limit, select)
+        else:
+            if _text_only(spec):
+                keys, warnings = self._text.keys(spec.text, limit + 1, after=_row_key(after))
+            elif spec.text.strip():
+                hits = self._text.hits(spec.text)
+                c = self.compile(spec, skip="text")
+                keys, warnings = self._keys_among_hits(hits.table, c, after, limit + 1), [*hits.warnings, *c.warnings]
+            else:
+                c = self.compile(spec)
+                since = " AND s.row_key > ?" if after is not None else ""
+                keys = [k for (k,) in self.cursor(c.tables).execute(
+                    f"SELECT s.row_key FROM samples s WHERE {c.where}{since} ORDER BY s.row_key LIMIT {int(limit) + 1}",
+                    [*c.params, *([_row_key(after)] if after is not None else [])]).fetchall()]
+                warnings = c.warnings
+            rows = self._rows_by_key(keys[:limit], select)
+            next_after = str(keys[limit - 1]) if len(keys) > limit else None
         total = self.count(spec) if with_total else None
-        return Page(rows, rows[-1]["sample_id"] if more and rows else None, total)
+        return Page(rows[:limit], next_after, total, list(warnings))
+
+    def _rows_by_key(self, keys: list[int], select: str) -> list[dict]:
+        """The rows of these row keys, in key order: DuckDB reads the row groups between the first and the last."""
+        if not keys:
+            return []
+        rows = self._rows(f"SELECT {select}, s.row_key AS _key FROM samples s WHERE s.row_key BETWEEN ? AND ? "
+                          "AND s.row_key IN (SELECT unnest(?::BIGINT[])) ORDER BY s.row_key",
+                          [min(keys), max(keys), list(keys)])
+        for row in rows:
+            row.pop("_key")
+        return rows
+
+    def _keys_among_hits(self, hits: pa.Table, c: CompiledFilter, after: str | None, limit: int) -> list[int]:
+        """The first ``limit`` row keys past ``after`` among the hits (row keys, ascending) that pass the rest of the
+        filter ``c``. The nearest hits are tried first, in growing windows: DuckDB joins a window's hits with the
+        rows in the window's key range only (zone maps skip the rest), where one join of every hit would read every
+        row. Where a window has none, the next window starts at the next row that passes ``c`` (a skill's rows lie
+        together: the hits of the skills before it are skipped, not looked through)."""
+        keys = hits.column("row_key").to_numpy()
+        position = -1 if after is None else _row_key(after)
+        found: list[int] = []
+        window = _FIRST_HIT_WINDOW
+        while len(found) < limit:
+            if not found:  # jump to the next row that passes the rest of the filter
+                nxt = self.cursor(c.tables).execute(
+                    f"SELECT s.row_key FROM samples s WHERE {c.where} AND s.row_key > ? ORDER BY s.row_key LIMIT 1",
+                    [*c.params, position]).fetchone()
+                if nxt is None:
+                    break
+                position = nxt[0] - 1
+            start = int(np.searchsorted(keys, position, side="right"))
+            if start >= len(keys):
+                break
+            stop = min(len(keys), start + window)
+            found += [k for (k,) in self.cursor({**c.tables, "page_keys": hits.slice(start, stop - start)}).execute(
+                f"SELECT s.row_key FROM samples s WHERE s.row_key BETWEEN ? AND ? AND s.row_key IN "
+                f"(SELECT row_key FROM page_keys) AND {c.where} ORDER BY s.row_key LIMIT {int(limit) - len(found)}",
+                [int(keys[start]), int(keys[stop - 1]), *c.params]).fetchall()]
+            position, window = int(keys[stop - 1]), window * 4
+        return found
+
+    def _page_by_relevance(self, spec: FilterSpec, after: str | None, limit: int,
+                           select: str) -> tuple[list[dict], str | None, list[str]]:
+        ranked = self._text.ranked(spec.text)
+        c = self.compile(spec, skip="text")  # joining the ranked hits is the text filter
+        where, params = c.where, list(c.params)
+        if after is not None:  # after (score, key): worse scores, or the same score and a later key
+            score, _, key = after.partition(":")
+            where += " AND (h.score < ? OR (h.score = ? AND s.row_key > ?))"
+            params += [float(score), float(score), int(key)]
+        rows = self._rows(
+            f"SELECT {select}, s.row_key AS _key, h.score AS _score FROM samples s JOIN text_ranked h "
+            f"ON h.row_key = s.row_key WHERE {where} ORDER BY h.score DESC, s.row_key LIMIT {int(limit) + 1}",
+            params, {**c.tables, "text_ranked": ranked.table})
+        last = rows[limit - 1] if len(rows) > limit else None
+        cursor = f"{last['_score']!r}:{last['_key']}" if last else None
+        for row in rows:
+            del row["_key"], row["_score"]
+        return rows, cursor, [*ranked.warnings, *c.warnings]
+
+    def _rows(self, sql: str, params: list[Any], tables: dict[str, pa.Table] | None = None) -> list[dict]:
+        res = self.cursor(tables).execute(sql, params)
+        names = [d[0] for d in res.description]
+        return [dict(zip(names, r)) for r in res.fetchall()]
 
     def sample(self, sample_id: str) -> dict | None:
         res = self.cursor().execute("SELECT * FROM samples WHERE sample_id = ?", [sample_id])
@@ -245,25 +385,40 @@ class CatalogQuery:
         return dict(zip(names, row)) if row else None
 
     def neighbours(self, spec: FilterSpec, sample_id: str) -> tuple[str | None, str | None]:
-        """Previous and next sample ids under a filter (the review queue's steps)."""
+        """Previous and next sample ids under a filter, in the catalog's row order (Browse's pages): the review
+        queue's steps. (None, None) when the sample is not in the catalog."""
+        found = self.cursor().execute("SELECT row_key FROM samples WHERE sample_id = ?", [sample_id]).fetchone()
+        if found is None:
+            return None, None
+        key = found[0]
+        if _text_only(spec):
+            before = self._text.keys(spec.text, 1, before=key, descending=True)[0]
+            later = self._text.keys(spec.text, 1, after=key)[0]
+            ids = dict(self.cursor().execute(
+                "SELECT row_key, sample_id FROM samples WHERE row_key IN (SELECT unnest(?::BIGINT[]))",
+                [before + later]).fetchall())
+            return (ids.get(before[0]) if before else None), (ids.get(later[0]) if later else None)
         c = self.compile(spec)
         cur = self.cursor(c.tables)
-        prev = cur.execute(
-            f"SELECT max(s.sample_id) FROM samples s WHERE {c.where} AND s.sample_id < ?", [*c.params, sample_id]
-        ).fetchone()[0]
-        nxt = cur.execute(
-            f"SELECT min(s.sample_id) FROM samples s WHERE {c.where} AND s.sample_id > ?", [*c.params, sample_id]
-        ).fetchone()[0]
-        return prev, nxt
+        prev = cur.execute(f"SELECT s.sample_id FROM samples s WHERE {c.where} AND s.row_key < ? "
+                           "ORDER BY s.row_key DESC LIMIT 1", [*c.params, key]).fetchone()
+        nxt = cur.execute(f"SELECT s.sample_id FROM samples s WHERE {c.where} AND s.row_key > ? "
+                          "ORDER BY s.row_key LIMIT 1", [*c.params, key]).fetchone()
+        return (prev[0] if prev else None), (nxt[0] if nxt else None)
 
     def iter_batches(self, spec: FilterSpec, columns: list[str] | None = None,
                      batch_rows: int = 10_000) -> Iterator[pa.RecordBatch]:
-        """Every matching row in sample_id order, streamed as Arrow batches (exports, pushes)."""
+        """Every matching row in sample_id order (the same order whatever the ingest history), streamed as Arrow
+        batches (exports, pushes)."""
         c = self.compile(spec)
         cols = ", ".join(f"s.{col}" for col in columns) if columns else "s.*"
         rel = self.cursor(c.tables).sql(f"SELECT {cols} FROM samples s WHERE {c.where} ORDER BY s.sample_id",
                                         params=c.params)
         yield from rel.to_arrow_reader(batch_rows)
+
+    def text_warnings(self, spec: FilterSpec) -> list[str]:
+        """What the text search has to say about the filter's text (parts it could not read, a missing index)."""
+        return self._text.count(spec.text)[1] if spec.text.strip() else []
 
     def ingest_errors(self, limit: int = 1000) -> list[dict]:
         res = self.cursor().execute(
@@ -274,7 +429,31 @@ class CatalogQuery:
         return [dict(zip(names, r)) for r in res.fetchall()]
 
     def version(self) -> str:
-        return catalog_version(self.cursor())
+        """Changes whenever the catalog's content does (read once per catalog file)."""
+        return self._current().version
+
+    def text_version(self) -> str:
+        """Changes whenever ingest commits to the text index: text-search results are kept against it."""
+        return self._text.version()
+
+
+def _version_of(con: duckdb.DuckDBPyConnection, path: Path) -> str:
+    """The catalog's version, once it is known to have what this query layer reads (the row key)."""
+    has_key = con.execute("SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database() "
+                          "AND table_name = 'samples' AND column_name = 'row_key'").fetchone()[0]
+    if not has_key:
+        raise CatalogOutdated(f"the catalog {path} was written by an earlier version of the curator: run "
+                              "`python -m curation ingest PATH...` once to upgrade it (nothing is re-read)")
+    return catalog_version(con)
+
+
+def _text_only(spec: FilterSpec) -> bool:
+    """A filter on text and nothing else: the text index alone answers its count and pages."""
+    return bool(spec.text.strip()) and set(spec.model_dump(exclude_defaults=True)) == {"text"}
+
+
+def _row_key(after: str | int | None) -> int | None:
+    return None if after is None else int(after)
 
 
 def _tables(compiled: CompiledFilter, cube: pa.Table | None) -> dict[str, pa.Table]:
@@ -294,8 +473,3 @@ def open_query(settings: Settings) -> CatalogQuery:
     if not Path(settings.catalog_path).exists():
         raise FileNotFoundError(f"no catalog at {settings.catalog_path}: run `make run` or `python -m curation ingest`")
     return CatalogQuery(settings)
-
-
-def catalog_file_identity(settings: Settings) -> str:
-    """Changes when ingest swaps in a new catalog file: the app keys its cached CatalogQuery on it."""
-    return catalog_identity(settings.catalog_path)

@@ -7,6 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from curation.query.severity import check_severities
+
 # Catalog dimensions a filter can pick values of: FilterSpec field -> column.
 DIMENSIONS: dict[str, str] = {
     "datasets": "dataset",
@@ -56,14 +58,22 @@ class FilterSpec(BaseModel):
     failed_checks: list[str] = Field(default_factory=list)
     passed_checks: list[str] = Field(default_factory=list)
     score_below: dict[str, float] = Field(default_factory=dict)
+    # failures of these severities (error, warning, info): of the failed_checks when some are named, else of any
+    # check or ingest problem
+    failed_severities: list[str] = Field(default_factory=list)
 
     @field_validator(*DIMENSIONS, "sample_ids", "flag_reasons", "reviewers", "failed_checks", "passed_checks",
-                     mode="before")
+                     "failed_severities", mode="before")
     @classmethod
     def _listify(cls, v):
         if v is None:
             return []
         return [v] if isinstance(v, str) else list(v)
+
+    @field_validator("failed_severities")
+    @classmethod
+    def _severities(cls, v: list[str]) -> list[str]:
+        return check_severities(v)
 
     def is_empty(self) -> bool:
         return self == FilterSpec()

@@ -13,6 +13,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from curation.query.severity import UNSTATED
+
 RESULT_SCHEMA = pa.schema(
     [
         ("sample_id", pa.string()),
@@ -22,6 +24,7 @@ RESULT_SCHEMA = pa.schema(
         ("score", pa.float64()),
         ("reason", pa.string()),
         ("run_id", pa.string()),
+        ("severity", pa.string()),  # of a failure: error, warning or info (curation.query.severity); NULL on a pass
     ]
 )
 STAGING = ".inprogress"  # where a run's files wait until the run completes
@@ -39,8 +42,12 @@ def latest_results_sql(results_dir: Path) -> str:
     if not any(Path(results_dir).glob(_PARTS)):
         return _EMPTY_RESULTS
     glob = str(Path(results_dir) / _PARTS).replace("'", "''")
+    # Files written before failures carried a severity lack the column: the empty relation, unioned by name, adds it.
+    columns = [n if n != "severity" else f"coalesce(severity, CASE WHEN NOT passed THEN '{UNSTATED}' END) AS severity"
+               for n in RESULT_SCHEMA.names]
     return (
-        f"(SELECT {', '.join(RESULT_SCHEMA.names)} FROM read_parquet('{glob}', union_by_name = true) "
+        f"(SELECT {', '.join(columns)} FROM (SELECT * FROM {_EMPTY_RESULTS} UNION ALL BY NAME "
+        f"SELECT * FROM read_parquet('{glob}', union_by_name = true)) "
         "QUALIFY run_id = max(run_id) OVER (PARTITION BY check_name))"
     )
 

@@ -1,4 +1,5 @@
-"""Catalog counts by dataset, group, skill and source for the `stats` command (Overview counts through facets)."""
+"""Catalog counts by dataset, group, skill and source, and the share of samples no skill rule recognises, for the
+`stats` command (Overview counts through facets)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from dataclasses import asdict, dataclass
 
 from curation.settings import Settings
 from db.catalog import catalog
+
+UNKNOWN_SKILL = "unknown"
 
 
 @dataclass
@@ -16,6 +19,9 @@ class CatalogStats:
     by_group: dict[str, int]
     by_skill: dict[str, int]
     by_source: dict[str, int]
+    # per dataset / source: {"samples": n, "unknown": samples whose skill is unknown, "share": unknown / n}
+    unknown_by_dataset: dict[str, dict[str, float]]
+    unknown_by_source: dict[str, dict[str, float]]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -28,6 +34,15 @@ def _counts(con, column: str) -> dict[str, int]:
     return {str(k): int(n) for k, n in rows}
 
 
+def _unknown(con, column: str) -> dict[str, dict[str, float]]:
+    """Samples and unknown-skill samples per value of ``column``, the largest unknown share first."""
+    rows = con.execute(
+        f"SELECT coalesce({column}, '(none)') AS k, count(*) AS n, count(*) FILTER (skill = ?) AS u FROM samples "
+        "GROUP BY k ORDER BY u / n DESC, n DESC, k", [UNKNOWN_SKILL]
+    ).fetchall()
+    return {str(k): {"samples": int(n), "unknown": int(u), "share": round(u / n, 4)} for k, n, u in rows}
+
+
 def catalog_stats(settings: Settings) -> CatalogStats:
     with catalog(settings.catalog_path) as con:
         return CatalogStats(
@@ -37,6 +52,8 @@ def catalog_stats(settings: Settings) -> CatalogStats:
             by_group=_counts(con, "sample_group"),
             by_skill=_counts(con, "skill"),
             by_source=_counts(con, "source"),
+            unknown_by_dataset=_unknown(con, "dataset"),
+            unknown_by_source=_unknown(con, "source"),
         )
 
 
@@ -51,4 +68,9 @@ def format_stats(stats: CatalogStats) -> str:
         lines.append(f"\nby {title}:")
         width = max((len(k) for k in counts), default=0)
         lines.extend(f"  {k.ljust(width)}  {v:>10,}" for k, v in counts.items())
+    for title, shares in (("dataset", stats.unknown_by_dataset), ("source", stats.unknown_by_source)):
+        lines.append(f"\nskill unknown, by {title} (no rule in taxonomy.yaml recognises them):")
+        width = max((len(k) for k in shares), default=0)
+        lines.extend(f"  {k.ljust(width)}  {int(s['unknown']):>10,} of {int(s['samples']):>10,}  {s['share']:>7.2%}"
+                     for k, s in shares.items())
     return "\n".join(lines)

@@ -41,11 +41,13 @@ def placeholders_replaced_sql(text: str, by: str = "''") -> str:
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 # Why a media item cannot be shown (media[].problem in the catalog; ingest tags a sample's problems
-# ``media_<code>``). UNDECODABLE and UNREADABLE are followed by ": <the decoder's or the OS's words>".
+# ``media_<code>``). UNDECODABLE and UNREADABLE are followed by ": <the decoder's or the OS's words>", OUTSIDE_ROOTS
+# by ": <where the path resolves>". Every one of them keeps the item out of exports and Label Studio.
 NO_PATH = "no_path"
 MISSING_FILE = "missing_file"
 UNDECODABLE = "undecodable"
 UNREADABLE = "unreadable"
+OUTSIDE_ROOTS = "outside_roots"  # resolves (symlinks followed) outside the shard's folder tree and the media roots
 
 
 def sql_list(values: Iterable[str]) -> str:

@@ -1,15 +1,24 @@
 """The Browse page: a curator narrows the catalog in the sidebar (facet counts beside every option), searches the
-text, pages through the matches and opens one; the filter travels in the URL."""
+text, pages through the matches and opens one; the filter travels in the URL. A running app sees every ingest."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
+from app.components.text import plain
+from curation.ingest.run import ingest
+from curation.ingest.text_index import TextIndexWriter, document_json_sql
 from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
 from curation.review.flags import add_flag
+from db.catalog import catalog_identity, open_catalog
 from db.engine import open_state
-from tests.app.test_app_support import app_at, demo_app_home, forget_app_caches, texts
+from tests.app.test_app_support import app_at, demo_app_home, forget_app_caches, point_app_at, texts
+from tests.support.shards import sft_row, small_vst_tree, write_sft
 
 BROWSE = "pages/1_Browse.py"
 
@@ -48,7 +57,8 @@ def test_picking_a_skill_narrows_the_table_counts_the_options_and_goes_into_the_
     assert at.query_params["skills"] == "si_distance"
     assert match_line(at).startswith(f"**{facets['si_distance']}** samples match")
     ids = table_ids(at)
-    assert set(at.dataframe[0].value["skill"]) == {"si_distance"} and ids == sorted(ids)
+    assert set(at.dataframe[0].value["skill"]) == {"si_distance"}
+    assert ids == [r["sample_id"] for r in catalog.page(FilterSpec(skills=["si_distance"])).rows]
     # Other dimensions now count only si_distance samples.
     groups = at.sidebar.multiselect(key="flt_groups").options
     assert groups == [f"single ({facets['si_distance']})"]
@@ -72,7 +82,9 @@ def test_pages_follow_the_keyset_forward_and_back(settings, catalog):
     assert len(first) == 50
     at.button(key="browse_next").click().run()
     second = table_ids(at)
-    assert len(second) == 50 and second[0] > first[-1]
+    following = catalog.page(FilterSpec(), after=catalog.page(FilterSpec()).next_after).rows
+    assert first == [r["sample_id"] for r in catalog.page(FilterSpec()).rows]
+    assert second == [r["sample_id"] for r in following] and not set(first) & set(second)
     assert any("page 2 · rows 51–100" in c for c in texts(at, "caption"))
     at.button(key="browse_prev").click().run()
     assert table_ids(at) == first
@@ -116,4 +128,79 @@ def test_opening_a_sample_keeps_the_filter_for_the_review_queue(settings, catalo
     at.button(key="browse_open").click().run()
     assert not at.exception
     assert at.query_params == {"skills": "si_depth_comparison", "id": pick}
-    assert texts(at, "title") == [f"Sample {pick}"]
+    assert texts(at, "title") == [f"Sample {plain(pick)}"]
+
+
+def test_a_search_it_cannot_read_in_full_says_so_and_can_rank_by_relevance(settings, catalog):
+    at = app_at(BROWSE, text='bookshelf AND "unclosed')
+    assert any(w.startswith("Text search:") and "position" in w for w in texts(at, "warning"))
+    at = app_at(BROWSE, text="bookshelf OR lamp")
+    assert at.radio(key="browse_order").value == "catalog"
+    at.radio(key="browse_order").set_value("relevance").run()
+    best = catalog.page(FilterSpec(text="bookshelf OR lamp"), order="relevance").rows
+    assert table_ids(at) == [r["sample_id"] for r in best]
+
+
+def _open_catalog_files() -> list[str]:
+    """The catalog files this process holds open; a swapped-out one shows as '... (deleted)'."""
+    fds = "/proc/self/fd"
+    names = []
+    for fd in os.listdir(fds):
+        try:
+            names.append(os.readlink(os.path.join(fds, fd)))
+        except OSError:
+            continue
+    return [n for n in names if "catalog.duckdb" in n]
+
+
+@pytest.fixture
+def own_home(monkeypatch, tmp_path):
+    settings = point_app_at(monkeypatch, tmp_path / "home")
+    ingest([small_vst_tree(tmp_path / "src") / "vst_p"], settings, progress=False)
+    yield settings
+    forget_app_caches()
+
+
+def test_a_running_app_sees_what_an_ingest_in_another_process_adds(own_home, tmp_path):
+    at = app_at(BROWSE)
+    before = catalog_identity(own_home.catalog_path)
+    shown = int(match_line(at).split("**")[1].replace(",", ""))
+    more = write_sft(tmp_path / "more" / "vst_p" / "si_distance" / "part-00000.parquet",
+                     [sft_row(100 + i, f"Where is the lantern number {i}?", str(i), id=f"new-{i}") for i in range(7)])
+    # The app holds the catalog open, so the ingest (another process, as `python -m curation ingest` is) writes a
+    # copy and swaps it in.
+    done = subprocess.run([sys.executable, "-m", "curation", "ingest", str(more.parents[1]), "--quiet"],
+                          capture_output=True, text=True, timeout=300, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert catalog_identity(own_home.catalog_path) != before
+    at.run()
+    assert match_line(at).startswith(f"**{shown + 7}** samples match")
+    at.sidebar.text_input(key="flt_text").input("lantern").run()
+    assert match_line(at).startswith("**7** samples match")
+    assert sorted(table_ids(at)) == sorted(f"new-{i}" for i in range(7))
+    import gc
+
+    gc.collect()
+    assert not [n for n in _open_catalog_files() if n.endswith("(deleted)")]  # the old file is let go
+
+
+def test_a_search_made_before_the_text_index_was_built_finds_its_matches_once_it_is(monkeypatch, tmp_path):
+    settings = point_app_at(monkeypatch, tmp_path / "home")
+    ingest([small_vst_tree(tmp_path / "src") / "vst_p"], settings, progress=False, text_index=False)
+    try:
+        at = app_at(BROWSE, text="sofa")
+        assert match_line(at).startswith("**0** samples match")
+        assert any("not been built" in w for w in texts(at, "warning"))
+        con = open_catalog(settings.catalog_path)  # the index built from the catalog: the catalog stays as it is
+        documents = con.sql(document_json_sql("samples")).to_arrow_table().to_batches()
+        sofas = con.execute("SELECT count(*) FROM samples WHERE question ILIKE '%sofa%'").fetchone()[0]
+        con.close()
+        writer = TextIndexWriter(settings.text_index_dir)
+        writer.replace_files([], documents)
+        writer.commit()
+        writer.close()
+        at.run()
+        assert sofas and match_line(at).startswith(f"**{sofas}** samples match")
+        assert not texts(at, "warning")
+    finally:
+        forget_app_caches()

@@ -28,7 +28,7 @@ from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
 from curation.settings import Settings, load_settings
 from db.engine import open_state
-from tests.app.test_app_support import app_at, forget_app_caches, point_app_at, texts
+from tests.app.test_app_support import app_at, forget_app_caches, point_app_at, shown
 
 CHECKS = "pages/3_Checks.py"
 FAST = {"embedder": "hashing"}  # no MiniLM load in tests
@@ -99,8 +99,8 @@ def chart(at, key: str) -> dict:
 def test_before_any_run_the_page_says_how_to_run_checks_and_shows_ingest_problems(fresh):
     at = app_at(CHECKS)
     assert not at.exception
-    assert any("No check has run yet" in i for i in texts(at, "info"))
-    assert "No check run yet." in texts(at, "caption")
+    assert any("No check has run yet" in i for i in shown(at, "info"))
+    assert "No check run yet." in shown(at, "caption")
     # The demo's rows with ingest problems are listed as ingest.* pseudo-checks.
     counts = table_with(at, "problem")
     assert all(p.startswith("ingest.") for p in counts["problem"]) and counts["samples"].sum() > 0
@@ -159,7 +159,7 @@ def test_a_queued_run_waits_for_the_worker_and_can_be_cancelled(fresh):
     assert not at.exception
     (job,) = list_jobs(open_state(fresh.db_url), kind="check")
     assert job.state == "queued"
-    assert any(f"Run #{job.id}" in m for m in texts(at, "markdown"))
+    assert any(f"Run #{job.id}" in m for m in shown(at, "markdown"))
     at.button(key=f"chk_cancel_{job.id}").click().run()
     assert get_job(open_state(fresh.db_url), job.id).state == "cancelled"
     assert table_with(at, "run id")["state"].tolist() == ["cancelled"]
@@ -176,7 +176,7 @@ def test_the_score_threshold_counts_the_samples_below_it_without_a_rerun(with_re
     for value in (lo + (hi - lo) * 0.25, hi):
         slider.set_value(value).run()
         expected = q.count(FilterSpec(score_below={"duplicates.near": value}))
-        assert any(m.startswith(f"**{expected:,}** sample") and " below " in m for m in texts(at, "markdown"))
+        assert any(m.startswith(f"**{expected:,}** sample") and " below " in m for m in shown(at, "markdown"))
         link = page_links(at)["Open these in Browse"]
         assert FilterSpec.from_query_params(link).score_below == {"duplicates.near": pytest.approx(value)}
     q.close()
@@ -220,7 +220,7 @@ def test_browse_offers_the_checks_that_ran_and_filters_by_them(with_results):
     q = CatalogQuery(with_results)
     expected = q.count(FilterSpec(failed_checks=["format.placeholders"], score_below={"duplicates.near": 0.5}))
     q.close()
-    assert any(m.startswith(f"**{expected:,}** samples match") for m in texts(at, "markdown"))
+    assert any(m.startswith(f"**{expected:,}** samples match") for m in shown(at, "markdown"))
     # A link with thresholds seeds the widgets.
     at = app_at("pages/1_Browse.py", score_below="duplicates.near:0.9")
     assert at.sidebar.selectbox(key="flt_score_check").value == "duplicates.near"

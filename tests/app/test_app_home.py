@@ -10,7 +10,7 @@ from curation.query.filters import FilterSpec
 from curation.review.flags import add_flag
 from curation.review.reviews import add_review
 from db.engine import open_state
-from tests.app.test_app_support import app_at, broken_app_home, demo_app_home, forget_app_caches, point_app_at, texts
+from tests.app.test_app_support import app_at, broken_app_home, demo_app_home, forget_app_caches, point_app_at, shown
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +35,7 @@ def test_the_overview_counts_the_catalog_and_follows_flags_and_reviews(monkeypat
     assert metrics(at) == {"Samples": f"{total:,}", "Flagged": "0", "Reviewed": "0 (0.0%)", "Ingest errors": "0"}
     charts = [c.key for c in at.get("plotly_chart")]
     assert {"by_dataset", "by_group", "by_skill", "by_source", "progress"} <= set(charts)
-    assert any("No ingest errors" in s for s in texts(at, "success"))
+    assert any("No ingest errors" in s for s in shown(at, "success"))
 
     with open_state(settings.db_url) as db:  # a colleague flags and approves a sample meanwhile
         add_flag(db, sample, "wrong_answer", "distance looks off", "ann")
@@ -63,4 +63,4 @@ def test_without_a_catalog_the_overview_says_how_to_build_one(monkeypatch, tmp_p
     point_app_at(monkeypatch, tmp_path / "empty")
     at = app_at()
     assert not at.exception
-    assert any("python -m curation ingest" in e for e in texts(at, "error"))
+    assert any("python -m curation ingest" in e for e in shown(at, "error"))

@@ -18,7 +18,7 @@ from curation.query.filters import FilterSpec, spec_from_link
 from curation.review.flags import add_flag, flags_for
 from curation.review.reviews import add_review, review_for
 from db.engine import open_state
-from tests.app.test_app_support import app_at, demo_app_home, forget_app_caches, texts
+from tests.app.test_app_support import app_at, demo_app_home, forget_app_caches, shown
 
 PAGE = "pages/5_Label_Studio.py"
 _LS_ENV = ["LABEL_STUDIO_URL", "LABEL_STUDIO_TOKEN", "CURATOR_LS_FILES_ROOT"]
@@ -74,7 +74,7 @@ def test_a_wrong_token_is_reported_as_refused(monkeypatch, live):
     monkeypatch.setenv("LABEL_STUDIO_TOKEN", "f" * 40)
     at = app_at(PAGE)
     assert not at.exception
-    assert any("refused the token" in e for e in texts(at, "error"))
+    assert any("refused the token" in e for e in shown(at, "error"))
     assert at.button(key="ls_push_btn").disabled
 
 
@@ -83,14 +83,14 @@ def test_push_the_browse_filter_watch_the_project_then_pull_the_verdicts(live, l
     spec = FilterSpec(skills=["si_distance"])
     at = app_at(PAGE, **spec.to_query_params())
     assert not at.exception
-    assert any(s.startswith("Label Studio 1.") for s in texts(at, "success"))
+    assert any(s.startswith("Label Studio 1.") for s in shown(at, "success"))
     at.text_input(key="ls_project").input(title)
     at.number_input(key="ls_limit").set_value(6)
     at.run()
     assert at.button(key="ls_push_btn").label == "Push 6 sample(s) to Label Studio"
     at.button(key="ls_push_btn").click().run()
     assert not at.exception
-    assert any(s.startswith("Pushed 6 sample(s): 6 new task(s), 0 already in") for s in texts(at, "success"))
+    assert any(s.startswith("Pushed 6 sample(s): 6 new task(s), 0 already in") for s in shown(at, "success"))
     (project,) = table(at, "linked samples")
     assert (project["tasks"], project["annotated"], project["pulled"], project["linked samples"]) == (6, 0, 0, 6)
     assert project["open in Label Studio"] == f"{live.labelstudio_url}/projects/{project['id']}/data"
@@ -98,7 +98,7 @@ def test_push_the_browse_filter_watch_the_project_then_pull_the_verdicts(live, l
     assert (pushed["new tasks"], pushed["already there"]) == (6, 0)
 
     at.button(key="ls_push_btn").click().run()  # again: nothing new
-    assert any("0 new task(s), 6 already in Label Studio" in s for s in texts(at, "info"))
+    assert any("0 new task(s), 6 already in Label Studio" in s for s in shown(at, "info"))
 
     with open_state(live.db_url) as db:
         (pid,) = [p.id for p in list_projects(db)]
@@ -132,9 +132,9 @@ def test_the_whole_catalog_is_pushed_only_when_the_curator_says_so(live):
 def test_with_the_server_down_the_page_says_so_and_how_to_start_it(down):
     at = app_at(PAGE)
     assert not at.exception
-    assert any("Label Studio is not reachable at http://127.0.0.1" in e for e in texts(at, "error"))
-    assert any("make labelstudio" in i for i in texts(at, "info"))
-    assert any("No project yet" in i for i in texts(at, "info"))
+    assert any("Label Studio is not reachable at http://127.0.0.1" in e for e in shown(at, "error"))
+    assert any("make labelstudio" in i for i in shown(at, "info"))
+    assert any("No project yet" in i for i in shown(at, "info"))
     assert at.button(key="ls_push_btn").disabled and at.button(key="ls_pull_btn").disabled
 
 
@@ -142,8 +142,8 @@ def test_without_any_token_the_page_says_where_one_comes_from(monkeypatch, down)
     monkeypatch.delenv("LABEL_STUDIO_TOKEN")
     at = app_at(PAGE)
     assert not at.exception
-    assert any("no Label Studio token" in e and "make labelstudio" in e for e in texts(at, "error"))
-    assert any(i.startswith("Start the local server in a terminal with `make labelstudio`") for i in texts(at, "info"))
+    assert any("no Label Studio token" in e and "make labelstudio" in e for e in shown(at, "error"))
+    assert any(i.startswith("Start the local server in a terminal with `make labelstudio`") for i in shown(at, "info"))
 
 
 def test_the_push_form_counts_the_filter_from_the_link_and_the_flagged_set(down):
@@ -154,7 +154,7 @@ def test_the_push_form_counts_the_filter_from_the_link_and_the_flagged_set(down)
     spec = FilterSpec(skills=["si_distance"])
     expected = len(ids_of(down, spec, 10_000))
     at = app_at(PAGE, **spec.to_query_params())
-    assert any(m.startswith(f"**{expected:,}** samples match the Browse filter") for m in texts(at, "markdown"))
+    assert any(m.startswith(f"**{expected:,}** samples match the Browse filter") for m in shown(at, "markdown"))
     at.radio(key="ls_push_what").set_value("flagged").run()
     assert at.button(key="ls_push_btn").label == "Push 2 sample(s) to Label Studio"
     assert at.query_params["skills"] == "si_distance"  # the page leaves the filter in the link alone
@@ -168,7 +168,7 @@ def test_a_pasted_browse_link_becomes_the_filter(down):
     assert at.query_params["skills"] == "si_distance,si_depth" and at.query_params["flagged"] == "0"
     at.text_input(key="ls_link").input("http://127.0.0.1:8501/Browse?review=maybe").run()
     at.button(key="ls_link_btn").click().run()
-    assert any("bad value in `review`" in e for e in texts(at, "error"))
+    assert any("bad value in `review`" in e for e in shown(at, "error"))
     assert spec_from_link("?groups=multi&id=x") == FilterSpec(groups=["multi"])
 
 
@@ -177,10 +177,10 @@ def test_the_filter_browse_showed_last_is_offered_when_the_link_has_none(down):
     assert "ls_browse_btn" not in [b.key for b in at.button]  # nothing browsed yet
     at.session_state["browse_spec"] = FilterSpec(skills=["si_measurement"]).model_dump_json()
     at.run()
-    assert any("Browse showed `skills=si_measurement` last" in i for i in texts(at, "info"))
+    assert any("Browse showed `skills=si_measurement` last" in i for i in shown(at, "info"))
     at.button(key="ls_browse_btn").click().run()
     assert at.query_params["skills"] == "si_measurement"
-    assert any(m.endswith("samples match the Browse filter · skills=si_measurement") for m in texts(at, "markdown"))
+    assert any(m.endswith("samples match the Browse filter · `skills=si_measurement`") for m in shown(at, "markdown"))
 
 
 def test_an_export_file_imports_without_a_server_and_lists_conflicts_and_skipped_tasks(down):
@@ -225,5 +225,5 @@ def test_a_file_that_is_not_an_export_is_named_in_the_message(down):
     at.file_uploader(key="ls_upload").set_value(("notes.json", b"{not json", "application/json")).run()
     at.button(key="ls_import_btn").click().run()
     assert not at.exception
-    assert any(e.startswith("notes.json: ") for e in texts(at, "error"))
+    assert any(e.startswith("notes.json: ") for e in shown(at, "error"))
     assert not at.metric

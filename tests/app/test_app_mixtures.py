@@ -14,7 +14,7 @@ from curation.mixtures.recipe import load_recipe, parse_recipe
 from curation.mixtures.selection import select_mixture
 from curation.presenters import mixtures as mv
 from curation.query.catalog import CatalogQuery
-from tests.app.test_app_support import REPO, app_at, demo_app_home, forget_app_caches, point_app_at, texts
+from tests.app.test_app_support import REPO, app_at, demo_app_home, forget_app_caches, point_app_at, shown, unescaped
 
 MIXTURES = "pages/4_Mixtures.py"
 EXAMPLE = "demo-all-formats.yaml"
@@ -64,7 +64,7 @@ def test_an_example_recipe_shows_what_each_component_gets_and_where_it_falls_sho
     assert short
     for c in short:
         assert next(r for r in rows if r["component"] == c.name)["status"] == f"⚠ short by {c.shortfall:,}"
-        assert any(f"component '{c.name}': asked {c.asked}" in w for w in texts(at, "warning"))
+        assert any(f"component '{c.name}': asked {c.asked}" in w for w in shown(at, "warning"))
     assert len(at.get("plotly_chart")) >= 2  # per component, per skill (and exclusions by reason)
 
 
@@ -73,7 +73,7 @@ def test_yaml_naming_an_unknown_skill_or_bad_weights_is_a_clear_message(settings
     set_yaml(at, "name: typo\ntotal: 10\ncomponents:\n  - name: depth\n    filter: {skills: [si_depht]}\n"
                  "    weight: 1.0\nformats: [vst-sft]\n")
     assert not at.exception
-    assert any("unknown skill" in e and "si_depht" in e for e in texts(at, "error"))
+    assert any("unknown skill" in e and "si_depht" in e for e in shown(at, "error"))
     assert not at.metric  # no counts for a recipe that is not valid
     # The YAML parsed, so the form shows it (the typo marked as not in the catalog).
     skills = at.multiselect(key="mix_f2_c0_skills")
@@ -82,7 +82,7 @@ def test_yaml_naming_an_unknown_skill_or_bad_weights_is_a_clear_message(settings
     set_yaml(at, "name: halves\ntotal: 10\ncomponents:\n  - {name: a, filter: {groups: [single]}, weight: 0.5}\n"
                  "  - {name: b, filter: {groups: [multi]}, weight: 0.4}\n")
     assert not at.exception
-    assert any("must sum to 1" in e and "0.9" in e for e in texts(at, "error"))
+    assert any("must sum to 1" in e and "0.9" in e for e in shown(at, "error"))
 
 
 def test_yaml_that_does_not_parse_names_the_line_and_keeps_the_last_good_recipe(settings):
@@ -90,9 +90,9 @@ def test_yaml_that_does_not_parse_names_the_line_and_keeps_the_last_good_recipe(
     good = at.text_area(key="mix_yaml").value
     set_yaml(at, "name: broken\ncomponents:\n  - name: a\n    filter: {skills: [si_distance]\n    count: 3\n")
     assert not at.exception
-    problem = next(e for e in texts(at, "error") if "does not parse" in e)
+    problem = next(e for e in shown(at, "error") if "does not parse" in e)
     assert "line 5" in problem
-    assert any("last recipe that did" in w for w in texts(at, "warning"))
+    assert any("last recipe that did" in w for w in shown(at, "warning"))
     assert component_table(at)[0]["component"] == yaml.safe_load(good)["components"][0]["name"]
 
 
@@ -116,7 +116,7 @@ def test_the_form_writes_the_yaml_and_the_counts_follow(settings):
 
 def test_an_export_is_written_with_its_manifest_and_listed_among_past_exports(settings):
     at = app_at(MIXTURES)
-    assert any("No export yet" in i for i in texts(at, "info"))
+    assert any("No export yet" in i for i in shown(at, "info"))
     set_yaml(at, "name: tiny-mix\nseed: 1\ncomponents:\n  - {name: distance, filter: {skills: [si_distance]}, "
                  "count: 4}\nexclude: {flagged: true}\nformats: [vst-sft, llava]\n")
     assert not at.exception and not at.error
@@ -128,17 +128,17 @@ def test_an_export_is_written_with_its_manifest_and_listed_among_past_exports(se
 
     manifest = json.loads((out / "vst-sft" / "manifest.json").read_text())
     assert manifest["written"]["rows"] == 4 and manifest["recipe"]["name"] == "tiny-mix"
-    assert any("Written: vst-sft (4 rows)" in s for s in texts(at, "success"))
+    assert any("Written: vst-sft (4 rows)" in s for s in shown(at, "success"))
     listed = [r["file"] for r in table_with(at, "sha256")]
     assert listed == [f["path"] for f in manifest["files"]]
 
     past = table_with(at, "folder")
     assert [(p["folder"], p["recipe"], p["format"], p["rows"]) for p in past] == [
         ("tiny-mix/vst-sft", "tiny-mix", "vst-sft", 4)]
-    assert any(e.label.startswith("tiny-mix · vst-sft") for e in at.expander)
+    assert any(unescaped(e.label).startswith("tiny-mix · vst-sft") for e in at.expander)
 
     at.button(key="mix_export").click().run()  # a second export to the same folder is refused, not overwritten
-    assert any("Already exported here" in e for e in texts(at, "error"))
+    assert any("Already exported here" in e for e in shown(at, "error"))
     assert json.loads((out / "vst-sft" / "manifest.json").read_text())["created_at"] == manifest["created_at"]
 
 
@@ -147,7 +147,7 @@ def test_without_a_catalog_the_page_says_how_to_build_one(monkeypatch, tmp_path)
     try:
         at = app_at(MIXTURES)
         assert not at.exception
-        assert any("No catalog" in e for e in texts(at, "error"))
+        assert any("No catalog" in e for e in shown(at, "error"))
     finally:
         forget_app_caches()
 
@@ -202,3 +202,18 @@ def test_past_exports_are_folders_with_a_manifest_newest_first(tmp_path):
     assert [(e.recipe, e.format, e.rows, e.excluded) for e in found] == [("b", "llava", 3, 1), ("a", "vst-sft", 3, 1)]
     assert len(problems) == 1 and "d/manifest.json" in problems[0]
     assert mv.past_export_rows(found, tmp_path)[0]["folder"] == "b/llava"
+
+
+def test_a_mixture_larger_than_the_catalog_is_a_message_and_the_page_keeps_counts_not_rows(settings):
+    """The page computes selections inside the shared server: a recipe asking for 200M up-sampled rows is refused with
+    the numbers (it used to grow to 5.9 GB), and what a session keeps between reruns is the counts, not the rows."""
+    at = app_at(MIXTURES)
+    set_yaml(at, "name: huge\ntotal: 200000000\ncomponents:\n  - {name: all, filter: {}, weight: 1.0, upsample: true, "
+                 "max_repeat: 1000000000}\n")
+    assert not at.exception
+    (error,) = [e for e in shown(at, "error") if "cannot be computed" in e]
+    assert "recipe 'huge' would write 200,000,000 rows" in error and "at most 600 rows" in error  # 2 x 300 samples
+    set_yaml(at, "name: whole\ncomponents:\n  - {name: all, filter: {}, fraction: 1.0}\n")
+    assert not at.exception and {m.label: m.value for m in at.metric}["Rows selected"] != "0"
+    _, held = at.session_state["mix_selection"]
+    assert held.rows > 0 and held.table.num_rows == 0  # the counts, not a copy of the rows per browser session

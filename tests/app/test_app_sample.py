@@ -10,7 +10,7 @@ from curation.query.filters import FilterSpec
 from curation.review.flags import flags_for
 from curation.review.reviews import review_for
 from db.engine import open_state
-from tests.app.test_app_support import app_at, broken_app_home, demo_app_home, forget_app_caches, texts
+from tests.app.test_app_support import app_at, broken_app_home, demo_app_home, forget_app_caches, shown
 
 SAMPLE = "pages/2_Sample.py"
 
@@ -49,23 +49,23 @@ def test_a_detection_sample_shows_boxes_in_its_image_and_its_scene_in_3d(setting
     sid = first_of(catalog, skills=["si_3d_detection"])
     at = app_at(SAMPLE, id=sid)
     assert not at.exception and not at.error
-    assert texts(at, "title") == [f"Sample {sid}"]
+    assert shown(at, "title") == [f"Sample {sid}"]
     images = at.get("image")
     assert images and "boxes drawn in" in images[0].proto.imgs[0].caption
-    assert any("projected with the camera the prompt states" in c for c in texts(at, "caption"))
+    assert any("projected with the camera the prompt states" in c for c in shown(at, "caption"))
     names = plotly_names(at)
     assert names[0] == "camera" and any(n.startswith("scene room_") for n in names)
-    assert any("in the frame of camera cam_" in c for c in texts(at, "caption"))
-    assert any(":blue-badge[:material/image: image 1]" in m for m in texts(at, "markdown"))
+    assert any("in the frame of camera cam_" in c for c in shown(at, "caption"))
+    assert any(":blue-badge[:material/image: image 1]" in m for m in shown(at, "markdown"))
 
 
 def test_a_reasoning_sample_sets_its_trace_apart_and_outlines_the_objects_it_asks_about(settings, catalog):
     sid = first_of(catalog, skills=["cot_sr_si"])
     at = app_at(SAMPLE, id=sid)
     assert not at.exception
-    assert any(m.startswith("**Reasoning** `<think>`") for m in texts(at, "markdown"))
-    assert "**Final answer**" in texts(at, "markdown")
-    trace = texts(at, "text")
+    assert any(m.startswith("**Reasoning** `<think>`") for m in shown(at, "markdown"))
+    assert "**Final answer**" in shown(at, "markdown")
+    trace = shown(at, "text")
     assert any("So the answer is" in t for t in trace)
     row = catalog.sample(sid)
     if "closer" in (row["question"] or ""):  # depth questions name two objects: the scene places both
@@ -78,7 +78,7 @@ def test_the_reviewer_is_asked_once_and_every_action_carries_the_name(settings, 
     assert at.button(key="btn_flag").disabled and at.button(key="btn_approve").disabled
     sign_in(at, "ann")
     assert not at.button(key="btn_flag").disabled
-    assert any("Reviewing as **ann**" in m for m in texts(at, "markdown"))
+    assert any("Reviewing as **ann**" in m for m in shown(at, "markdown"))
     at.run()  # still known on the next run: not asked again
     assert "reviewer_input" not in [t.key for t in at.text_input]
 
@@ -88,12 +88,12 @@ def test_the_reviewer_is_asked_once_and_every_action_carries_the_name(settings, 
     with open_state(settings.db_url) as db:
         (flag,) = flags_for(db, sid)
     assert (flag.reason, flag.note, flag.who) == ("unit_error", "answer in cm, question asks meters", "ann")
-    assert any("**unit_error** by ann" in m for m in texts(at, "markdown"))
+    assert any("**unit_error** by ann" in m for m in shown(at, "markdown"))
 
     at.button(key="btn_undo").click().run()
     with open_state(settings.db_url) as db:
         assert flags_for(db, sid) == []
-    assert any("Undid your last flag" in s for s in texts(at, "success"))
+    assert any("Undid your last flag" in s for s in shown(at, "success"))
 
     at.button(key="btn_flag").click().run()  # flag again (the reason is still selected), then remove it
     with open_state(settings.db_url) as db:
@@ -112,7 +112,7 @@ def test_approving_moves_the_queue_to_the_next_sample_of_the_filter(settings, ca
     assert at.button(key="btn_prev").disabled
     at.button(key="btn_approve").click().run()
     assert at.query_params == {"skills": "si_measurement", "id": second}
-    assert texts(at, "title") == [f"Sample {second}"]
+    assert shown(at, "title") == [f"Sample {second}"]
 
     at.toggle(key="auto_advance").set_value(False).run()
     at.button(key="btn_reject").click().run()
@@ -137,7 +137,7 @@ def test_fixing_the_answer_keeps_the_original_in_the_catalog(settings, catalog):
         state = review_for(db, sid)
     assert (state.verdict, state.fixed_answer, state.fixed_reasoning) == ("fix", "2.4", None)
     assert catalog.sample(sid)["answer"] == original
-    assert any(":blue-badge[fixed] by ann" in m for m in texts(at, "markdown"))
+    assert any(":blue-badge[fixed] by ann" in m for m in shown(at, "markdown"))
 
 
 def test_a_video_is_scrubbed_one_decoded_frame_at_a_time(settings, catalog):
@@ -157,33 +157,33 @@ def test_unknown_ids_missing_media_and_broken_scenes_are_messages_not_tracebacks
     settings = broken_app_home(monkeypatch, tmp_path)
     at = app_at(SAMPLE, id="no-such-sample")
     assert not at.exception
-    assert any("There is no sample `no-such-sample`" in e for e in texts(at, "error"))
+    assert any("There is no sample `no-such-sample`" in e for e in shown(at, "error"))
 
     at = app_at(SAMPLE, id="v-1")  # its mp4 was never there; its scene room_0002 has no cloud
     assert not at.exception
-    warnings = " ".join(texts(at, "warning"))
+    warnings = " ".join(shown(at, "warning"))
     assert "Video 1 cannot be shown" in warnings and "room_0002_path0.mp4" in warnings
     assert "Scene room_0002 has no point cloud" in warnings
 
     at = app_at(SAMPLE, id="v-0")  # a file that is not a video; scene room_0001's PLY is garbage
-    warnings = " ".join(texts(at, "warning"))
+    warnings = " ".join(shown(at, "warning"))
     assert "Video 1 cannot be shown" in warnings and "Scene `room_0001` cannot be shown" in warnings
 
     shard = tmp_path / "src/vst_p/si_distance/part-00000.parquet"
     shard.write_bytes(b"overwritten by a failed copy")  # the shard became unreadable after ingest
     at = app_at(SAMPLE, id="id-2")
     assert not at.exception
-    assert any("Image 1 cannot be shown" in w and "part-00000.parquet" in w for w in texts(at, "warning"))
+    assert any("Image 1 cannot be shown" in w and "part-00000.parquet" in w for w in shown(at, "warning"))
     shard.unlink()  # and then it is gone
     at = app_at(SAMPLE, id="id-3")
-    assert any("is gone" in w for w in texts(at, "warning"))
+    assert any("is gone" in w for w in shown(at, "warning"))
     assert settings.catalog_path.exists()
 
 
 def test_without_an_id_the_page_asks_for_one(settings, catalog):
     at = app_at(SAMPLE)
     assert not at.exception
-    assert any("No sample chosen" in i for i in texts(at, "info"))
+    assert any("No sample chosen" in i for i in shown(at, "info"))
     sid = first_of(catalog)
     at.text_input(key="sample_id_input").input(sid).run()
-    assert texts(at, "title") == [f"Sample {sid}"]
+    assert shown(at, "title") == [f"Sample {sid}"]

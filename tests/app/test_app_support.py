@@ -4,6 +4,7 @@ catalog but keeps its own state database and caches, and a small home with broke
 from __future__ import annotations
 
 import gc
+import re
 from pathlib import Path
 
 import pytest
@@ -70,4 +71,18 @@ def forget_app_caches() -> None:
 
 
 def texts(at: AppTest, kind: str) -> list[str]:
+    """The Markdown source of each element of a kind."""
     return [str(e.value) for e in getattr(at, kind)]
+
+
+def shown(at: AppTest, kind: str) -> list[str]:
+    """The text of each element of a kind as the viewer reads it: Markdown's backslash escapes removed (pages escape
+    what they did not write themselves, app.components.text)."""
+    return [unescaped(t) for t in texts(at, kind)]
+
+
+def unescaped(markdown: str) -> str:
+    return _ESCAPED.sub(r"\1", markdown)
+
+
+_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")

@@ -95,7 +95,12 @@ def test_types_must_be_known():
                                     sample("c", type="camera_motion_thought"), sample("d", type="spatial_new"),
                                     sample("e", type=None)])
     assert out["a"]["passed"] and out["c"]["passed"] and "e" not in out
-    assert out["b"]["reason"] == "type: unknow is not a known type" and not out["d"]["passed"]
+    # The real data's caption rows say "unknow": a known quirk, shown as info; an unknown type is a warning.
+    assert not out["b"]["passed"] and out["b"]["severity"] == "info"
+    assert out["b"]["reason"].startswith('type: "unknow" is upstream\'s misspelling of "unknown"')
+    assert not out["d"]["passed"] and out["d"]["severity"] == "warning" and '"spatial_new" is not a known type' in \
+        out["d"]["reason"]
+    assert out["a"]["severity"] is None
 
 
 def test_meta_info_must_be_json_of_the_right_shape():

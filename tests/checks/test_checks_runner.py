@@ -49,7 +49,7 @@ def test_a_sample_id_in_two_shards_is_checked_in_each(home, tmp_path):
         r.update(sample_group="single", skill="unknown", source_format="llava_json", row_index=i)
     con = open_catalog(home.catalog_path, read_only=False)
     con.register("new_rows", rows_to_table(rows))
-    con.execute("INSERT INTO samples SELECT * FROM new_rows")
+    con.execute("INSERT INTO samples BY NAME SELECT * FROM new_rows")
     con.close()
     units = shard_units(home.catalog_path)
     assert [u.rows for u in units] == [2, 2]

@@ -279,7 +279,8 @@ def test_stats_json_shape(home, small_tree, capsys):
     ingest([small_tree / "vst_p", small_tree / "vst_r"], home, progress=False)
     assert main(["--home", str(home.home), "stats", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"samples", "errors", "by_dataset", "by_group", "by_skill", "by_source"}
+    assert set(out) == {"samples", "errors", "by_dataset", "by_group", "by_skill", "by_source", "unknown_by_dataset",
+                        "unknown_by_source"}
     assert out["samples"] == 8 and out["by_group"] == {"single": 6, "video": 2}
     assert out["by_dataset"] == {"vst-p": 6, "vst-r": 2}
 

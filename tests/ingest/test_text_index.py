@@ -11,10 +11,10 @@ import tantivy
 from curation.ingest.text_index import TextIndexWriter, search_text
 
 
-def docs(source_file: str, *questions: str) -> list[pa.RecordBatch]:
+def docs(source_file: str, *questions: str, first_key: int = 0) -> list[pa.RecordBatch]:
     rows = [
-        json.dumps({"sample_id": f"{source_file}-{i}", "source_file": source_file, "question": q, "answer": "",
-                    "reasoning": ""})
+        json.dumps({"row_key": first_key + i, "sample_id": f"{source_file}-{i}", "source_file": source_file,
+                    "question": q, "answer": "", "reasoning": ""})
         for i, q in enumerate(questions)
     ]
     return [pa.RecordBatch.from_pydict({"doc": rows})]
@@ -27,13 +27,13 @@ def num_docs(directory) -> int:
 def test_replacing_a_file_replaces_its_documents(tmp_path):
     w = TextIndexWriter(tmp_path)
     w.replace_files([], docs("a", "chair near the table", "lamp"))
-    w.replace_files([], docs("b", "sofa"))
+    w.replace_files([], docs("b", "sofa", first_key=10))
     w.commit()
-    w.replace_files(["a"], docs("a", "bed"))
+    w.replace_files(["a"], docs("a", "bed", first_key=20))
     w.commit()
     w.close()
     assert num_docs(tmp_path) == 2
-    assert search_text(tmp_path, "bed").sample_ids == ["a-0"] and search_text(tmp_path, "chair").total == 0
+    assert search_text(tmp_path, "bed").row_keys.tolist() == [20] and search_text(tmp_path, "chair").total == 0
 
 
 def test_a_failure_on_the_writer_thread_surfaces_and_rollback_keeps_the_last_commit(tmp_path):

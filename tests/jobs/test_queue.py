@@ -17,6 +17,7 @@ from curation.jobs.queue import (
     fail_job,
     finish_job,
     get_job,
+    heartbeat,
     is_cancelled,
     list_jobs,
     mark_unit_done,
@@ -81,6 +82,18 @@ def test_a_job_whose_worker_died_is_requeued_and_resumes_after_its_done_units(db
     assert set(units) == {"a"} and units["a"].rows == 12
     with pytest.raises(StateError, match="'job_id' is 999"):
         mark_unit_done(db, 999, "a")
+
+
+def test_a_worker_whose_job_was_taken_over_hears_so_and_cannot_finish_it(db):
+    job = create_job(db, "check")
+    claim_next_job(db, "w1")
+    assert heartbeat(db, job.id, "w1") and update_progress(db, job.id, 1, 3, "w1")
+    assert requeue_stale_jobs(db, older_than_s=0) == [job.id]  # w1 looked dead
+    claim_next_job(db, "w2")
+    assert not heartbeat(db, job.id, "w1") and not update_progress(db, job.id, 2, 3, "w1")
+    assert not finish_job(db, job.id, "w1")
+    assert heartbeat(db, job.id, "w2") and finish_job(db, job.id, "w2")
+    assert (get_job(db, job.id).state, get_job(db, job.id).worker_id) == ("completed", "w2")
 
 
 def test_a_stopping_worker_gives_its_job_back_to_the_queue(db):

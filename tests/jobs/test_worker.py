@@ -10,30 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from curation.checks.report import check_summary, failures_text, score_histogram
-from curation.ingest.run import ingest
 from curation.jobs.queue import cancel_job, claim_next_job, done_units, get_job, list_jobs
 from curation.jobs.run import queue_checks, run_checks, run_job
 from curation.jobs.worker import run_worker
-from curation.query.results import STAGING, latest_results_sql
+from curation.query.results import STAGING
 from db.engine import open_state
-from tests.support.shards import small_vst_tree
-
-FAST = {"embedder": "hashing"}
-
-
-@pytest.fixture
-def catalog(home, tmp_path):
-    """Three shards: SFT Parquet (4 rows), LLaVA video JSON (2 rows, one video missing), RL Parquet (2 rows)."""
-    ingest([small_vst_tree(tmp_path / "src")], home, progress=False)
-    return home
-
-
-def results(settings, check: str | None = None) -> list[dict]:
-    import duckdb
-
-    sql = f"SELECT * FROM {latest_results_sql(settings.results_dir)}"
-    rows = duckdb.connect().sql(sql).to_arrow_table().to_pylist()
-    return [r for r in rows if check is None or r["check_name"] == check]
+from tests.jobs.conftest import FAST, results
 
 
 def test_a_queued_run_is_worked_off_and_published_in_one_folder(catalog):
@@ -51,7 +33,8 @@ def test_a_queued_run_is_worked_off_and_published_in_one_folder(catalog):
     assert "duplicates.exact/part-global.parquet" in parts and any(p.startswith("format.placeholders/part-")
                                                                      for p in parts)
     table = pq.read_table(next(run_dir.glob("format.placeholders/*.parquet")))
-    assert table.column_names == ["sample_id", "check_name", "check_version", "passed", "score", "reason", "run_id"]
+    assert table.column_names == ["sample_id", "check_name", "check_version", "passed", "score", "reason", "run_id",
+                                  "severity"]
     assert {r["sample_id"] for r in results(catalog, "duplicates.exact")} == {r["sample_id"] for r in results(
         catalog, "format.ids_unique")}  # every sample has a row, passed ones too
 
@@ -121,9 +104,9 @@ def test_failures_list_check_results_and_ingest_problems_together(catalog):
     checks = {line["check"] for line in lines}
     assert "media.video" in checks  # the missing video, found by the check
     assert "ingest.media_missing_file" in checks  # and recorded by ingest
-    assert all(set(line) == {"sample_id", "check", "reason", "score"} for line in lines)
+    assert all(set(line) == {"sample_id", "check", "severity", "reason", "score"} for line in lines)
     only_media = failures_text(catalog, "csv", check="media").splitlines()
-    assert only_media[0] == "sample_id,check,reason,score" and all(",media." in row for row in only_media[1:])
+    assert only_media[0] == "sample_id,check,severity,reason,score" and all(",media." in row for row in only_media[1:])
     summary = check_summary(catalog).to_pylist()
     video = {r["skill"]: r for r in summary if r["check_name"] == "media.video"}
     assert set(video) == {"video_object_counting", "video_measurement"}

@@ -162,6 +162,60 @@ def test_an_export_file_that_is_not_label_studio_json_says_so(tmp_path):
         load_export_file(bad)
 
 
+def test_an_export_with_wrong_types_names_each_bad_task_and_field_and_pulls_the_others(home, small_tree, tmp_path):
+    """An export edited by hand or by a script: every JSON type where another was expected. Each bad task or
+    annotation is one line naming it and the field; the good tasks around them are pulled."""
+    ingest([small_tree], home, progress=False)
+    settings = replace(home, db_url=f"sqlite:///{tmp_path / 'state.sqlite'}")
+    nested_choice = annotation(307)
+    nested_choice["result"][0]["value"]["choices"] = [["correct"]]  # a list inside the list: unhashable
+    export = tmp_path / "edited.json"
+    export.write_text(json.dumps([
+        task(1, "id-0", annotation(1, "correct")),
+        5,  # not a task at all
+        {**task(2, "id-1"), "annotations": 5},
+        {**task(3, "id-1"), "annotations": {"id": 9}},
+        {**task(4, "id-1", annotation(4)), "data": "id-1"},
+        {**task(5, "id-1", annotation(5)), "data": {"sample_id": 17}},
+        task(6, "id-1", "correct", [1, 2], {**annotation(61), "id": "61"}),
+        task(7, "id-1", {**annotation(70), "result": {"verdict": "correct"}}),
+        task(8, "id-1", {**annotation(80), "result": ["correct"]}),
+        task(9, "id-1", nested_choice, annotation(90, "bad media", by="bob"), {**annotation(91), "created_at": 5,
+                                                                              "updated_at": None}),
+        task(10, "id-2", annotation(100, "wrong answer", note="off")),
+    ]))  # fmt: skip
+    report = pull_file(settings, export)  # no exception: every problem is a line of the report
+    assert report.added == 2 and report.parsed.counts["tasks"] == 11
+    with open_state(settings.db_url) as db:
+        assert review_for(db, "id-0").verdict == "approve" and review_for(db, "id-2").verdict == "reject"
+        assert review_for(db, "id-1") is None
+    lines = [s.message for s in report.parsed.skipped]
+    expected = [
+        "task #1: is a number, not an object",
+        "task 2: field annotations is a number, not a list",
+        "task 3: field annotations is an object, not a list",
+        "task 4: field data.sample_id is missing (field data is a string, not an object)",
+        "task 5: field data.sample_id is a number 17, not a string",
+        "task 6: annotation #0 is a string, not an object",
+        "task 6: annotation #1 is a list, not an object",
+        "task 6: annotation #2 has no id (field annotations[2].id is a string)",
+        "task 7 annotation 70 (sample id-1): result is not a list",
+        "task 8 annotation 80 (sample id-1): a result item is not an object",
+        "task 9 annotation 307 (sample id-1): 'verdict' must hold exactly one choice (a string)",
+        "task 9 annotation 90 (sample id-1): field completed_by is a string, not a user",
+        "task 9 annotation 91 (sample id-1): no created_at / updated_at time",
+    ]
+    assert len(lines) == len(expected) and all(line.startswith(want) for line, want in zip(lines, expected)), lines
+    assert "skipped: 0 with a sample_id not in the catalog, 13 malformed" in "\n".join(report.lines())
+
+
+def test_an_export_nested_a_hundred_thousand_deep_is_refused_naming_the_file(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ExportFileError, match=r"deep.json: JSON nested too deep to read"):
+        load_export_file(deep)
+
+
 # --------------------------------------------------------------------------------------------- writing
 
 

@@ -10,8 +10,9 @@ import pytest
 
 from curation.ingest.run import ingest
 from curation.mixtures.recipe import Recipe, load_recipe, parse_recipe
-from curation.mixtures.selection import rank_sql, sample_rank, select_mixture
+from curation.mixtures.selection import MAX_PASSES, rank_sql, sample_rank, select_mixture
 from curation.query.catalog import CatalogQuery
+from curation.query.filters import FilterSpec
 from curation.settings import Settings, load_settings
 from tests.support.exports_fixtures import DIST_Q, _pair, make_home, recipe, write_results
 from tests.support.shards import sft_row, write_sft
@@ -267,3 +268,53 @@ def test_bad_traces_with_right_answers_are_dropped_or_downgraded(home, policy):
 
 def test_recipe_model_is_importable_for_the_app():
     assert "components" in Recipe.model_json_schema()["properties"]
+
+
+# --- hostile recipes ---------------------------------------------------------------------------------------------
+
+
+def test_a_mixture_larger_than_the_catalog_is_refused_with_the_numbers_before_memory_runs_out(built, tmp_path):
+    """`total: 200000000` with unbounded up-sampling once grew to 5.9 GB and died of MemoryError: the selection now
+    stops at the catalog's size with a message, even in a process allowed 2 GiB of address space."""
+    import resource
+    import subprocess
+    import sys
+
+    import yaml
+
+    q = CatalogQuery(built)
+    rows = q.count(FilterSpec())
+    q.close()
+    path = tmp_path / "huge.yaml"
+    path.write_text(yaml.safe_dump(recipe(total=200_000_000, components=[
+        {"name": "all", "filter": {}, "weight": 1.0, "upsample": True, "max_repeat": 1_000_000_000}])))
+
+    def two_gib() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    proc = subprocess.run([sys.executable, "-m", "curation", "--home", str(built.home), "export", str(path),
+                           "--dry-run"], capture_output=True, text=True, preexec_fn=two_gib, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("error: recipe 'test-mix' would write 200,000,000 rows")
+    assert f"at most {MAX_PASSES * rows:,} rows" in proc.stderr
+
+    # Within that bound, up-sampling still fills a short component; without up-sampling a huge total is a
+    # shortfall, as before (every row once).
+    ok = _select(built, recipe(total=rows, components=[
+        {"name": "video", "filter": {"groups": ["video"]}, "count": 10, "upsample": True, "max_repeat": 5},
+        {"name": "rest", "filter": {}, "weight": 1.0}]))
+    assert ok.rows <= rows and ok.components[0].upsampled == 8
+    short = _select(built, recipe(total=200_000_000, components=[{"name": "all", "filter": {}, "weight": 1.0}]))
+    assert short.components[0].shortfall == 200_000_000 - short.rows
+
+
+def test_a_recipe_nested_a_hundred_thousand_deep_is_an_error_naming_the_file_not_a_traceback(tmp_path):
+    from curation.presenters.mixtures import parse_yaml
+
+    path = tmp_path / "deep.yaml"
+    text = "name: deep\ncomponents: " + "[" * 100_000 + "]" * 100_000 + "\n"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"recipe {path}: not valid YAML \(it is nested too deep to read"):
+        load_recipe(path)
+    data, problem = parse_yaml(text)  # the Mixtures page's YAML tab
+    assert data is None and "nested too deep to read" in str(problem)

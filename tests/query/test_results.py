@@ -20,7 +20,7 @@ def _write(root, run_id: str, check: str, rows: list[tuple]) -> None:
     out = root / run_id / check
     out.mkdir(parents=True)
     table = pa.Table.from_pylist(
-        [dict(zip(RESULT_SCHEMA.names, (sid, check, "1", passed, score, None, run_id), strict=True))
+        [dict(zip(RESULT_SCHEMA.names, (sid, check, "1", passed, score, None, run_id, None), strict=True))
          for sid, passed, score in rows], schema=RESULT_SCHEMA)
     pq.write_table(table, out / "part-0.parquet")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from curation.checks import CheckContext, rows_to_table
+from curation.checks.base import with_check_columns
 from curation.checks.registry import get_check
 
 
@@ -34,7 +35,8 @@ def sample(sample_id: str, question: str = "What?", answer: str = "A", **kw) -> 
 
 
 def run(check_name: str, rows: list[dict[str, Any]], **params) -> dict[str, dict[str, Any]]:
-    """Outcomes by sample id (rows the check does not apply to are absent)."""
+    """Outcomes by sample id as the results store them (with each failure's severity); rows the check does not
+    apply to are absent."""
     check = get_check(check_name)(params)
-    out = check.run(rows_to_table(rows), CheckContext(params))
+    out = with_check_columns(check.run(rows_to_table(rows), CheckContext(params)), check.name, check.version, "t")
     return {r["sample_id"]: r for r in out.to_pylist()}

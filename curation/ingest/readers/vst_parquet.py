@@ -53,21 +53,28 @@ def read_vst_parquet(path: Path, on_error: ErrorSink, display_path: str | None =
             )
             row_base += n
             continue
-        batch = _to_raw(table, fmt, path, shown, rg, row_base, on_error)
+        try:
+            batch = _to_raw(table, fmt, path, shown, rg, row_base, on_error)
+        except ReaderError:
+            raise  # the file's columns are unusable: every row group would say the same
+        except Exception as exc:  # whatever else these rows hold costs their row group, never the file
+            rows = f"rows {row_base}-{row_base + table.num_rows - 1}"
+            on_error(RowError(shown, None, None, f"row group {rg} ({rows}) unreadable: {type(exc).__name__}: {exc}"))
+            batch = None
         row_base += table.num_rows
-        if batch.num_rows:
+        if batch is not None and batch.num_rows:
             yield batch
 
 
-def _column(table: pa.Table, name: str, n: int) -> pa.Array:
-    if name in table.column_names:
-        col = table.column(name).combine_chunks()
-        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            return col.cast(pa.string())
-        if name in ("id",) and not pa.types.is_string(col.type):
-            return col.cast(pa.string())
-        return col
-    return pa.nulls(n, pa.string())
+def _column(table: pa.Table, name: str, n: int, shown: str) -> pa.Array:
+    """A text column as text: numbers become their digits; a column that has no text form makes the file unusable."""
+    if name not in table.column_names:
+        return pa.nulls(n, pa.string())
+    col = table.column(name).combine_chunks()
+    try:
+        return col.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ReaderError(f"{shown}: column '{name}' is {col.type}, expected text; rewrite it as strings") from exc
 
 
 def _to_raw(table: pa.Table, fmt: str, path: Path, shown: str, rg: int, row_base: int, on_error: ErrorSink):
@@ -76,17 +83,19 @@ def _to_raw(table: pa.Table, fmt: str, path: Path, shown: str, rg: int, row_base
         turns, valid = _sft_turns(table.column("conversations").combine_chunks(), shown, row_base, on_error)
         kind = "sft"
     else:
-        turns, valid = _rl_turns(_column(table, "question", n), _column(table, "answer", n), shown, row_base, on_error)
+        turns, valid = _rl_turns(
+            _column(table, "question", n, shown), _column(table, "answer", n, shown), shown, row_base, on_error
+        )
         kind = "rl"
-    types = _column(table, "type", n)
+    types = _column(table, "type", n, shown)
     media = _media(table, types, turns, path.parent, shown, row_base)
     raw = pa.RecordBatch.from_arrays(
         [
-            _column(table, "id", n),
+            _column(table, "id", n, shown),
             turns,
             pa.nulls(n, pa.string()),
             media,
-            _column(table, "data_source", n),
+            _column(table, "data_source", n, shown),
             types,
             _meta_info_text(table, n),
             pa.array([kind] * n, pa.string()),
@@ -168,7 +177,7 @@ def _media(table: pa.Table, types: pa.Array, turns: pa.Array, base_dir: Path, sh
     n = table.num_rows
     if "images" not in table.column_names:
         return pa.array([[] for _ in range(n)], pa.list_(MEDIA_TYPE))
-    images = table.column("images").combine_chunks()
+    images = _item_lists(table.column("images").combine_chunks(), shown)
     offsets = images.offsets.to_numpy(zero_copy_only=False)
     lo = int(offsets[0])
     values = images.values.slice(lo, int(offsets[-1]) - lo)
@@ -179,6 +188,8 @@ def _media(table: pa.Table, types: pa.Array, turns: pa.Array, base_dir: Path, sh
         key = next((k for k in BYTES_FIELDS if k in names), None)
         data = values.field(key) if key else pa.nulls(n_items, pa.binary())
         paths = values.field("path").cast(pa.string()) if "path" in names else pa.nulls(n_items, pa.string())
+    elif pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type):  # bare bytes, no paths
+        data, paths = values.cast(pa.binary()), pa.nulls(n_items, pa.string())
     else:  # a plain list of paths
         data, paths = pa.nulls(n_items, pa.binary()), values.cast(pa.string())
     paths = paths.fill_null("")
@@ -198,7 +209,12 @@ def _media(table: pa.Table, types: pa.Array, turns: pa.Array, base_dir: Path, sh
     folders = pc.replace_substring_regex(resolved, "/[^/]*$", "")
     listed = [f"{d}/{e}" for d in pc.unique(folders).to_pylist() for e in (_dir_entries(d) or ())]
     exists = pc.is_in(resolved, value_set=pa.array(listed, pa.string())).to_numpy(zero_copy_only=False)
-    readable = np.flatnonzero(has_bytes | (exists & (pc.utf8_length(paths).to_numpy(zero_copy_only=False) > 0)))
+    # A path that may leave the shard's folder (absolute, or climbing with ..) is judged by path_item even when
+    # missing, so it is recorded as outside the media roots, as the JSON readers record it.
+    escapes = pc.match_substring_regex(paths, r"^/|(^|/)\.\.(/|$)").to_numpy(zero_copy_only=False)
+    readable = np.flatnonzero(
+        has_bytes | ((exists | escapes) & (pc.utf8_length(paths).to_numpy(zero_copy_only=False) > 0))
+    )
     # Unreadable items, all at once.
     problem = pc.if_else(pc.equal(paths, ""), NO_PATH, MISSING_FILE)
     default = pa.StructArray.from_arrays(
@@ -228,6 +244,32 @@ def _media(table: pa.Table, types: pa.Array, turns: pa.Array, base_dir: Path, sh
     else:
         struct = default
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), struct)
+
+
+def _item_lists(images: pa.Array, shown: str) -> pa.Array:
+    """The `images` column as a list of items per row. VST writes list<struct<bytes, path>>; a list of paths or of
+    bytes reads too, and so does one item per row (a path, bytes, or a struct as Hugging Face's Image feature writes
+    it), where a null or empty value means no image."""
+    t = images.type
+    one_per_row = not (pa.types.is_list(t) or pa.types.is_large_list(t))
+    item = t if one_per_row else t.value_type
+    if not (pa.types.is_struct(item) or pa.types.is_null(item) or _is_text_or_bytes(item)):
+        raise ReaderError(
+            f"{shown}: column 'images' is {t}; expected list<struct<bytes, path>> (VST), a list of paths or bytes, "
+            "or one path per row: rewrite the column in one of these shapes"
+        )
+    if not one_per_row:
+        return images
+    present = pc.is_valid(images)
+    if _is_text_or_bytes(item):
+        present = pc.and_(present, pc.greater(pc.binary_length(images), 0)).fill_null(False)
+    counts = present.to_numpy(zero_copy_only=False).astype(np.int32)
+    offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int32)])
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), images.filter(present))
+
+
+def _is_text_or_bytes(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
 
 
 def _rows_mentioning(turns: pa.Array, needle: str) -> set[int]:
