@@ -12,28 +12,14 @@ import pytest
 from app.components.text import plain
 from curation.ingest.run import ingest
 from curation.ingest.text_index import TextIndexWriter, document_json_sql
-from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
 from curation.review.flags import add_flag
 from db.catalog import catalog_identity, open_catalog
 from db.engine import open_state
-from tests.app.test_app_support import app_at, demo_app_home, forget_app_caches, point_app_at, texts
+from tests.app.test_app_support import app_at, forget_app_caches, point_app_at, texts
 from tests.support.shards import sft_row, small_vst_tree, write_sft
 
 BROWSE = "pages/1_Browse.py"
-
-
-@pytest.fixture
-def settings(monkeypatch, tmp_path, demo_home):
-    yield demo_app_home(monkeypatch, tmp_path, demo_home)
-    forget_app_caches()
-
-
-@pytest.fixture
-def catalog(settings):
-    q = CatalogQuery(settings)
-    yield q
-    q.close()
 
 
 def table_ids(at) -> list[str]:

@@ -3,29 +3,14 @@ its 3D scene, reviews it under their name, and steps through the filter; broken 
 
 from __future__ import annotations
 
-import pytest
-
 from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
 from curation.review.flags import flags_for
 from curation.review.reviews import review_for
 from db.engine import open_state
-from tests.app.test_app_support import app_at, broken_app_home, demo_app_home, forget_app_caches, shown
+from tests.app.test_app_support import app_at, broken_app_home, shown
 
 SAMPLE = "pages/2_Sample.py"
-
-
-@pytest.fixture
-def settings(monkeypatch, tmp_path, demo_home):
-    yield demo_app_home(monkeypatch, tmp_path, demo_home)
-    forget_app_caches()
-
-
-@pytest.fixture
-def catalog(settings):
-    q = CatalogQuery(settings)
-    yield q
-    q.close()
 
 
 def first_of(catalog: CatalogQuery, **spec) -> str:
