@@ -6,13 +6,12 @@ dataset_info.json it ships, and count what came out.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
 import tempfile
 
-from prelude import IMAGE_PAD_ID, VIDEO_PAD_ID, VISION_START_ID, report
+from prelude import IMAGE_PAD_ID, VIDEO_PAD_ID, VISION_START_ID, loader_arguments, report
 
 
 def _records(export: str) -> list[dict]:
@@ -25,10 +24,7 @@ def _media_count(value) -> int:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("export")
-    ap.add_argument("processor")
-    ap.add_argument("report")
+    ap = loader_arguments()
     args = ap.parse_args()
 
     from llamafactory.data import get_dataset, get_template_and_fix_tokenizer

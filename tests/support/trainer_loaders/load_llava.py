@@ -7,23 +7,19 @@ conversation takes the next item. Media decoded (PIL, decord), then the Qwen2.5-
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
 import re
 
-from prelude import report, token_problem, video_frames
+from prelude import loader_arguments, report, token_problem, video_frames
 
 TAGS = re.compile(r"<image>|<video>")
 ROLES = {"human": "user", "gpt": "assistant"}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("export")
-    ap.add_argument("processor")
-    ap.add_argument("report")
+    ap = loader_arguments()
     args = ap.parse_args()
 
     from PIL import Image

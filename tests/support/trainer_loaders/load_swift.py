@@ -7,19 +7,15 @@ ms-swift 4.6 needs a newer ``datasets`` than LLaMA-Factory allows: the test puts
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
 
-from prelude import IMAGE_PAD_ID, VIDEO_PAD_ID, VISION_START_ID, report
+from prelude import IMAGE_PAD_ID, VIDEO_PAD_ID, VISION_START_ID, loader_arguments, report
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("export")
-    ap.add_argument("processor")
-    ap.add_argument("report")
+    ap = loader_arguments()
     args = ap.parse_args()
 
     from swift.dataset import load_dataset

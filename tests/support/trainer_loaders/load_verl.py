@@ -7,19 +7,15 @@ truth with the reward function the export ships, loaded as verl's ``custom_rewar
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
 
-from prelude import IMAGE_PAD_ID, VIDEO_PAD_ID, VISION_START_ID, report
+from prelude import IMAGE_PAD_ID, VIDEO_PAD_ID, VISION_START_ID, loader_arguments, report
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("export")
-    ap.add_argument("processor")
-    ap.add_argument("report")
+    ap = loader_arguments()
     args = ap.parse_args()
 
     import pyarrow.parquet as pq

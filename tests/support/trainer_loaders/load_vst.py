@@ -9,7 +9,6 @@ With --rl: every answer is a ground truth the shipped reward function scores 1.0
 
 from __future__ import annotations
 
-import argparse
 import glob
 import importlib.util
 import io
@@ -17,7 +16,7 @@ import json
 import os
 import re
 
-from prelude import report, token_problem, video_frames
+from prelude import loader_arguments, report, token_problem, video_frames
 
 FLAGS = re.compile(r"<\|image_pad\|>|<\|video_pad\|>")
 ROLES = {"human": "user", "gpt": "assistant"}
@@ -38,10 +37,7 @@ def _data_files(export: str, rl: bool) -> list[str]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("export")
-    ap.add_argument("processor")
-    ap.add_argument("report")
+    ap = loader_arguments()
     ap.add_argument("--rl", action="store_true")
     ap.add_argument("--reward")
     args = ap.parse_args()

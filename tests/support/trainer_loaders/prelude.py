@@ -6,6 +6,7 @@ These scripts run in the trainers' own environment (not the app's): they import 
 
 from __future__ import annotations
 
+import argparse
 import importlib.machinery
 import json
 import os
@@ -136,3 +137,12 @@ def token_problem(processor, messages: list[dict], images: list, videos: list, n
     got = (tokens.count(IMAGE_PAD_ID), tokens.count(VIDEO_PAD_ID), tokens.count(VISION_START_ID))
     return None if got == (expect_image, expect_video, n_media) else \
         f"tokens {got}, expected {(expect_image, expect_video, n_media)}"
+
+
+def loader_arguments() -> argparse.ArgumentParser:
+    """Every loader's command line: EXPORT PROCESSOR REPORT (a loader may add its own options)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("export")
+    ap.add_argument("processor")
+    ap.add_argument("report")
+    return ap
