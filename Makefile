@@ -7,7 +7,7 @@ export CURATOR_HOME ?= $(CURDIR)/data
 DEMO_SAMPLES ?= 2000
 PORT ?= 8501
 
-.PHONY: run test test-fast install system-deps test-deps demo-data lint bench labelstudio trainers clean-data
+.PHONY: run test test-fast install system-deps test-deps demo-data lint bench labelstudio trainers gpu clean-data oidc
 
 $(VENV)/.installed: requirements.txt requirements-ml.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,7 +66,29 @@ labelstudio: install .venv-ls/bin/label-studio
 
 trainers: .venv-trainers/.installed
 
-test: install test-deps .venv-ls/bin/label-studio .venv-trainers/.installed
+# The GPU environment for model checks on a CUDA machine (vLLM with its own torch): .venv-gpu, never the CPU/test
+# environment. `make gpu`, then `.venv-gpu/bin/python -m curation worker` runs model.reanswer on vLLM.
+.venv-gpu/.installed: requirements.txt requirements-gpu.txt pyproject.toml
+	@test -x .venv-gpu/bin/python || $(PYTHON) -m venv .venv-gpu
+	.venv-gpu/bin/pip install -q --upgrade pip
+	grep -v '^label-studio-sdk' requirements.txt > .venv-gpu/requirements-core.txt
+	.venv-gpu/bin/pip install -q -r .venv-gpu/requirements-core.txt -r requirements-gpu.txt
+	.venv-gpu/bin/pip install -q --no-deps --no-build-isolation -e .
+	@touch $@
+
+gpu: system-deps .venv-gpu/.installed
+
+# The OpenID Connect provider the sign-in tests start (tests/support/oidc.py): panva's oidc-provider from npm, an
+# OpenID Certified implementation, pinned by tests/support/oidc/package-lock.json and installed into .oidc/.
+.oidc/.installed: tests/support/oidc/package.json tests/support/oidc/package-lock.json
+	@command -v npm >/dev/null || { echo "make: npm (Node.js >= 20) is needed for the sign-in tests' OIDC provider" >&2; exit 1; }
+	mkdir -p .oidc && cp tests/support/oidc/package.json tests/support/oidc/package-lock.json .oidc/
+	cd .oidc && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
+
+oidc: .oidc/.installed
+
+test: install test-deps .venv-ls/bin/label-studio .venv-trainers/.installed .oidc/.installed
 	$(BIN)/python -m pytest
 
 # Quick local loop: everything but the real-server, browser and trainer tests (CI runs them all through `make test`).

@@ -152,12 +152,13 @@ def _timed(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def _timed_new_text(fn, text: str, repeat: int) -> float:
+def _timed_new_text(fn, text: str, repeat: int, pad: str = " ") -> float:
     """Median ms of ``fn(text)`` for a text never searched before in this process, as a curator's new search is:
-    each run adds a space to it (the same search to tantivy, a new one to every cache keyed by the text)."""
+    each run adds a space (or ``pad``) to it (the same search to tantivy, a new one to every cache keyed by the
+    text)."""
     times = []
     for i in range(1, repeat + 1):
-        variant = text + " " * i
+        variant = text + pad * i
         t = time.perf_counter()
         fn(variant)
         times.append((time.perf_counter() - t) * 1000)
@@ -205,11 +206,15 @@ def _queries(settings) -> dict:
     page_deep_ms = _timed(lambda: q.page(FilterSpec(), after=deep, limit=50), 7)
     filtered_deep_ms = _timed(lambda: q.page(spec, after=deep, limit=50), 7)
     deep_id = q.page(FilterSpec(), after=deep, limit=1).rows[0]["sample_id"]
-    sample_ms = _timed(lambda: q.sample(deep_id), 7)
+    sample_ms = _timed(lambda: q.sample(deep_id), 7)  # opened from a page (or a review step): read by its row key
+    linked = CatalogQuery(settings)  # opened from a shared link: no page showed it, so its id is looked for
+    sample_link_ms = _timed(lambda: linked.sample(deep_id), 3)
+    linked.close()
     figures = {"facet_ms": round(facet_ms, 1), "facet_first_ms": round(cube_build_ms, 1),
                "facet_scan_ms": round(facet_scan_ms, 1), "page_first_ms": round(page_first_ms, 1),
                "page_deep_ms": round(page_deep_ms, 1), "page_deep_filtered_ms": round(filtered_deep_ms, 1),
-               "sample_lookup_ms": round(sample_ms, 1), "catalog_rows": total,
+               "sample_lookup_ms": round(sample_ms, 1), "sample_link_ms": round(sample_link_ms, 1),
+               "catalog_rows": total,
                "random_ids": not deep_id.startswith("bench-")}
     skills = ["si_distance", "si_3d_detection"]
     middle = q.cursor().execute("SELECT row_key FROM samples ORDER BY row_key LIMIT 1 OFFSET ?",
@@ -219,7 +224,9 @@ def _queries(settings) -> dict:
         figures[f"text_{label}"] = {
             "query": text, "hits": hits, "share": round(hits / max(total, 1), 3),
             "count_ms": round(_timed_new_text(lambda x: q.count(FilterSpec(text=x)), text, 7), 1),
+            # Browse counts a search, then shows its first page (the count's first hit tells where the page starts).
             "page_first_ms": round(_timed_new_text(lambda x: q.page(FilterSpec(text=x)), text, 7), 1),
+            "page_first_uncounted_ms": round(_timed_new_text(lambda x: q.page(FilterSpec(text=x)), text, 7, "\t"), 1),
             "page_middle_ms": round(_timed_new_text(lambda x: q.page(FilterSpec(text=x), after=middle), text, 7), 1),
             "filtered_first_count_and_facets_ms": round(_timed_new_text(
                 lambda x: (q.count(FilterSpec(text=x, skills=skills)), q.facets(FilterSpec(text=x, skills=skills))),
@@ -389,12 +396,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pages ({ids} ids): first {figures['page_first_ms']} ms, deep {figures['page_deep_ms']} ms, deep under a "
           f"filter {figures['page_deep_filtered_ms']} ms  budget <= 20 ms: "
           f"{_verdict(max(figures['page_deep_ms'], figures['page_deep_filtered_ms']), 20)}; "
-          f"a sample by id {figures['sample_lookup_ms']} ms")
+          f"a sample opened from a page or review step {figures['sample_lookup_ms']} ms, from a shared link (by id) "
+          f"{figures['sample_link_ms']} ms")
     for label in TEXT_QUERIES:
         t = figures[f"text_{label}"]
         print(f"text {label} {t['query']!r}: {t['hits']:,} hits ({t['share']:.0%}); count {t['count_ms']} ms "
               f"(<= 50: {_verdict(t['count_ms'], 50)}), first page {t['page_first_ms']} ms "
-              f"(<= 20: {_verdict(t['page_first_ms'], 20)}), a middle page {t['page_middle_ms']} ms; with a skill "
+              f"(<= 20: {_verdict(t['page_first_ms'], 20)}; before any count {t['page_first_uncounted_ms']} ms), "
+              f"a middle page {t['page_middle_ms']} ms; with a skill "
               f"filter: first count + facets {t['filtered_first_count_and_facets_ms']} ms (collects every hit), "
               f"then a page {t['filtered_page_ms']} ms; first page by relevance "
               f"{t['relevance_page_first_ms']} ms")

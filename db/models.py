@@ -37,7 +37,9 @@ FLAG_REASONS: tuple[str, ...] = (
 VERDICTS: tuple[str, ...] = ("approve", "reject", "fix")
 JOB_STATES: tuple[str, ...] = ("queued", "running", "completed", "failed", "cancelled")
 UNIT_STATES: tuple[str, ...] = ("done", "failed")
-AUDIT_ACTIONS: tuple[str, ...] = ("flag_added", "flag_removed", "review_added", "undo")
+AUDIT_ACTIONS: tuple[str, ...] = ("flag_added", "flag_removed", "review_added", "undo", "role_granted", "role_revoked")
+# What a signed-in person may do on a shared server (curation/review/roles.py says which role may do what).
+ROLES: tuple[str, ...] = ("admin", "curator", "annotator", "viewer")
 
 # Deterministic constraint names, so later migrations can alter them on PostgreSQL and in SQLite batch mode.
 NAMING_CONVENTION = {
@@ -128,7 +130,7 @@ class Review(Base):
 
 
 class AuditEntry(Base):
-    """One change to the curation state: who did what to which sample, with old and new values as JSON."""
+    """One change to the curation state: who did what to which sample (none for a role grant), old and new as JSON."""
 
     __tablename__ = "audit_log"
     __table_args__ = (
@@ -141,7 +143,7 @@ class AuditEntry(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
     who: Mapped[str] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(32))
-    sample_id: Mapped[str] = mapped_column(String(255))
+    sample_id: Mapped[str | None] = mapped_column(String(255))  # None: a change to no sample (a role grant)
     table_name: Mapped[str] = mapped_column(String(64))
     row_id: Mapped[int] = mapped_column(Integer)
     # The changed fields, comma separated (the JSON values hold one key per field).
@@ -150,6 +152,19 @@ class AuditEntry(Base):
     new_value: Mapped[Any | None] = mapped_column(JSON)
     # Unique: an event is undone at most once, even when two curators press undo at the same moment.
     undoes_id: Mapped[int | None] = mapped_column(ForeignKey("audit_log.id"), unique=True)
+
+
+class UserRole(Base):
+    """The role of one signed-in person (by email, or the proxy's user name); people not listed have the default."""
+
+    __tablename__ = "user_roles"
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    who: Mapped[str] = mapped_column(String(255), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    granted_by: Mapped[str] = mapped_column(String(255))
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Job(Base):

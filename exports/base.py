@@ -191,13 +191,15 @@ def _text_sql(style: str, mode: str, ensure: bool) -> str:
 def effective_rows_sql(style: str, placeholders: str = "convert", ensure_tags: bool = True, *,
                        source: Literal["mask", "extra"] = "mask", fixes: bool = True, downgrades: bool = True,
                        rowids: tuple[int, int] | None = None, turn_fields: tuple[str, str] = ("role", "text"),
-                       roles: tuple[str, str] = ("human", "gpt")) -> str:
+                       roles: tuple[str, str] = ("human", "gpt"), repairs: bool = False) -> str:
     """WITH ... e AS (...): one row per exported copy, text ready for the format (ends before the final SELECT).
 
     ``fixes`` / ``downgrades`` say whether the rows hold any: the SQL leaves out what is not needed, which matters
     at millions of rows. ``rowids`` (first, last), with the mask source: only the catalog rows in that rowid range,
     the mask holding exactly their rows (a slice of the catalog, so that slices run side by side). ``turn_fields``
-    and ``roles``: see ExportFormat.
+    and ``roles``: see ExportFormat. ``repairs``: under convert, the rows whose ``repair`` is true (the source's
+    column) have their placeholders repaired as ``placeholders: repair`` does (rows whose placeholders do not match
+    their media, exported on purpose).
     """
     if placeholders not in ("convert", "repair"):
         raise ValueError(f"placeholders is {placeholders!r}; use 'convert' or 'repair'")
@@ -221,10 +223,16 @@ def effective_rows_sql(style: str, placeholders: str = "convert", ensure_tags: b
     # The placeholders to prepend, per row, where a turn may need them: a lambda over the turns that read the
     # media list itself would copy that list for every turn.
     tag_prefix = "NULL::VARCHAR"
+    repairs = repairs and placeholders == "convert"
     if placeholders == "repair":
         tag_prefix = _tag_prefix_sql(style)
-    elif ensure_tags:
-        tag_prefix = f"CASE WHEN tagless THEN {_tag_prefix_sql(style)} END"
+    elif ensure_tags or repairs:
+        whens = (f"WHEN repair THEN {_tag_prefix_sql(style)} " if repairs else "") + (
+            f"WHEN tagless THEN {_tag_prefix_sql(style)} " if ensure_tags else "")
+        tag_prefix = f"CASE {whens}END"
+    text = _text_sql(style, placeholders, ensure_tags)
+    if repairs:
+        text = f"CASE WHEN repair THEN {_text_sql(style, 'repair', ensure_tags)} ELSE {text} END"
     edit = "turns0"
     if fixes or downgrades:
         edit = f"""list_transform(turns0, lambda t, i: struct_pack(role := t.role, text := CASE
@@ -233,6 +241,7 @@ def effective_rows_sql(style: str, placeholders: str = "convert", ensure_tags: b
       WHEN downgrade THEN trim(regexp_replace(coalesce(t.text, ''), '(?s)^.*{THINK_CLOSE}', ''))
       WHEN i = gpt_i AND fix_gpt IS NOT NULL THEN fix_gpt
       ELSE t.text END))"""
+    repair = ", m.repair" if repairs else ""
     samples = "samples" if rowids is None else (
         f"(SELECT * FROM samples WHERE rowid BETWEEN {int(rowids[0])} AND {int(rowids[1])})")
     rows = (f"FROM {samples} s POSITIONAL JOIN mask m WHERE m.ord IS NOT NULL" if source == "mask"
@@ -243,16 +252,16 @@ WITH j AS (
          s.sample_id, s.dataset, s.skill, s.source, s.sample_group, s.kind, s.data_source, s.meta_info, s.media,
          s.n_images, s.n_videos, s.rl_modes, s.question_type, s.answer_kind, s.source_file, s.row_group,
          s.row_in_group, s.row_index, s.question AS plain_question, {type_} AS type, {answer} AS answer,
-         {fix_gpt} AS fix_gpt, s.turns AS turns0, {human_i} AS human_i, {gpt_i} AS gpt_i
+         {fix_gpt} AS fix_gpt, s.turns AS turns0, {human_i} AS human_i, {gpt_i} AS gpt_i{repair}
   {rows}
 ), k AS (
   SELECT * EXCLUDE (turns0), {tagless} AS tagless, {edit} AS turns1 FROM j
 ), p AS (
   SELECT *, {tag_prefix} AS tag_prefix FROM k
 ), e AS (
-  SELECT * EXCLUDE (turns1, tag_prefix),
+  SELECT * EXCLUDE (turns1, tag_prefix{', repair' if repairs else ''}),
     list_transform(turns1, lambda t, i: struct_pack({_ident(turn_fields[0])} := {_role_sql(*roles)},
-      {_ident(turn_fields[1])} := {_text_sql(style, placeholders, ensure_tags)})) AS turns
+      {_ident(turn_fields[1])} := {text})) AS turns
   FROM p
 )"""
 

@@ -28,12 +28,7 @@ from tqdm import tqdm
 
 from db.media import MediaError
 from exports.base import (
-    HUMAN_ROLES,
-    IMAGE_PAD,
-    IMAGE_TAG,
     TALLY_COLUMNS,
-    VIDEO_PAD,
-    VIDEO_TAG,
     ExportFormat,
     FormatContext,
     effective_rows_sql,
@@ -62,7 +57,7 @@ FIXES_SCHEMA = pa.schema([("sample_id", pa.string()), ("gpt_text", pa.string()),
 _POSITIONAL = True  # tests switch it off to hold the sorted path to the same bytes
 _SLICE_ROWS = (150_000, 500_000)  # least and most catalog rows per text query (tests make them small)
 _MAX_QUERY_THREADS = 8  # text queries read side by side (at most DuckDB's threads setting)
-_ROW_COLUMNS = ["ord", "sample_id", "out_id", "copy", "component", "downgrade", "fix_gpt", "fix_answer"]
+_ROW_COLUMNS = ["ord", "sample_id", "out_id", "copy", "component", "downgrade", "fix_gpt", "fix_answer", "repair"]
 TALLY_NAMES = {"_component": "by_component", "_skill": "by_skill", "_source": "by_source", "_group": "by_group",
                "_dataset": "by_dataset"}
 
@@ -76,6 +71,8 @@ class ExportPlan:
     selection: pa.Table  # SELECTION_SCHEMA
     fixes: pa.Table | None = None  # FIXES_SCHEMA: the first assistant turn's new text and the new final answer
     placeholders: str = "convert"  # convert | repair (strip and re-prepend one tag per media item)
+    leave_out: list[dict[str, str]] = field(default_factory=list)  # {sample_id, reason}: rows not to write, and why
+    repair_ids: list[str] = field(default_factory=list)  # rows whose placeholders are repaired (under convert)
     shard_bytes: int | None = 1_000_000_000
     shard_rows: int | None = None
     row_group_rows: int | None = None  # Parquet; default 64 with media, 8192 without
@@ -113,13 +110,17 @@ def write_export(plan: ExportPlan, relation: RelationFn) -> ExportResult:
     ctx = FormatContext(has_videos=bool(has_videos), media_prefix=plan.media_prefix, dataset_name=plan.dataset_name)
     left_out: list[dict[str, str]] = []
     skip = _unexportable(relation, selection, left_out)
-    if plan.placeholders == "convert":  # repair re-writes them one per item
-        skip += _placeholder_mismatch(relation, selection, left_out, skip)
+    if plan.leave_out:  # the caller's reasons to leave rows out (rows failing the placeholder check)
+        skipped = set(skip)
+        given = [r for r in plan.leave_out if r["sample_id"] not in skipped]
+        left_out.extend(given)
+        skip += [r["sample_id"] for r in given]
     store = MediaStore(out)
     if fmt.media == "files" and plan.write_media:
         skip += _store_media(relation, selection, store, left_out, plan, skip)
-    rows_table = _rows_with_fixes(selection, fixes, skip)
-    sql_of = _sql_builder(fmt, ctx, plan, fixes.num_rows > 0, bool(pc.any(selection.column("downgrade")).as_py()))
+    rows_table = _rows_with_fixes(selection, fixes, skip, plan.repair_ids)
+    sql_of = _sql_builder(fmt, ctx, plan, fixes.num_rows > 0, bool(pc.any(selection.column("downgrade")).as_py()),
+                          bool(plan.repair_ids) and plan.placeholders == "convert")
     bar = tqdm(total=rows_table.num_rows, desc=f"export {fmt.name}", unit="row", disable=not plan.progress)
     sha: dict[Path, str] = {}
     if fmt.file_kind == "parquet":
@@ -146,11 +147,14 @@ def write_export(plan: ExportPlan, relation: RelationFn) -> ExportResult:
     return ExportResult(data_files, extra, rows, counts, sorted(left_out, key=lambda r: r["sample_id"]), media, sha)
 
 
-def _rows_with_fixes(selection: pa.Table, fixes: pa.Table, skip: list[str]) -> pa.Table:
-    """The selection with each row's fix (NULL when none), less the samples to skip; order kept."""
+def _rows_with_fixes(selection: pa.Table, fixes: pa.Table, skip: list[str], repair: list[str] = ()) -> pa.Table:
+    """The selection with each row's fix (NULL when none) and whether its placeholders are repaired, less the
+    samples to skip; order kept."""
     if skip:
         selection = selection.filter(pc.invert(pc.is_in(selection.column("sample_id"),
                                                         value_set=pa.array(skip, pa.string()))))
+    selection = selection.append_column("repair", pc.is_in(selection.column("sample_id"),
+                                                           value_set=pa.array(list(repair), pa.string())))
     if fixes.num_rows == 0:
         none = pa.nulls(selection.num_rows, pa.string())
         return selection.append_column("fix_gpt", none).append_column("fix_answer", none)
@@ -160,11 +164,11 @@ def _rows_with_fixes(selection: pa.Table, fixes: pa.Table, skip: list[str]) -> p
 
 
 def _sql_builder(fmt: ExportFormat, ctx: FormatContext, plan: ExportPlan, fixes: bool,
-                 downgrades: bool) -> Callable[..., str]:
+                 downgrades: bool, repairs: bool = False) -> Callable[..., str]:
     def sql(source: str, rowids: tuple[int, int] | None = None) -> str:
         base = effective_rows_sql(fmt.placeholders, plan.placeholders, fmt.ensure_tags, source=source,
                                   fixes=fixes, downgrades=downgrades, rowids=rowids, turn_fields=fmt.turn_fields,
-                                  roles=fmt.roles)
+                                  roles=fmt.roles, repairs=repairs)
         if fmt.file_kind == "parquet":
             # A format's own reason to leave a row out, and the files of the media kinds it writes as files.
             own = (f", {fmt.left_out(ctx)} AS _left_out" if fmt.left_out else "") + (
@@ -210,7 +214,7 @@ def _sources(relation: RelationFn, rows: pa.Table, workers: int = 1) -> list[_Pa
     n = len(rowids)
     columns = {"ord": first.column("ord"), "component": first.column("component"),
                "downgrade": first.column("downgrade"), "fix_gpt": first.column("fix_gpt"),
-               "fix_answer": first.column("fix_answer")}
+               "fix_answer": first.column("fix_answer"), "repair": first.column("repair")}
     if len(at) != n or not np.array_equal(at, np.arange(n)):  # not every catalog row, in order: spread them out
         index = np.full(n, -1, dtype=np.int64)
         index[at] = np.arange(first.num_rows)
@@ -332,34 +336,6 @@ def _unexportable(relation: RelationFn, selection: pa.Table, left_out: list) -> 
     bad = relation(sql, [], {"sel": selection.select(["sample_id"])}).fetchall()
     left_out.extend({"sample_id": sid, "reason": f"media not exported: {why}"} for sid, why in bad)
     return [sid for sid, _ in bad]
-
-
-def _placeholder_mismatch(relation: RelationFn, selection: pa.Table, left_out: list, skip: list[str]) -> list[str]:
-    """The selected samples whose questions hold placeholders in another number than their media items (one image
-    with two <image> tags): trainers reject such a record, and LLaMA-Factory then the whole dataset. Left out and
-    listed; a recipe with ``placeholders: repair`` re-writes them instead. Rows with none get them (ensure_tags)."""
-    roles = ", ".join(f"'{r}'" for r in HUMAN_ROLES)
-
-    def count(tags: tuple[str, ...]) -> str:
-        # Occurrences by length lost to replace(): a third of a regex's cost. A question then an answer (most rows)
-        # is read directly, other rows through their human turns.
-        one = " + ".join(f"(length({{x}}) - length(replace({{x}}, '{t}', ''))) // {len(t)}" for t in tags)
-        every = (f"list_sum(list_transform(list_filter(s.turns, lambda t: t.role IN ({roles})), "
-                 f"lambda t: coalesce({one.format(x='t.text')}, 0)))")
-        return (f"CASE WHEN len(s.turns) = 2 AND s.turns[1].role IN ({roles}) AND s.turns[2].role NOT IN ({roles}) "
-                f"THEN coalesce({one.format(x='s.turns[1].text')}, 0) ELSE {every} END")
-
-    images, videos = count((IMAGE_PAD, IMAGE_TAG)), count((VIDEO_PAD, VIDEO_TAG))
-    sql = (f"SELECT sample_id, n_images, n_videos, i, v FROM (SELECT s.sample_id, s.n_images, s.n_videos, "
-           f"coalesce({images}, 0) AS i, coalesce({videos}, 0) AS v FROM samples s "
-           "WHERE len(s.media) > 0 AND s.sample_id IN (SELECT sample_id FROM sel)) "
-           "WHERE i + v > 0 AND (i <> n_images OR v <> n_videos) ORDER BY sample_id")
-    skipped = set(skip)
-    bad = [r for r in relation(sql, [], {"sel": selection.select(["sample_id"])}).fetchall() if r[0] not in skipped]
-    left_out.extend({"sample_id": sid, "reason": f"placeholders do not match the media: {i} image and {v} video "
-                     f"placeholder(s) for {n_img} image(s) and {n_vid} video(s); fix the row, or export with "
-                     "`placeholders: repair`"} for sid, n_img, n_vid, i, v in bad)
-    return [r[0] for r in bad]
 
 
 def _store_media(relation: RelationFn, selection: pa.Table, store: MediaStore, left_out: list,

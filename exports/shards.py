@@ -6,6 +6,8 @@ Shards are cut by size or row count at row boundaries, so the same rows always g
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,25 @@ PARQUET_OPTIONS = {"compression": "snappy", "use_dictionary": True, "write_stati
 
 def shard_name(index: int, ext: str) -> str:
     return f"part-{index:05d}.{ext}"
+
+
+class ShardWriteError(OSError):
+    """A shard file could not be written (a full disk, a read-only folder): names the file and what to do."""
+
+    def __str__(self) -> str:
+        return (f"{self.filename}: could not be written ({self.strerror}); free space on its disk or make the "
+                "folder writable, or export to another --out folder, then export again")
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Errors of writing ``path`` as a ShardWriteError naming it: Python's file writes and Arrow's name no file."""
+    try:
+        yield
+    except ShardWriteError:
+        raise
+    except OSError as exc:
+        raise ShardWriteError(exc.errno, exc.strerror or str(exc), str(path)) from exc
 
 
 class TextShards:
@@ -40,14 +61,17 @@ class TextShards:
         self._rows = 0
 
     def _put(self, data) -> None:
-        self._fh.write(data)
+        with _writing(self.paths[-1]):
+            self._fh.write(data)
         self._hash.update(data)
 
     def _open(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / shard_name(len(self.paths), "json" if self.array else "jsonl")
+        with _writing(path):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fh = path.open("wb")
         self.paths.append(path)
-        self._fh, self._hash = path.open("wb"), hashlib.sha256()
+        self._fh, self._hash = fh, hashlib.sha256()
         # A JSON array adds "[\n" and "\n]\n" and drops its first record's ",\n": 3 bytes over the records.
         self._bytes, self._rows = (3 if self.array else 0), 0
         if self.array:
@@ -57,7 +81,9 @@ class TextShards:
         if self._fh is not None:
             if self.array:
                 self._put(b"\n]\n")
-            self._fh.close()
+            fh, self._fh = self._fh, None
+            with _writing(self.paths[-1]):
+                fh.close()  # writes what is still buffered: a full disk may show only here
             self.sha256[self.paths[-1]] = self._hash.hexdigest()
             self._fh = self._hash = None
 
@@ -141,22 +167,27 @@ class ParquetShards:
             (self.shard_bytes and self._bytes + size > self.shard_bytes)
             or (self.shard_rows and self._rows + group.num_rows > self.shard_rows)
         ):
-            self._writer.close()
-            self._writer = None
+            self._close_writer()
         if self._writer is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
             path = self.directory / shard_name(len(self.paths), "parquet")
+            with _writing(path):
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self._writer = pq.ParquetWriter(path, self.schema, **PARQUET_OPTIONS)
             self.paths.append(path)
-            self._writer = pq.ParquetWriter(path, self.schema, **PARQUET_OPTIONS)
             self._bytes = self._rows = 0
-        self._writer.write_table(group, row_group_size=group.num_rows)
+        with _writing(self.paths[-1]):
+            self._writer.write_table(group, row_group_size=group.num_rows)
         self._bytes += size
         self._rows += group.num_rows
 
     def close(self) -> list[Path]:
         if self._pending_rows:
             self._flush(self._pending_rows)
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self._close_writer()
         return self.paths
+
+    def _close_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with _writing(self.paths[-1]):
+                writer.close()  # writes the footer

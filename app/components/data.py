@@ -14,6 +14,7 @@ from PIL import Image
 
 from curation.media.sample_media import MediaError, load_image, read_media_bytes, video_frame, video_info
 from curation.media.scenes import MAX_BROWSER_POINTS, SampleScene, SceneCloud, load_scene_cloud, sample_scene
+from curation.presenters.browse import thumbnail_url
 from curation.presenters.sample import SampleGeometry, draw_overlays, sample_geometry, with_scene_objects
 from curation.query.catalog import CatalogQuery, Order, Page
 from curation.query.filters import FilterSpec
@@ -47,6 +48,11 @@ def _state(db_url: str) -> StateDB:
     return open_state(db_url)
 
 
+def state_db() -> StateDB:
+    """The state database of this server's data home (shared by every session), e.g. for sign-in's roles."""
+    return _state(settings().db_url)
+
+
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _query(settings_key: str, db_url: str, _settings: Settings) -> CatalogQuery:
     # Keyed by every setting (catalog, text index, results...). One per data home: it follows the catalog file when
@@ -72,7 +78,8 @@ def backend() -> Backend:
 def _cacheable(spec: FilterSpec) -> bool:
     """Only pure catalog filters: state and check results change under us."""
     return not (spec.flagged is not None or spec.flag_reasons or spec.review or spec.reviewers
-                or spec.failed_checks or spec.passed_checks or spec.score_below or spec.failed_severities)
+                or spec.failed_checks or spec.passed_checks or spec.score_below or spec.failed_severities
+                or spec.difficulty or spec.pass_rate_above is not None or spec.pass_rate_below is not None)
 
 
 def _version(b: Backend) -> str:
@@ -94,8 +101,9 @@ def _count_cached(key: str, version: str, spec_json: str, _q: CatalogQuery) -> i
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def _page_cached(key: str, version: str, spec_json: str, after: str | None, limit: int, order: Order,
-                 _q: CatalogQuery) -> Page:
-    return _q.page(FilterSpec.model_validate_json(spec_json), after=after, limit=limit, order=order)
+                 columns: tuple[str, ...] | None, _q: CatalogQuery) -> Page:
+    return _q.page(FilterSpec.model_validate_json(spec_json), after=after, limit=limit, order=order,
+                   columns=list(columns) if columns else None)
 
 
 def facets(b: Backend, spec: FilterSpec, dims: list[str] | None = None) -> dict[str, dict[str, int]]:
@@ -110,11 +118,23 @@ def count(b: Backend, spec: FilterSpec) -> int:
     return b.query.count(spec)
 
 
-def page(b: Backend, spec: FilterSpec, after: str | None, limit: int = 50, order: Order = "catalog") -> Page:
+def page(b: Backend, spec: FilterSpec, after: str | None, limit: int = 50, order: Order = "catalog",
+         columns: list[str] | None = None) -> Page:
     """A page of the matches (see CatalogQuery.page); its warnings are the text search's."""
     if _cacheable(spec):
-        return _page_cached(b.key, _version(b), spec.model_dump_json(), after, limit, order, b.query)
-    return b.query.page(spec, after=after, limit=limit, order=order)
+        return _page_cached(b.key, _version(b), spec.model_dump_json(), after, limit, order,
+                            tuple(columns) if columns else None, b.query)
+    return b.query.page(spec, after=after, limit=limit, order=order, columns=columns)
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def _thumbnail(key: tuple, _row: dict) -> str | None:
+    return thumbnail_url(_row, settings().media_roots)
+
+
+def thumbnail(row: dict) -> str | None:
+    """The row's first image as a small data URL, kept per media pointer (see browse.thumbnail_url)."""
+    return _thumbnail(_media_key(row, 0), row)
 
 
 # --- one sample's media, geometry and scene ----------------------------------------------------------------
@@ -135,12 +155,15 @@ def image(row: dict, index: int) -> Image.Image:
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
-def _overlay(key: tuple, show_3d: bool, show_2d: bool, _row: dict, _geometry: SampleGeometry) -> Image.Image:
+def _overlay(key: tuple, show_3d: bool, show_2d: bool, variant: str, _row: dict,
+             _geometry: SampleGeometry) -> Image.Image:
     return draw_overlays(image(_row, key[-1]), _geometry, show_3d=show_3d, show_2d=show_2d)
 
 
-def overlay(row: dict, index: int, geometry: SampleGeometry, show_3d: bool, show_2d: bool) -> Image.Image:
-    return _overlay(_media_key(row, index), show_3d, show_2d, row, geometry)
+def overlay(row: dict, index: int, geometry: SampleGeometry, show_3d: bool, show_2d: bool,
+            variant: str = "") -> Image.Image:
+    """Image ``index`` with ``geometry`` drawn in; ``variant`` names what else decides the drawing (a selected box)."""
+    return _overlay(_media_key(row, index), show_3d, show_2d, variant, row, geometry)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -172,6 +195,29 @@ def _video_frame(key: tuple, frame: int, _data: bytes) -> Image.Image:
 def frame(row: dict, index: int, frame_index: int) -> Image.Image:
     """One decoded frame, on demand (the scrubber asks for one at a time)."""
     return _video_frame(_media_key(row, index), frame_index, video_bytes(row, index))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _sample_cached(key: str, version: str, sample_id: str, _q: CatalogQuery) -> dict | None:
+    return _q.sample(sample_id)
+
+
+def sample(b: Backend, sample_id: str) -> dict | None:
+    """A catalog row by id, kept per catalog version (the review queue reads the next sample ahead)."""
+    return _sample_cached(b.key, b.query.version(), sample_id, b.query)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _neighbours_cached(key: str, version: str, spec_json: str, sample_id: str,
+                       _q: CatalogQuery) -> tuple[str | None, str | None]:
+    return _q.neighbours(FilterSpec.model_validate_json(spec_json), sample_id)
+
+
+def neighbours(b: Backend, spec: FilterSpec, sample_id: str) -> tuple[str | None, str | None]:
+    """The review queue's previous and next sample under a filter (see CatalogQuery.neighbours)."""
+    if _cacheable(spec):
+        return _neighbours_cached(b.key, _version(b), spec.model_dump_json(), sample_id, b.query)
+    return b.query.neighbours(spec, sample_id)
 
 
 def scene_of(s: Settings, row: dict) -> SampleScene:

@@ -8,7 +8,9 @@ from typing import get_args
 import streamlit as st
 
 from app.components.text import code, plain
+from curation.query.difficulty import DIFFICULTIES
 from curation.query.filters import DIMENSIONS, FilterParamError, FilterSpec, ReviewFilter
+from curation.query.severity import SEVERITIES
 from curation.review.flags import FLAG_REASONS
 
 DIMENSION_LABELS = {
@@ -25,6 +27,7 @@ REVIEW_STATES = ["any", *get_args(ReviewFilter)]
 _SYNCED = "flt__synced"  # the spec the widgets were last seeded from / wrote to the URL
 _PREFIX = "flt_"
 _OVERRIDE = "flt__override"
+_COUNTED = (*DIMENSIONS, "difficulty")  # the multiselects whose option labels carry facet counts
 
 
 def spec_from_url() -> FilterSpec:
@@ -65,6 +68,8 @@ def _seed_widgets(spec: FilterSpec) -> None:
     ss[_PREFIX + "reviewers"] = ", ".join(spec.reviewers)
     ss[_PREFIX + "failed_checks"] = list(spec.failed_checks)
     ss[_PREFIX + "passed_checks"] = list(spec.passed_checks)
+    ss[_PREFIX + "failed_severities"] = list(spec.failed_severities)
+    ss[_PREFIX + "difficulty"] = list(spec.difficulty)
     # One threshold has widgets; further ones (only a hand-made link has them) ride along untouched.
     first = next(iter(spec.score_below.items()), None)
     ss[_PREFIX + "score_check"] = first[0] if first else ""
@@ -104,7 +109,10 @@ def _spec_from_widgets(keep: FilterSpec) -> FilterSpec:
         reviewers=_csv(ss[_PREFIX + "reviewers"]),
         failed_checks=_csv(ss[_PREFIX + "failed_checks"]),
         passed_checks=_csv(ss[_PREFIX + "passed_checks"]),
+        failed_severities=list(ss.get(_PREFIX + "failed_severities") or []),
         score_below=_thresholds(dict(keep.score_below)),
+        difficulty=list(ss.get(_PREFIX + "difficulty") or []),
+        pass_rate_above=keep.pass_rate_above, pass_rate_below=keep.pass_rate_below,  # a band rides along from links
     )
 
 
@@ -119,6 +127,11 @@ def current_spec() -> FilterSpec:
         _seed_widgets(url_spec)
         return url_spec
     spec = _spec_from_widgets(FilterSpec() if override else url_spec)
+    # The browser sends a multiselect's choice back as the labels it showed, and our labels carry facet counts that
+    # move with the filter: matched against this run's labels, "skill (15)" would become a value of its own. Written
+    # back as values before the widgets are drawn, the choice is matched by value.
+    for name in _COUNTED:
+        ss[_PREFIX + name] = list(getattr(spec, name))
     ss[_SYNCED] = spec.model_dump_json()
     write_url(spec)
     return spec
@@ -149,8 +162,13 @@ def sidebar_filters(spec: FilterSpec, facet_counts: Mapping[str, Mapping[str, in
     c2.selectbox("Review", REVIEW_STATES, key=_PREFIX + "review")
     sb.multiselect("Flag reasons", list(FLAG_REASONS), key=_PREFIX + "flag_reasons")
     sb.text_input("Reviewers (comma separated)", key=_PREFIX + "reviewers")
-    with sb.expander("Check results", expanded=bool(spec.failed_checks or spec.passed_checks or spec.score_below)):
+    with sb.expander("Check results", expanded=bool(spec.failed_checks or spec.passed_checks or spec.score_below
+                                                    or spec.failed_severities)):
         names = list(check_names)
+        st.multiselect("Failed with severity", list(SEVERITIES), key=_PREFIX + "failed_severities",
+                       help="Samples with a failure of these severities: of the failed checks named below, or of any "
+                            "check or ingest problem when none is named. error breaks training, warning is a quality "
+                            "doubt, info a known upstream quirk.")
         for key, label in (("failed_checks", "Failed checks"), ("passed_checks", "Passed checks")):
             chosen = list(ss.get(_PREFIX + key) or [])
             st.multiselect(label, names + [n for n in chosen if n not in names], key=_PREFIX + key,
@@ -163,6 +181,9 @@ def sidebar_filters(spec: FilterSpec, facet_counts: Mapping[str, Mapping[str, in
         if len(spec.score_below) > 1:
             thresholds = ", ".join(f"{k} < {v}" for k, v in list(spec.score_below.items())[1:])
             st.caption(f"Further score thresholds from the link: {plain(thresholds)}")
+    difficulty = facet_counts.get("difficulty", {})  # pass rate over n model samples (model.reanswer samples=n)
+    sb.multiselect("Difficulty (model pass rate)", list(DIFFICULTIES), key=_PREFIX + "difficulty",
+                   format_func=lambda v, c=difficulty: f"{v} ({c.get(v, 0):,})")
     sb.button("Reset filters", on_click=_reset, key="flt_reset_btn")
 
 

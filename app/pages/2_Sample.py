@@ -1,12 +1,17 @@
 """Sample view and review queue: one sample (``?id=...``) with its turns, reasoning, media with boxes drawn in and
-its 3D scene; flag / approve / reject / fix / undo; step through the filter in the URL with j/k."""
+its 3D scene; flag / approve / reject / fix / undo; step through the filter in the URL with j/k.
+
+A review step must be usable within a second: the image, turns and buttons come first, the checks panel (filled
+last into its place near the top) and the 3D view after them, and the next sample of the queue is read ahead."""
 
 from pathlib import Path
 
 import streamlit as st
 
 from app.components import data, filters, review, sample_view
+from app.components.page_icon import PAGE_ICON
 from app.components.text import code, plain
+from curation.presenters.sample import answer_boxes
 from curation.query.filters import FilterSpec
 from curation.vst.reasoning import split_reasoning
 from curation.vst.vocabulary import ASSISTANT_ROLES
@@ -37,7 +42,7 @@ def header(row: dict, spec: FilterSpec, b: data.Backend) -> tuple[str | None, st
              f"{Path(row['source_file']).name} row {row.get('row_index')}"]
     st.caption(" · ".join(plain(f) for f in facts if f))
     try:
-        prev_id, next_id = b.query.neighbours(spec, sid)
+        prev_id, next_id = data.neighbours(b, spec, sid)
     except Exception as exc:
         st.warning(f"The review queue cannot step through this filter: {plain(exc)}")
         prev_id = next_id = None
@@ -54,7 +59,7 @@ def header(row: dict, spec: FilterSpec, b: data.Backend) -> tuple[str | None, st
 
 
 def main() -> None:
-    st.set_page_config(page_title="VST Curator · Sample", page_icon=":material/view_in_ar:", layout="wide")
+    st.set_page_config(page_title="VST Curator · Sample", page_icon=PAGE_ICON, layout="wide")
     try:
         b = data.backend()
     except data.AppDataError as exc:
@@ -66,7 +71,7 @@ def main() -> None:
         ask_for_id(spec)
         return
     try:
-        row = b.query.sample(sid)
+        row = data.sample(b, sid)
     except Exception as exc:
         st.error(f"Sample {code(sid)} cannot be read from the catalog: {plain(exc)}")
         return
@@ -75,25 +80,33 @@ def main() -> None:
         ask_for_id(spec)
         return
     _, next_id = header(row, spec, b)
-    sample_view.checks(b.settings, sid)
+    checks_slot = st.container()
     review.keyboard_shortcuts()
     first_answer = next((t.get("text") for t in row.get("turns") or [] if t.get("role") in ASSISTANT_ROLES),
                         row.get("answer"))
     parts = split_reasoning(first_answer or "")
+    sc = data.scene_of(b.settings, row)
+    geom = sample_view.selected_box(data.geometry(row, sc), sid)
+    fixable = answer_boxes(geom)
     with st.container(border=True):
         review.review_panel(b.state, sid, parts.final if parts.reasoning is not None else row.get("answer"),
-                            parts.reasoning, next_id, lambda target: go_to(spec, target))
-    sc = data.scene_of(b.settings, row)
-    geom = data.geometry(row, sc)
+                            parts.reasoning, next_id, lambda target: go_to(spec, target),
+                            move_to=lambda target: filters.write_url(spec, id=target),
+                            boxes=fixable if fixable else None)
     left, right = st.columns([3, 2])
     with left:
         st.subheader("Media")
         sample_view.media(row, geom)
+        sample_view.boxes(geom, sid)
     with right:
         st.subheader("Conversation")
-        sample_view.conversation(row)
+        sample_view.conversation(row, spec.text)
+    with checks_slot:
+        sample_view.checks(b.settings, sid)
     st.subheader("3D view")
     sample_view.scene(sc, geom, b.settings, list(row.get("media") or []))
+    if next_id:
+        sample_view.read_ahead(b, spec, next_id)
 
 
 main()

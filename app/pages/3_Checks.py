@@ -1,21 +1,25 @@
-"""Checks: start a check run (queued for the worker, or run here now), follow runs and cancel them, see failures per
-check x skill, move score thresholds without a re-run, and open the failing samples in Browse."""
+"""Checks: start a check run (queued for the worker, or run here now), follow runs (how long they take) and cancel
+them, see failures by severity and per check x skill (a cell opens its failing samples in Browse), and move score
+thresholds without a re-run."""
 
 
 import streamlit as st
 
 from app.components import data, filters
+from app.components.page_icon import PAGE_ICON
 from app.components.text import plain
 from curation.checks.report import check_summary, score_histogram
 from curation.jobs.queue import cancel_job
 from curation.jobs.run import queue_checks
 from curation.presenters.checks import (
     INGEST_PREFIX,
+    SEVERITY_MEANING,
     JobView,
     browse_spec_for,
     check_jobs,
     checks_by_family,
     clicked_cell,
+    format_seconds,
     has_results,
     heatmap_figure,
     histogram_figure,
@@ -24,9 +28,11 @@ from curation.presenters.checks import (
     result_check_names,
     run_in_process,
     score_range,
+    severity_totals,
     summary_matrix,
     worker_seems_absent,
 )
+from curation.presenters.overview import skill_label
 from curation.query.filters import FilterSpec
 
 BROWSE_PAGE = "pages/1_Browse.py"
@@ -94,8 +100,10 @@ def run_form(b: data.Backend) -> None:
 def job_line(b: data.Backend, job: JobView) -> None:
     with st.container(border=True):
         c = st.columns([5, 1])
+        took = job.seconds()
         c[0].markdown(f"**Run #{job.id}** · `{job.state}` · {plain(job.checks)}  \n"
                       f":gray[{plain(job.run_id)} · queued {job.created_at:%Y-%m-%d %H:%M:%S}"
+                      f"{' · running for ' + format_seconds(took) if took is not None else ''}"
                       f"{' · ' + plain(job.worker_id) if job.worker_id else ''}]")
         if job.active and c[1].button("Cancel", key=f"chk_cancel_{job.id}"):
             cancel_job(b.state, job.id)
@@ -117,16 +125,17 @@ def runs_panel(b: data.Backend, was_active: bool) -> None:
     if was_active and not active:
         st.rerun()  # a run just finished: redraw the whole page with its results (and stop refreshing)
     if worker_seems_absent(jobs):
-        st.warning("Runs are waiting in the queue and no worker picks them up: start one with "
-                   "`python -m curation worker`, or cancel them and use **Run here now**.")
+        st.warning("No worker is running the queued runs (or a run's worker stopped): start one with "
+                   "`python -m curation worker` (it resumes a stopped run), or cancel them and use **Run here now**.")
     for job in active:
         job_line(b, job)
     done = [j for j in jobs if not j.active]
     if done:
         with st.expander(f"Finished runs ({len(done)})", expanded=not active):
             st.dataframe(
-                [{"run": j.id, "state": j.state, "checks": j.checks, "row passes": j.done, "run id": j.run_id,
-                  "queued": j.created_at, "error": (j.error or "").split("\n")[0]} for j in done],
+                [{"run": j.id, "state": j.state, "checks": j.checks, "took": format_seconds(j.seconds()),
+                  "row passes": j.done, "run id": j.run_id, "queued": j.created_at,
+                  "error": (j.error or "").split("\n")[0]} for j in done],
                 hide_index=True, key="chk_finished_runs",
             )
 
@@ -150,21 +159,21 @@ def failures(b: data.Backend) -> None:
         return
     if not has_results(b.settings):
         st.info("No check has run yet: only the problems ingest recorded are shown. Start a run above.")
+    by_severity(severity_totals(summary))
     event = st.plotly_chart(heatmap_figure(summary), key="chk_heatmap", config={"displaylogo": False},
                             on_select="rerun", selection_mode="points")
     checks, skills, cells = summary_matrix(summary)
-    st.caption("Click a cell (or pick a check and skill below) to open its failing samples in Browse.")
+    st.caption("Click a cell to open its failing samples in Browse (or pick a check and skill below).")
     picked = clicked_cell(event.selection if event else None)
-    if picked and picked != st.session_state.get("chk_clicked") and picked in cells:
-        st.session_state["chk_clicked"] = picked  # apply a click once, so the selectors stay free to change
-        st.session_state["chk_open_check"], st.session_state["chk_open_skill"] = picked
+    if picked and picked in cells and cells[picked]["failed"]:
+        st.switch_page(BROWSE_PAGE, query_params=filters.url_params(browse_spec_for(*picked)))
     c = st.columns([2, 2, 2])
     check = c[0].selectbox("Check", checks, key="chk_open_check")
     options = [ALL_SKILLS] + [s for s in skills if (check, s) in cells]
     if st.session_state.get("chk_open_skill") not in options:  # a skill the newly picked check did not see
         st.session_state["chk_open_skill"] = ALL_SKILLS
     skill = c[1].selectbox("Skill", options, key="chk_open_skill", format_func=lambda s: s if s == ALL_SKILLS
-                           else f"{s} ({cells[(check, s)]['failed']:,} failed)")
+                           else f"{skill_label(s)} ({cells[(check, s)]['failed']:,} failed)")
     skill = None if skill == ALL_SKILLS else skill
     hits = [cells[(check, s)] for s in ([skill] if skill else skills) if (check, s) in cells]
     n_failed, n_checked = sum(h["failed"] for h in hits), sum(h["checked"] for h in hits)
@@ -174,6 +183,15 @@ def failures(b: data.Backend) -> None:
                    query_params=filters.url_params(spec), disabled=not n_failed)
     if check.startswith(INGEST_PREFIX):
         st.caption("Ingest problems are not check results: Browse shows every sample with an ingest problem.")
+
+
+def by_severity(totals: dict[str, int]) -> None:
+    """Failures per severity (check results and ingest problems), each opening its samples in Browse."""
+    cols = st.columns(len(totals))
+    for col, (severity, n) in zip(cols, totals.items(), strict=True):
+        col.metric(f"{severity} failures", f"{n:,}", help=SEVERITY_MEANING.get(severity))
+        col.page_link(BROWSE_PAGE, label=f"Open the {severity} samples in Browse", icon=":material/search:",
+                      query_params=filters.url_params(FilterSpec(failed_severities=[severity])), disabled=not n)
 
 
 def scores(b: data.Backend) -> None:
@@ -223,7 +241,7 @@ def ingest_section(b: data.Backend) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="VST Curator · Checks", page_icon=":material/rule:", layout="wide")
+    st.set_page_config(page_title="VST Curator · Checks", page_icon=PAGE_ICON, layout="wide")
     st.title("Checks")
     try:
         b = data.backend()

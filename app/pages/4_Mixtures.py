@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.components import data, filters
+from app.components.page_icon import PAGE_ICON
 from app.components.text import code, plain
 from curation.mixtures.export import export_mixture
 from curation.mixtures.recipe import Recipe
@@ -142,12 +143,14 @@ def component_form(i: int, comp: mv.ComponentForm, values: dict[str, dict[str, i
                               key=_key(f"size_{mode}", i), on_change=on_form_change)
         c[3].button("Remove", key=_key("remove", i), on_click=on_remove_component, args=(i,), disabled=n == 1,
                     icon=":material/delete:")
-        cols = st.columns(4)
-        for col, dim in zip(cols, mv.FORM_DIMENSIONS):
+        # Skills get a row of their own: their ids are long (mi_object_object_relation), and chips in a narrow
+        # column are cut off. Chips wrap onto more rows rather than scroll out of sight.
+        others = [d for d in mv.FORM_DIMENSIONS if d != "skills"]
+        for col, dim in zip([st.container(), *st.columns(len(others))], ["skills", *others]):
             counts = values.get(dim, {})
             chosen = getattr(comp, dim)
             col.multiselect(DIMENSION_LABELS[dim], mv.options_with(list(counts), chosen), default=chosen,
-                            key=_key(dim, i), on_change=on_form_change, placeholder="any",
+                            key=_key(dim, i), on_change=on_form_change, placeholder="any", wrap=True,
                             format_func=lambda v, c=counts: f"{v} ({c[v]:,})" if v in c else f"{v} (not in catalog)")
 
 
@@ -198,7 +201,7 @@ def recipe_form(b: data.Backend, values: dict[str, dict[str, int]]) -> None:
                    help="When the trace fails a reasoning check but the answer is right: keep it, drop the "
                         "sample, or downgrade it to a direct answer (trace removed).")
     c[2].multiselect("Formats", list(mv.FORMAT_NAMES), default=[f for f in form.formats if f in mv.FORMAT_NAMES],
-                     key=_key("formats"), on_change=on_form_change)
+                     key=_key("formats"), on_change=on_form_change, wrap=True)
 
 
 def yaml_editor() -> None:
@@ -271,6 +274,10 @@ def counts_section(b: data.Backend, recipe: Recipe) -> Selection | None:
         st.caption("No candidate is excluded by the recipe's exclusions.")
     if sel.left_out:
         st.caption(f"{len(sel.left_out):,} sample(s) are left out because their media cannot be read.")
+    if errors := mv.error_exclusions(sel.excluded):
+        st.caption(f"Left out as broken for training (a failure of `error` severity): "
+                   f"{plain(', '.join(f'{check} {n:,}' for check, n in errors.items()))}. To keep them, set "
+                   "`include_error_rows: true` in the YAML (rows whose placeholders do not match are then repaired).")
     return sel
 
 
@@ -361,7 +368,7 @@ def past_exports_section(b: data.Backend) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="VST Curator · Mixtures", page_icon=":material/blender:", layout="wide")
+    st.set_page_config(page_title="VST Curator · Mixtures", page_icon=PAGE_ICON, layout="wide")
     st.title("Mixtures")
     try:
         b = data.backend()

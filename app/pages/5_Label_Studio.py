@@ -5,12 +5,14 @@ project holds, pull the verdicts back or import an exported file."""
 import streamlit as st
 
 from app.components import data, filters
+from app.components.page_icon import PAGE_ICON
 from app.components.text import code, plain
 from curation.labelstudio.client import LabelStudioError
 from curation.labelstudio.pull import ExportFileError, PullReport, pull
 from curation.labelstudio.push import DEFAULT_PROJECT, PushReport, push
 from curation.presenters import labelstudio as overview
 from curation.query.filters import FilterSpec, spec_from_link
+from curation.query.severity import SEVERITIES
 from curation.settings import Settings
 
 BROWSE_PAGE = "pages/1_Browse.py"
@@ -119,6 +121,19 @@ def push_section(b: data.Backend, status: overview.ServerStatus) -> None:
     what = st.radio("What to push", list(labels), format_func=labels.get, key="ls_push_what", horizontal=True,
                     captions=[f"{n_filter:,} samples", f"{n_flagged:,} samples, every filter aside"])
     chosen, n = (spec, n_filter) if what == WHAT_FILTER else (flagged, n_flagged)
+    severities = st.multiselect(
+        "Only samples with a failure of severity", list(SEVERITIES), default=None, key="ls_push_severity",
+        placeholder="any sample (no severity filter)",
+        help="error breaks training, warning is a quality doubt, info a known quirk the catalog normalised. Each task "
+             "carries its worst severity and its failures, columns to filter and sort by in Label Studio.")
+    if severities:
+        chosen = chosen.model_copy(update={"failed_severities": severities})
+        try:
+            n = data.count(b, chosen)
+        except Exception as exc:
+            st.error(f"The filter cannot be applied: {plain(exc)}")
+            return
+        st.caption(f"{n:,} of them have a failure of severity {', '.join(severities)}.")
     c = st.columns([3, 1, 2])
     project = c[0].text_input("Project name (one project per sample kind: '<name> · single image', ...)",
                               value=DEFAULT_PROJECT, key="ls_project", max_chars=overview.MAX_PROJECT_NAME)
@@ -241,7 +256,7 @@ def show_pull(source: str, report: PullReport) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="VST Curator · Label Studio", page_icon=":material/rate_review:", layout="wide")
+    st.set_page_config(page_title="VST Curator · Label Studio", page_icon=PAGE_ICON, layout="wide")
     st.title("Label Studio")
     st.caption("Send samples to annotators in Label Studio and bring their verdicts back as reviews.")
     s = data.settings()

@@ -75,6 +75,7 @@ class GlobalContext:
     catalog: duckdb.DuckDBPyConnection
     params: dict[str, Any] = field(default_factory=dict)
     heartbeat: Callable[[], bool] | None = None  # returns False when the run was cancelled
+    progress: Callable[[float], None] | None = None  # hears how far the running check is (0..1 of its work)
     cache: dict[str, Any] = field(default_factory=dict)  # shared by the checks of one run (benchmarks read once)
     _embedder: Any = None
 
@@ -98,6 +99,13 @@ class GlobalContext:
         if self.heartbeat is not None and not self.heartbeat():
             raise RunCancelled("the check run was cancelled")
 
+    def advance(self, fraction: float) -> None:
+        """Tell the job how far this check has come (0..1 of its work), for a check that works a long time before
+        its first outcomes (embedding every question); raises RunCancelled like alive()."""
+        if self.progress is not None:
+            self.progress(fraction)
+        self.alive()
+
 
 class Check:
     """Base class. Subclasses set the class attributes and implement :meth:`run` (or use a helper base below)."""
@@ -115,6 +123,9 @@ class Check:
     # A failure's severity unless its outcome names another: error breaks training, warning doubts quality, info is
     # a known quirk the catalog normalised (curation.query.severity).
     severity: ClassVar[str] = WARNING
+    # Measurements a check stores per sample beside RESULT_SCHEMA's columns, apart from its verdict (the model check's
+    # answers and pass rate); they follow the outcome columns in its run() output.
+    measurements: ClassVar[pa.Schema | None] = None
 
     def __init__(self, params: dict[str, Any] | None = None):
         self.params = dict(params or {})
@@ -236,7 +247,7 @@ def outcome_table(decided: Sequence[tuple[str, Outcome]]) -> pa.Table:
     )
 
 
-def conform(table: pa.Table) -> pa.Table:
+def conform(table: pa.Table, keep: Sequence[str] = ()) -> pa.Table:
     """Cast a check's output to OUTCOME_SCHEMA (SQL may give int scores or NULL-typed columns); a check that says no
     severity gets a NULL one (its failures take the check's)."""
     cols = []
@@ -247,7 +258,11 @@ def conform(table: pa.Table) -> pa.Table:
                 continue
             raise ValueError(f"check output lacks column {f.name!r} (has {table.column_names})")
         cols.append(table.column(f.name).cast(f.type))
-    return pa.table(cols, schema=OUTCOME_SCHEMA)
+    out = pa.table(cols, schema=OUTCOME_SCHEMA)
+    for column in keep:  # a check's own measurements beside the outcome (Check.measurements)
+        if column in table.column_names:
+            out = out.append_column(table.schema.field(column), table.column(column))
+    return out
 
 
 def with_check_columns(outcomes: pa.Table, name: str, version: str, run_id: str,
@@ -255,14 +270,15 @@ def with_check_columns(outcomes: pa.Table, name: str, version: str, run_id: str,
     """OUTCOME_SCHEMA -> RESULT_SCHEMA (curation.query.results layout). A failure keeps the severity its outcome
     names, else takes ``severity`` (by default the registered check's); a pass has none."""
     n = outcomes.num_rows
-    outcomes = conform(outcomes)
-    default = severity or check_severity(name)
+    registered = _registered(name)
+    outcomes = conform(outcomes, registered.measurements.names if registered and registered.measurements else ())
+    default = severity or (registered.severity if registered is not None else UNSTATED)
     stated = outcomes.column("severity")
     bad = set(pc.unique(stated.drop_null()).to_pylist()) - set(SEVERITIES)
     if bad:
         raise ValueError(f"check {name}: severity {sorted(bad)} is not one of {', '.join(SEVERITIES)}")
     failed = pc.invert(outcomes.column("passed").fill_null(False))
-    return pa.table(
+    table = pa.table(
         [
             outcomes.column("sample_id"),
             pa.repeat(pa.scalar(name, pa.string()), n),
@@ -275,14 +291,21 @@ def with_check_columns(outcomes: pa.Table, name: str, version: str, run_id: str,
         ],
         schema=RESULT_SCHEMA,
     )
+    for column in outcomes.column_names[len(OUTCOME_SCHEMA):]:  # kept after RESULT_SCHEMA's columns (conform)
+        table = table.append_column(outcomes.schema.field(column), outcomes.column(column))
+    return table
 
 
 def check_severity(name: str) -> str:
     """The severity of a registered check's failures (UNSTATED for a name the registry does not know)."""
+    check = _registered(name)
+    return check.severity if check is not None else UNSTATED
+
+
+def _registered(name: str) -> type[Check] | None:
     from curation.checks.registry import load_all  # late: the registry imports this module
 
-    check = load_all().get(name)
-    return check.severity if check is not None else UNSTATED
+    return load_all().get(name)
 
 
 @lru_cache(maxsize=1)

@@ -15,31 +15,18 @@ from curation.checks.priors import load_priors
 from curation.checks.registry import register
 from curation.vst.answers import _OPTION_LINE, _SINGLE_LETTER, extract_choice, parse_number, parse_options, to_meters
 from curation.vst.reasoning import reasoning_conclusion
-from curation.vst.scoring import (
-    VALID_RL_MODES,
-    anls_score,
-    bbox3d_score,
-    mra_score,
-    multi_choice_score,
-    relaxed_score,
-    score_by_modes,
-)
+from curation.vst.scoring import ASKED_UNIT as _ASKED_UNIT
+from curation.vst.scoring import UNIT_OF as _UNIT_OF
+from curation.vst.scoring import meters as _meters
+from curation.vst.scoring import metric_for, mra_score, score_metric
+from curation.vst.scoring import normalise as _norm
 from curation.vst.spatial_text import parse_boxes_3d
 
 # The score at or above which two answers agree, per metric (binary metrics score 0 or 1).
 PASS_AT = {"choice": 1.0, "relaxed": 1.0, "mra": 0.5, "anls": 0.5, "bbox3d": 0.5, "rl": 1.0}
-# Questions whose numeric answer is a count, distance or size: VSI-Bench scores those by MRA.
-_MRA_QUESTION = re.compile(
-    r"how many|distance|how far|how (?:tall|long|wide|high|big|deep)|\b(?:height|length|width|depth|size)\b", re.I
-)
 _LENGTH_QUESTION = re.compile(
     r"distance|how far|how (?:tall|long|wide|high|deep)|\b(?:height|length|width|depth|dimension)\b", re.I
 )
-_ASKED_UNIT = re.compile(
-    r"\bin (meters|metres|m|centimeters|centimetres|cm|millimeters|millimetres|mm|feet|ft|inches)\b", re.I
-)
-_UNIT_OF = {"meters": "m", "metres": "m", "m": "m", "centimeters": "cm", "centimetres": "cm", "cm": "cm",
-            "millimeters": "mm", "millimetres": "mm", "mm": "mm", "feet": "ft", "ft": "ft", "inches": "in"}
 _CLOSER = re.compile(r"which\b[^?]*?\bis (closer|nearer|farther|further) (?:to|from) the camera", re.I)
 _EITHER = re.compile(r"\bthe ([\w -]+?) or the ([\w -]+?)\s*\?", re.I)
 _DISTANCE = re.compile(r"distance between the ([\w -]+?) and the ([\w -]+?)(?:\s+in\s+\w+)?\s*\?", re.I)
@@ -49,49 +36,6 @@ MAX_DISTANCE_M = 30.0
 MAX_SIZE_M = 6.0
 
 
-def _norm(text: str) -> str:
-    """An object or answer as compared: lower case, no leading article, no trailing full stop (no regex: hot path)."""
-    t = (text or "").strip().lower()
-    for article in ("the ", "a ", "an "):
-        if t.startswith(article):
-            t = t[len(article):].lstrip()
-            break
-    return t.rstrip(" .\t\n")
-
-
-def metric_for(question: str, answer: str, answer_kind: str | None, rl_modes: Sequence[str] | None) -> str:
-    """Which agreement metric fits a sample: its RL modes, else its answer kind and question wording."""
-    modes = [m for m in (rl_modes or []) if m in VALID_RL_MODES]
-    if modes:
-        return "rl"
-    if answer_kind == "choice" or parse_options(question or ""):
-        return "choice"
-    if answer_kind == "bbox3d":
-        return "bbox3d"
-    if answer_kind == "number":
-        return "mra" if _MRA_QUESTION.search(question or "") else "relaxed"
-    return "anls"
-
-
-def _as_letter(text: str, options: dict[str, str]) -> str:
-    """An answer as an option letter when it names an option's text ("the chair" -> "A")."""
-    if extract_choice(text or "") is not None or not options:
-        return text
-    wanted = _norm(text)
-    for letter, option in options.items():
-        if _norm(option) == wanted:
-            return letter
-    return text
-
-
-def _meters(text: str, default_unit: str | None = None) -> float | None:
-    parsed = parse_number(text or "")
-    if parsed is None:
-        return None
-    unit = parsed.unit or default_unit
-    return parsed.value if unit is None else to_meters(parsed.value, unit)
-
-
 def agreement(prediction: str, truth: str, *, question: str = "", answer_kind: str | None = None,
               rl_modes: Sequence[str] | None = None) -> tuple[float, str, bool]:
     """How far a prediction agrees with a stated answer by the metric that fits the sample: (score, metric, agrees).
@@ -99,11 +43,11 @@ def agreement(prediction: str, truth: str, *, question: str = "", answer_kind: s
     When the question offers lettered options, a choice reading is tried as well, so "the door, option A" agrees
     with "door" when A is the door.
     """
-    metric = metric_for(question, truth, answer_kind, rl_modes)
+    metric = metric_for(question, answer_kind, rl_modes)
     options = parse_options(question or "")
-    score = _score(metric, prediction, truth, question, options, rl_modes)
+    score = score_metric(metric, prediction, truth, question, rl_modes)
     if score < PASS_AT[metric] - 1e-9 and metric != "choice" and options:
-        alt = _score("choice", prediction, truth, question, options, rl_modes)
+        alt = score_metric("choice", prediction, truth, question, rl_modes)
         if alt >= PASS_AT["choice"]:
             return alt, "choice", True
     if score < PASS_AT[metric] - 1e-9 and metric in ("anls", "rl") and _says(prediction, truth):
@@ -117,24 +61,6 @@ def _says(prediction: str, truth: str) -> bool:
     if len(t) < 3 or not re.search(r"[a-z]", t) or len(t.split()) > 6:
         return False
     return re.search(rf"(?<![\w]){re.escape(t)}(?![\w])", (prediction or "").lower()) is not None
-
-
-def _score(metric: str, prediction: str, truth: str, question: str, options: dict[str, str],
-           rl_modes: Sequence[str] | None) -> float:
-    if metric == "rl":
-        return score_by_modes([m for m in rl_modes or [] if m in VALID_RL_MODES], prediction, truth)
-    if metric == "choice":
-        return multi_choice_score(_as_letter(prediction, options), _as_letter(truth, options))
-    if metric == "bbox3d":
-        return bbox3d_score(prediction, truth)
-    if metric == "mra":
-        asked = _ASKED_UNIT.search(question or "")
-        unit = _UNIT_OF[asked.group(1).lower()] if asked else None
-        p, t = _meters(prediction, unit), _meters(truth, unit)
-        return 0.0 if p is None or t is None else mra_score(p, t)
-    if metric == "relaxed":
-        return relaxed_score(prediction, truth)
-    return anls_score(prediction, truth)
 
 
 @register

@@ -127,7 +127,10 @@ class NearDuplicates(GlobalCheck):
             keys = rows.column("k").to_pylist()
             cores = {int(i): question_core(questions[i]) for i in candidates}
             log.info("duplicates.near: embedding %d of %d questions", len(candidates), n)
-            vectors = encode_unique(gctx.embedder(), [cores[int(i)] for i in candidates])
+            # Embedding is nearly all of this check's time: the job's progress follows it (judging is the rest).
+            vectors = encode_unique(gctx.embedder(), [cores[int(i)] for i in candidates],
+                                    on_encoded=lambda k, of: gctx.advance(0.9 * k / of),
+                                    chunk=int(self.params.get("embed_chunk", 128)))
             gctx.alive()
             facts = _Facts(questions, answers, keys, cores)
             start = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Protocol
 
@@ -111,9 +112,18 @@ def get_embedder(name: str | None = None) -> Embedder:
     return MiniLMEmbedder(model_path=name)
 
 
-def encode_unique(embedder: Embedder, texts: list[str]) -> np.ndarray:
-    """Embeddings for ``texts`` computing each distinct string once (templated questions repeat a lot)."""
+def encode_unique(embedder: Embedder, texts: list[str], on_encoded: Callable[[int, int], None] | None = None,
+                  chunk: int = 128) -> np.ndarray:
+    """Embeddings for ``texts`` computing each distinct string once (templated questions repeat a lot);
+    ``on_encoded(done, of)`` hears after every ``chunk`` distinct strings how many are encoded."""
     if not texts:
         return np.zeros((0, embedder.dim), np.float32)
     uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
-    return embedder.encode([str(u) for u in uniq])[inverse]
+    strings = [str(u) for u in uniq]
+    if on_encoded is None:
+        return embedder.encode(strings)[inverse]
+    parts = []
+    for start in range(0, len(strings), chunk):
+        parts.append(embedder.encode(strings[start:start + chunk]))
+        on_encoded(start + len(parts[-1]), len(strings))
+    return np.concatenate(parts)[inverse]

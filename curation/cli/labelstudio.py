@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from curation.query.filters import FilterSpec, spec_from_link
+from curation.query.severity import SEVERITIES
 from curation.settings import Settings
 
 # Each command imports the Label Studio modules when it runs: the Label Studio SDK alone takes ~1.4 s to load,
@@ -16,7 +17,7 @@ def filter_from_args(args: argparse.Namespace) -> FilterSpec:
     """A FilterSpec from --filter (a Browse link or its query string) plus the shorthand options."""
     spec = spec_from_link(args.filter) if args.filter else FilterSpec()
     update: dict[str, object] = {}
-    for name in ("skills", "groups", "datasets", "sample_ids", "failed_checks", "flag_reasons"):
+    for name in ("skills", "groups", "datasets", "sample_ids", "failed_checks", "failed_severities", "flag_reasons"):
         values = getattr(args, name, None)
         if values:
             update[name] = [*getattr(spec, name), *values]
@@ -104,6 +105,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--dataset", dest="datasets", action="append")
     p.add_argument("--sample-id", dest="sample_ids", action="append")
     p.add_argument("--failed-check", dest="failed_checks", action="append")
+    p.add_argument("--severity", dest="failed_severities", action="append", choices=SEVERITIES,
+                   help="samples with a failure of this severity (of the --failed-check ones when named; repeatable)")
     p.add_argument("--flag-reason", dest="flag_reasons", action="append")
     p.add_argument("--text", help="full-text search over question / answer / reasoning")
     p.add_argument("--filter", help="a filter as the app's URL query string, e.g. 'skills=si_distance&flagged=1'")

@@ -7,11 +7,11 @@ import argparse
 import logging
 import sys
 
-from curation.cli import app, catalog, checks, demo, export, labelstudio, retag
+from curation.cli import app, catalog, checks, demo, export, labelstudio, retag, roles
 from curation.cli.errors import environment_problem
 from curation.settings import load_settings
 
-COMMAND_GROUPS = (demo, catalog, retag, app, checks, export, labelstudio)  # the order `--help` lists them in
+COMMAND_GROUPS = (demo, catalog, retag, app, roles, checks, export, labelstudio)  # the order `--help` lists them in
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -94,8 +94,13 @@ WITH base AS (
       WHEN 'ARRAY' THEN json_extract_string(meta_json, '$.mode[*]')
       WHEN 'VARCHAR' THEN [json_extract_string(meta_json, '$.mode')]
     END AS modes,
-    coalesce(TRY_CAST(nullif(stated_px.w, '') AS INTEGER), img0.width, CAST(round(2 * cx) AS INTEGER)) AS cam_w,
-    coalesce(TRY_CAST(nullif(stated_px.h, '') AS INTEGER), img0.height, CAST(round(2 * cy) AS INTEGER)) AS cam_h
+    -- A stated size or principal point past an INTEGER's range is ignored and recorded (camera_out_of_range).
+    coalesce(TRY_CAST(nullif(stated_px.w, '') AS INTEGER), img0.width, TRY_CAST(round(2 * cx) AS INTEGER)) AS cam_w,
+    coalesce(TRY_CAST(nullif(stated_px.h, '') AS INTEGER), img0.height, TRY_CAST(round(2 * cy) AS INTEGER)) AS cam_h,
+    coalesce(nullif(stated_px.w, '') IS NOT NULL AND TRY_CAST(stated_px.w AS INTEGER) IS NULL
+      OR nullif(stated_px.h, '') IS NOT NULL AND TRY_CAST(stated_px.h AS INTEGER) IS NULL
+      OR cx IS NOT NULL AND TRY_CAST(round(2 * cx) AS INTEGER) IS NULL
+      OR cy IS NOT NULL AND TRY_CAST(round(2 * cy) AS INTEGER) IS NULL, false) AS camera_too_large
   FROM parsed
 )
 SELECT
@@ -150,12 +155,16 @@ SELECT
                              lambda v: TRY_CAST(trim(v) AS DOUBLE)))) END AS boxes_2d,
   {tax.scene_sql("array_to_string(list_transform(media, lambda m: coalesce(m.path, '')), ' ')")} AS scene_id,
   content_hash,
-  CASE WHEN problems IS NULL AND meta_json IS NOT DISTINCT FROM meta_info
+  CASE WHEN problems IS NULL AND meta_json IS NOT DISTINCT FROM meta_info AND NOT camera_too_large
             AND NOT coalesce(list_bool_or(list_transform(media, lambda m: m.problem IS NOT NULL)), false) THEN []
   ELSE list_concat(
     coalesce(problems, []),
     CASE WHEN meta_info IS NOT NULL AND NOT json_valid(meta_info) THEN
       [struct_pack(code := 'invalid_meta_info', field := 'meta_info', message := 'meta_info is not valid JSON')]
+    ELSE [] END,
+    CASE WHEN camera_too_large THEN
+      [struct_pack(code := 'camera_out_of_range', field := 'question', message := 'the prompt states an image size '
+        || 'or principal point (c_x, c_y) too large for a pixel count; the number is ignored: fix it in the shard')]
     ELSE [] END,
     list_transform(
       list_filter(list_transform(media, lambda m, i: struct_pack(m := m, i := i)), lambda x: x.m.problem IS NOT NULL),

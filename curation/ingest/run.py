@@ -23,7 +23,7 @@ from curation.ingest.canonical import canonical_select
 from curation.ingest.index_sync import TextIndexFollower
 from curation.ingest.readers import SKIPPED, ReaderError, RowError, detect_format, find_shards, read_shard
 from curation.ingest.readers.media_refs import begin_ingest
-from curation.ingest.sample_ids import GroupFile, TakenIds, previous_ids
+from curation.ingest.sample_ids import GroupFile, TakenIds, previous_ids, propose_ids
 from curation.ingest.text_index import document_json_sql
 from curation.settings import Settings
 from curation.vst.taxonomy import load_taxonomy
@@ -118,7 +118,7 @@ def ingest(
             )
 
             def write(group: list[_ReadShard], apart: bool = False) -> int:
-                args = (dataset, known, run, select_sql, summary, follower, taken)
+                args = (known, run, select_sql, summary, follower, taken)
                 return _write_group(con, derive if apart else None, group, *args)
 
             pending = 0  # rows written since the last commit
@@ -127,7 +127,7 @@ def ingest(
             con.execute("BEGIN TRANSACTION")
             try:
                 # A group never spans a commit: what a commit makes durable is whole groups.
-                for group in _groups(_read_ahead(todo), min(ROWS_PER_GROUP, ROWS_PER_COMMIT)):
+                for group in _groups(_read_ahead(todo, dataset), min(ROWS_PER_GROUP, ROWS_PER_COMMIT)):
                     apart = False
                     try:
                         pending += write(group)
@@ -138,7 +138,8 @@ def ingest(
                         con.execute("ROLLBACK")
                         _restore_counts(summary, at_commit)
                         con.execute("BEGIN TRANSACTION")
-                        pending = sum(write([_read_file(*job) for job in jobs], was) for jobs, was in since_commit)
+                        pending = sum(write([_read_file(*job, dataset) for job in jobs], was)
+                                      for jobs, was in since_commit)
                         apart = True
                         pending += write(group, apart)
                     since_commit.append(([(shard.root, Path(shard.found)) for shard in group], apart))
@@ -267,16 +268,21 @@ class _ReadShard:
     root: Path
     found: str  # the path as found under the root
     source_file: str  # resolved path
+    dataset: str
     size: int = 0
     mtime: float = 0.0
     source_format: str | None = None
-    table: pa.Table | None = None
+    table: pa.Table | None = None  # the raw rows as staged for the canonical SELECT (see _staged)
+    proposed: pa.Table | None = None  # what its rows propose for their ids (sample_ids.propose_ids)
     errors: list[RowError] = field(default_factory=list)
     failure: str | None = None  # why the file as a whole is unusable
 
 
-def _read_file(root: Path, path: Path) -> _ReadShard:
-    shard = _ReadShard(root, str(path), str(path))
+def _read_file(root: Path, path: Path, dataset: str | None, ids_con: duckdb.DuckDBPyConnection | None = None
+               ) -> _ReadShard:
+    """Read a file, stage its rows and propose their ids (on ``ids_con``, a DuckDB connection of the reading
+    thread: hashing a file's content, a sixth of the ingest's work, then runs beside the catalog's writes)."""
+    shard = _ReadShard(root, str(path), str(path), dataset or infer_dataset(root))
     try:
         shard.source_file = str(path.resolve())
         st = path.stat()
@@ -285,7 +291,10 @@ def _read_file(root: Path, path: Path) -> _ReadShard:
             raise ReaderError(f"{path}: not a regular file; ingest reads files of shards only")
         shard.source_format = detect_format(path)
         batches = list(read_shard(path, shard.errors.append, shard.source_file))
-        shard.table = pa.Table.from_batches(batches) if batches else None
+        if batches and sum(b.num_rows for b in batches):
+            shard.table = _staged(pa.Table.from_batches(batches), shard.dataset, Path(shard.source_file).parent.name)
+            with contextlib.nullcontext(ids_con) if ids_con is not None else duckdb.connect() as con:
+                shard.proposed = propose_ids(con, shard.table)
     except ReaderError as exc:
         shard.failure = str(exc)
     except Exception as exc:  # whatever a hostile file makes a reader raise costs that file, never the ingest
@@ -296,13 +305,15 @@ def _read_file(root: Path, path: Path) -> _ReadShard:
     return shard
 
 
-def _read_ahead(jobs: list[tuple[Path, Path]]) -> Iterator[_ReadShard]:
+def _read_ahead(jobs: list[tuple[Path, Path]], dataset: str | None) -> Iterator[_ReadShard]:
     """The jobs' files read in order, the next one on a thread while the caller writes this one: the Python readers
-    (pyarrow compute, which frees the GIL) then run beside DuckDB's insert instead of taking turns with it."""
-    with ThreadPoolExecutor(1, thread_name_prefix="ingest-read") as pool:
+    (pyarrow compute, which frees the GIL) and the ids' proposals then run beside DuckDB's insert instead of taking
+    turns with it."""
+    # The pool (the read under way) is done before its connection closes.
+    with duckdb.connect() as ids_con, ThreadPoolExecutor(1, thread_name_prefix="ingest-read") as pool:
         ahead: Future | None = None
         for root, path in jobs:
-            following = pool.submit(_read_file, root, path)
+            following = pool.submit(_read_file, root, path, dataset, ids_con)
             if ahead is not None:
                 yield ahead.result()
             ahead = following
@@ -328,7 +339,6 @@ def _write_group(
     con: duckdb.DuckDBPyConnection,
     derive: duckdb.DuckDBPyConnection | None,
     group: list[_ReadShard],
-    dataset: str | None,
     known: dict[str, tuple[int, float]],
     run: int,
     select_sql: str,
@@ -340,12 +350,13 @@ def _write_group(
     the canonical SELECT runs there, apart from the transaction (see _insert_group)."""
     files: list[GroupFile] = []
     tables: list[pa.Table] = []
+    proposals: list[pa.Table] = []
     written: list[tuple[_ReadShard, str]] = []
     # Errors from a file's last try go, whether it failed as a whole then or now (under either of its names).
     names = sorted({name for s in group for name in (s.source_file, s.found)})
     con.execute("DELETE FROM ingest_errors WHERE file IN (SELECT unnest(?))", [names])
     for shard in group:
-        shard_dataset = dataset or infer_dataset(shard.root)
+        shard_dataset = shard.dataset
         source_file = shard.source_file
         if shard.failure is not None:
             summary.files_failed += 1
@@ -360,8 +371,9 @@ def _write_group(
         written.append((shard, shard_dataset))
         if shard.table is not None and shard.table.num_rows:
             files.append(GroupFile(source_file, shard_dataset, previous))
-            tables.append(_staged(shard.table, len(tables), shard_dataset, Path(source_file).parent.name))
-    landed = _insert_group(con, derive, tables, files, select_sql, run, taken) if tables else _Landed()
+            tables.append(shard.table)
+            proposals.append(shard.proposed)
+    landed = _insert_group(con, derive, tables, proposals, files, select_sql, run, taken) if tables else _Landed()
     _record_errors(con, summary, [err for shard, _ in written for err in shard.errors] + landed.errors, run)
     if not written:
         return 0
@@ -397,14 +409,15 @@ def _write_group(
     return landed.rows
 
 
-def _staged(raw: pa.Table, file_no: int, dataset: str, subset: str) -> pa.Table:
-    """A file's raw rows in row order, with the columns ingest adds: its place in the group, dataset and subset (the
-    subset folder si_distance/, video/, ... names the subset)."""
+def _staged(raw: pa.Table, dataset: str, subset: str) -> pa.Table:
+    """A file's raw rows in row order, with the columns ingest adds: dataset, subset (the subset folder
+    si_distance/, video/, ... names the subset) and file_no, which sample_ids.propose_ids partitions by (0: a file
+    is proposed for alone)."""
     if pc.all(pc.greater(raw["row_index"][1:], raw["row_index"][:-1])).as_py() is False:
         raw = raw.sort_by("row_index")  # readers yield file order; ids come back in (file_no, row_index) order
     n = raw.num_rows
     return (
-        raw.append_column("file_no", pa.array(np.full(n, file_no, dtype=np.int32)))
+        raw.append_column("file_no", pa.array(np.zeros(n, dtype=np.int32)))
         .append_column("dataset", pa.array([dataset] * n, pa.string()))
         .append_column("subset", pa.array([subset] * n, pa.string()))
     )
@@ -423,13 +436,14 @@ def _insert_group(
     con: duckdb.DuckDBPyConnection,
     derive: duckdb.DuckDBPyConnection | None,
     tables: list[pa.Table],
+    proposals: list[pa.Table],
     files: list[GroupFile],
     select_sql: str,
     run: int,
     taken: TakenIds,
 ) -> _Landed:
     raw = pa.concat_tables(tables)
-    ids = taken.assign(con, raw, files)
+    ids = taken.assign(con, proposals, files)
     # The ids ride along as columns rather than a join, so the scan stays in file order without an ORDER BY:
     # rows land in (file, row_index) order and the catalog's physical order does not depend on thread timing.
     staged = raw.append_column("sample_id", ids["sample_id"]).append_column("content_hash", ids["content_hash"])

@@ -5,8 +5,9 @@ Whether an id is already taken depends on the whole catalog and on the files bef
 for every file costs a scan of millions of ids per file (at 4.1M rows in 47 files that was 30 s, a quarter of the
 ingest). ``TakenIds`` keeps 64-bit fingerprints of the ids handed out instead: a file's ids are probed in memory,
 and only the ids whose fingerprint is present (a real collision, or a row of a file being re-ingested) are looked
-up exactly, so the rule stays exact. Ingest hands over files in groups: one SQL pass proposes ids for the whole
-group, then the files are settled one after another, each seeing the ids of those before it.
+up exactly, so the rule stays exact. What a file's rows propose (content hash, source-id uses, copy numbers,
+fingerprints) depends on that file alone: ``propose_ids`` computes it as the file is read, beside the catalog's
+writes; ``TakenIds.assign`` then settles a group's files one after another, each seeing the ids of those before it.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import pyarrow.compute as pc
 
 from curation.ingest.canonical import content_hash_sql
 
-# Per row of a group of files: its content hash, how often its source id occurs in its file, the hash id it would
-# get, and fingerprints (DuckDB's 64-bit hash, stable within a process) of the ids it is probed with. Computed on a
-# narrow relation: the window functions would otherwise drag every list column through them. ``raw_stage`` has
-# the raw columns plus ``dataset`` and ``file_no`` (the file's place in the group); rows come back in that order.
+# Per row of a file: its content hash, how often its source id occurs in the file, the hash id it would get, and
+# fingerprints (DuckDB's 64-bit hash, stable within a process) of the ids it is probed with. Computed on a narrow
+# relation: the window functions would otherwise drag every list column through them. ``raw_stage`` has the raw
+# columns plus ``dataset`` and ``file_no``; rows come back in (file_no, row_index) order.
 _PROPOSED_SQL = f"""
 WITH hashed AS (
     SELECT file_no, row_index, dataset, source_id, {content_hash_sql()} AS content_hash FROM raw_stage
@@ -61,6 +62,16 @@ class GroupFile:
     source_file: str
     dataset: str
     previous: pa.Table | None = None  # its rows as the catalog had them before this re-ingest (``previous_ids``)
+
+
+def propose_ids(con: duckdb.DuckDBPyConnection, staged: pa.Table) -> pa.Table:
+    """What one file's rows propose (see _PROPOSED_SQL), in row order; ``con`` may be any DuckDB connection (an
+    in-memory one on the thread that reads the files)."""
+    con.register("raw_stage", staged)
+    try:
+        return con.sql(_PROPOSED_SQL).to_arrow_table()
+    finally:
+        con.unregister("raw_stage")
 
 
 def previous_ids(con: duckdb.DuckDBPyConnection, source_file: str) -> pa.Table:
@@ -109,24 +120,14 @@ class TakenIds:
         self._pending_ids: list[pa.Array] = []
         self._pending_used: list[pa.Table] = []  # (dataset, source id)
 
-    def assign(self, con: duckdb.DuckDBPyConnection, raw: pa.Table, files: list[GroupFile]) -> pa.Table:
-        """``sample_id`` and ``content_hash`` for each row of ``raw``, in ``raw``'s order, which must be by file
-        (``files`` order, column ``file_no``) and by ``row_index`` within a file; ``raw`` also has ``dataset``.
+    def assign(self, con: duckdb.DuckDBPyConnection, proposals: list[pa.Table], files: list[GroupFile]) -> pa.Table:
+        """``sample_id`` and ``content_hash`` for each row of a group of files, in the files' order and each file's
+        row order; ``proposals`` are the files' ``propose_ids``, in ``files`` order.
 
         Re-ingested files' old rows must be gone from the catalog already. A row that is unchanged (same place,
         source id and content) keeps its id: the rule alone would hand it a hash id once a later file reused its
         source id, and the flags and reviews kept under the old id would be lost."""
-        con.register("raw_stage", raw)
-        try:
-            proposed = con.sql(_PROPOSED_SQL).to_arrow_table()
-        finally:
-            con.unregister("raw_stage")
-        file_no = proposed["file_no"].to_numpy()
-        bounds = np.searchsorted(file_no, np.arange(len(files) + 1))
-        out = [
-            self._settle(con, proposed.slice(lo, hi - lo), f)
-            for f, lo, hi in zip(files, bounds[:-1], bounds[1:])
-        ]
+        out = [self._settle(con, proposed, f) for proposed, f in zip(proposals, files)]
         self._pending_ids.clear()
         self._pending_used.clear()
         return pa.concat_tables(out) if out else pa.table({"sample_id": [], "content_hash": []})

@@ -165,9 +165,10 @@ def _set_if(db: StateDB, job_id: int, states: tuple[str, ...], worker_id: str | 
 
 
 def update_progress(db: StateDB, job_id: int, done: int, total: int | None = None,
-                    worker_id: str | None = None) -> bool:
+                    worker_id: str | None = None, timing: tuple[float | None, float | None] | None = None) -> bool:
     """Record progress (and a heartbeat) of a running job; False means it is no longer running (or, with
-    ``worker_id``, no longer this worker's): stop."""
+    ``worker_id``, no longer this worker's): stop. ``timing`` is (rate, seconds left) when the worker knows better
+    than the average since the start (curation.jobs.run.time_left)."""
     now = utcnow()
     held = _held_by(job_id, ("running",), worker_id)
     with db.write() as s:
@@ -178,6 +179,8 @@ def update_progress(db: StateDB, job_id: int, done: int, total: int | None = Non
         elapsed = (now - started).total_seconds() if started else 0.0
         rate = done / elapsed if elapsed > 0 else None
         eta = (known_total - done) / rate if rate and known_total is not None else None
+        if timing is not None:
+            rate, eta = timing
         values: dict[str, Any] = {"done": done, "heartbeat_at": now, "rate": rate, "eta_s": eta}
         if total is not None:
             values["total"] = total
@@ -243,12 +246,26 @@ def is_cancelled(db: StateDB, job_id: int) -> bool:
         return s.scalar(select(Job.state).where(Job.id == job_id)) == "cancelled"
 
 
+def _stale_before(now: datetime | None, older_than_s: float) -> datetime:
+    """Heartbeats before this moment are stale: the worker that sent them died."""
+    return (now or utcnow()) - timedelta(seconds=older_than_s)
+
+
+def worker_died(state: str, heartbeat_at: datetime | None, now: datetime | None = None,
+                older_than_s: float = STALE_AFTER_S) -> bool:
+    """Whether a job in ``state`` whose last heartbeat was ``heartbeat_at`` lost its worker: running, and silent
+    for longer than ``older_than_s`` (the jobs ``requeue_stale_jobs`` puts back once a worker looks at the queue)."""
+    if state != "running" or heartbeat_at is None:
+        return False
+    return as_utc(heartbeat_at) < as_utc(_stale_before(now, older_than_s))
+
+
 def requeue_stale_jobs(db: StateDB, older_than_s: float = STALE_AFTER_S, now: datetime | None = None) -> list[int]:
     """Put running jobs whose heartbeat is older than ``older_than_s`` back in the queue (their worker died).
 
     Units already marked done stay done, so the next worker resumes where the dead one stopped.
     """
-    cutoff = (now or utcnow()) - timedelta(seconds=older_than_s)
+    cutoff = _stale_before(now, older_than_s)
     with db.write() as s:
         ids = list(s.scalars(select(Job.id).where(Job.state == "running", Job.heartbeat_at < cutoff)))
         if ids:

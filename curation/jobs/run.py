@@ -15,7 +15,7 @@ import shutil
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +40,7 @@ from curation.jobs.queue import (
     heartbeat,
     is_cancelled,
     keep_alive,
+    list_jobs,
     mark_unit_done,
     requeue_job,
     update_progress,
@@ -48,6 +49,7 @@ from curation.query.results import RESULT_SCHEMA, STAGING
 from curation.settings import Settings
 from db.catalog import CatalogBusy, open_catalog
 from db.engine import StateDB, open_state
+from db.models import as_utc
 
 log = logging.getLogger(__name__)
 JOB_KIND = "check"
@@ -153,8 +155,10 @@ def default_benchmarks(settings: Settings) -> list[str]:
 # ------------------------------------------------ cross-sample checks (a shard's checks: curation.checks.runner)
 
 
-def run_global_check(check: Check, gctx: GlobalContext, out_dir: Path, run_id: str) -> CheckStats:
-    """Stream a cross-sample check's outcomes into one Parquet file, renamed into place when complete."""
+def run_global_check(check: Check, gctx: GlobalContext, out_dir: Path, run_id: str,
+                     on_rows: Callable[[int], None] | None = None) -> CheckStats:
+    """Stream a cross-sample check's outcomes into one Parquet file, renamed into place when complete;
+    ``on_rows`` hears the outcome rows written so far after each batch."""
     t0 = time.perf_counter()
     stats = CheckStats()
     path = out_dir / check.name / "part-global.parquet"
@@ -171,6 +175,8 @@ def run_global_check(check: Check, gctx: GlobalContext, out_dir: Path, run_id: s
             writer.write_table(table)
             stats.rows += table.num_rows
             stats.failed += table.num_rows - int(pc.sum(table.column("passed")).as_py() or 0)
+            if on_rows is not None:
+                on_rows(stats.rows)
     finally:
         if writer is not None:
             writer.close()
@@ -189,6 +195,72 @@ def shard_units(catalog_path: Path) -> list[ShardUnit]:
     return [ShardUnit(f, int(n)) for f, n in rows]
 
 
+# --------------------------------------------------------------------------------------------- time left
+
+ROW_PHASE = "rows"  # the row checks over every shard; each cross-sample check is a phase of its own, "global:<name>"
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stretch of a run whose speed is its own: the row checks, or one cross-sample check."""
+
+    key: str
+    passes: int  # row passes it counts for in the job's done / total
+
+
+def time_left(current: Phase, done: int, resumed_at: int, elapsed_s: float, later: list[Phase],
+              seconds_per_pass: Mapping[str, float]) -> tuple[float | None, float | None]:
+    """(rate, seconds left) of a run ``done`` row passes into its ``current`` phase, which this worker took up
+    ``elapsed_s`` ago at ``resumed_at`` passes.
+
+    The rate is the current phase's own: a cross-sample check that embeds every question runs a hundred times slower
+    than the rule checks before it, and an average over both promised the end long before it came. A phase not
+    started yet takes what it took per pass in the last completed run; without one that ran it, the time left is
+    unknown (None) rather than a guess.
+    """
+    rate = (done - resumed_at) / elapsed_s if done > resumed_at and elapsed_s > 0 else None
+    left = current.passes - done
+    if left <= 0:
+        eta: float | None = 0.0
+    elif rate:
+        eta = left / rate
+    else:
+        eta = left * seconds_per_pass[current.key] if current.key in seconds_per_pass else None
+    for phase in later:
+        if eta is None or phase.key not in seconds_per_pass:
+            return rate, None
+        eta += phase.passes * seconds_per_pass[phase.key]
+    return rate, eta
+
+
+def past_seconds_per_pass(db: StateDB, but: int) -> dict[str, float]:
+    """Seconds per row pass of each phase in the latest completed check run other than job ``but``, read from when
+    its units finished (a resumed run's pause counts against the phase it interrupted)."""
+    last = next((j for j in list_jobs(db, states=["completed"], kind=JOB_KIND, limit=2)
+                 if j.id != but and j.started_at is not None), None)
+    if last is None:
+        return {}
+    units = sorted(done_units(db, last.id).values(), key=lambda u: u.finished_at)
+    shard_rows = sum(u.rows for u in units if not u.unit_key.startswith("global:"))
+    globals_done = [u for u in units if u.unit_key.startswith("global:")]
+    rows = shard_rows or (last.total or 0) // max(1, len(globals_done))
+    if not rows:
+        return {}
+    out: dict[str, float] = {}
+    started = as_utc(last.started_at)
+    previous, shards_end = started, None
+    for u in units:
+        finished = as_utc(u.finished_at)
+        if u.unit_key.startswith("global:"):
+            out[u.unit_key] = max(0.0, (finished - previous).total_seconds()) / rows
+        else:
+            shards_end = finished
+        previous = finished
+    if shard_rows and shards_end is not None:
+        out[ROW_PHASE] = max(0.0, (shards_end - started).total_seconds()) / shard_rows
+    return out
+
+
 # --------------------------------------------------------------------------------------------- one job
 
 
@@ -203,12 +275,14 @@ def make_engine(run: RunParams):
 
 
 def run_job(settings: Settings, db: StateDB, job: JobInfo, stop: threading.Event | None = None,
-            engine=None, max_units: int | None = None, heartbeat_s: float = HEARTBEAT_S) -> RunSummary:
+            engine=None, max_units: int | None = None, heartbeat_s: float = HEARTBEAT_S,
+            on_progress: Callable[[int], None] | None = None) -> RunSummary:
     """Run a claimed check job to the end (or until cancelled / stopped / taken over), resuming from its done units.
 
     A thread sends the job's heartbeat every ``heartbeat_s`` meanwhile (curation.jobs.queue.keep_alive); a catalog
-    that an ingest is writing is waited for. ``max_units`` stops after that many new units as if the worker had
-    been killed (tests of resume).
+    that an ingest is writing is waited for. Progress is recorded after every batch of every phase, with the phase's
+    own rate and the time left (time_left); ``on_progress`` hears each recorded value once it is in the job's row.
+    ``max_units`` stops after that many new units as if the worker had been killed (tests of resume).
     """
     started = time.perf_counter()
     run = RunParams.from_json(job.params)
@@ -234,20 +308,46 @@ def run_job(settings: Settings, db: StateDB, job: JobInfo, stop: threading.Event
             if max_units is not None and summary.units_done >= max_units:
                 raise RunInterrupted(f"job {job.id}: stopped after {max_units} unit(s)")
 
+        def enter(key: str) -> None:
+            """A phase starts (or resumes): its rate is measured from here."""
+            i = next(k for k, ph in enumerate(phases) if ph.key == key)
+            clock.update(i=i, t0=time.monotonic(), at=rows_done() - phase_start(i))
+
+        def phase_start(i: int) -> int:
+            return sum(ph.passes for ph in phases[:i])
+
         def progress(rows: int) -> None:
-            if not update_progress(db, job.id, rows, total, worker_id):
+            if rows == clock.get("shown"):  # said already (a check's last batch, then its unit done)
+                return
+            clock["shown"] = rows
+            i = clock["i"]
+            later = [ph for ph in phases[i + 1:] if ph.key not in done]
+            rate, eta = time_left(phases[i], rows - phase_start(i), clock["at"], time.monotonic() - clock["t0"],
+                                  later, history) if phases else (None, None)
+            if not update_progress(db, job.id, rows, total, worker_id, timing=(rate, eta)):
                 raise RunCancelled(f"job {job.id} is no longer running")
+            if on_progress is not None:
+                on_progress(rows)
 
         def run_shards() -> None:
             """The row checks of the shards not done yet (again after a wait for an ingest)."""
             pending = [u for u in units if u.key not in done]
             tasks = [ShardTask(str(settings.catalog_path), str(staging), run_id, u, row_checks, params, run.batch_rows)
                      for u in pending]
-            live = {"rows": rows_done()}
+            enter(ROW_PHASE)
+            live = {"checked": 0, "marked": 0, "shown": rows_done()}
+
+            def show() -> None:
+                """Record the rows done: the marked shards' and those checked here in shards not marked yet (a chunk's
+                shards are marked when the whole chunk is done), never fewer than shown before."""
+                rows = min(rows_total, rows_done() + max(0, live["checked"] - live["marked"]))
+                if rows > live["shown"]:
+                    live["shown"] = rows
+                    progress(rows)
 
             def on_rows(n: int) -> None:  # in-process engines report each batch
-                live["rows"] += n
-                progress(live["rows"])
+                live["checked"] += n
+                show()
                 stop_requested()
 
             stop_requested()
@@ -260,8 +360,8 @@ def run_job(settings: Settings, db: StateDB, job: JobInfo, stop: threading.Event
                     summary.rows += result.unit.rows
                     for name, s in result.stats.items():
                         summary.stats.setdefault(name, CheckStats()).add(s)
-                    live["rows"] = rows_done()
-                    progress(live["rows"])
+                    live["marked"] += result.unit.rows
+                    show()
                     stop_requested()
             finally:
                 engine.close()  # its processes and connections: a retry after a wait starts afresh
@@ -276,7 +376,18 @@ def run_job(settings: Settings, db: StateDB, job: JobInfo, stop: threading.Event
                     if key in done:
                         continue
                     stop_requested()
-                    stats = run_global_check(cls(params), gctx, staging, run_id)
+                    enter(key)
+                    base, reached = rows_done(), [0]
+
+                    def advance(rows: int, base: int = base, reached: list[int] = reached) -> None:
+                        """The check's rows so far (outcomes written, or its own word on how far it is)."""
+                        rows = min(max(0, rows), rows_total)
+                        if rows > reached[0]:
+                            reached[0] = rows
+                            progress(base + rows)
+
+                    gctx.progress = lambda fraction: advance(int(fraction * rows_total))
+                    stats = run_global_check(cls(params), gctx, staging, run_id, on_rows=advance)
                     mark_unit_done(db, job.id, key, rows=stats.rows, output_path=str(staging / cls.name))
                     done.add(key)
                     summary.units_done += 1
@@ -292,11 +403,20 @@ def run_job(settings: Settings, db: StateDB, job: JobInfo, stop: threading.Event
         done = set(done_units(db, job.id))
         summary.units_skipped = len(done)
         units: list[ShardUnit] = []
+        phases: list[Phase] = []
+        clock: dict[str, Any] = {"i": 0, "t0": time.monotonic(), "at": 0}
+        history = past_seconds_per_pass(db, job.id)
         rows_total = total = 0
         try:
             units = _while_catalog_busy(lambda: shard_units(settings.catalog_path), job.id, stop_requested)
             rows_total = sum(u.rows for u in units)
             total = rows_total * ((1 if row_checks else 0) + len(global_checks))
+            phases = ([Phase(ROW_PHASE, rows_total)] if row_checks else []) + [
+                Phase(f"global:{c.name}", rows_total) for c in global_checks]
+            todo = [ph.key for ph in phases if ph.key not in done
+                    and not (ph.key == ROW_PHASE and all(u.key in done for u in units))]
+            if todo:
+                enter(todo[0])
             progress(rows_done())
             if row_checks:
                 engine = engine or make_engine(run)

@@ -15,6 +15,7 @@ from curation.labelstudio.server import MEDIA_SUBDIR
 from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
 from curation.query.results import sample_results
+from curation.query.severity import SEVERITIES
 from curation.settings import Settings
 
 PUSH_COLUMNS = [
@@ -54,6 +55,13 @@ class KindPush:
     already_there: int = 0
     media_files_written: int = 0
     media_problems: int = 0
+    severities: dict[str, int] = field(default_factory=dict)  # new tasks by their worst failure's severity ('none')
+
+    def severity_text(self) -> str:
+        """'error 2 · warning 5 · none 40': the new tasks by worst severity, most severe first."""
+        order = [*SEVERITIES, "unstated", "none"]
+        items = sorted(self.severities.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+        return " · ".join(f"{k} {v:,}" for k, v in items)
 
 
 @dataclass
@@ -82,6 +90,7 @@ class PushReport:
                 f"  {p.title} (project {p.project_id}{', created' if p.created else ''}): {p.new_tasks} new, "
                 f"{p.already_there} already there, {p.media_files_written} media file(s) written"
                 + (f", {p.media_problems} sample(s) with media problems" if p.media_problems else "")
+                + (f"; new tasks by worst failure: {p.severity_text()}" if p.severities else "")
                 + (f"  {url}/projects/{p.project_id}/data" if url else "")
             )
         return out
@@ -102,19 +111,40 @@ def iter_rows(query: CatalogQuery, spec: FilterSpec, limit: int | None = None) -
             yield row
 
 
-def check_predictions(settings: Settings, sample_ids: list[str]) -> dict[str, list[dict]]:
-    """Per sample, one prediction per check run: model_version = the run id; the verdict suggested by the
-    first failed check (``correct`` when all passed) and the failures as the note."""
-    runs: dict[tuple[str, str], list[tuple]] = {}
-    for r in sample_results(settings.results_dir, sample_ids):
-        runs.setdefault((r["sample_id"], str(r["run_id"])), []).append(
-            (r["check_name"], r["passed"], r["score"], r["reason"]))
+def _worst_first(result: dict[str, Any]) -> tuple[int, str]:
+    severity = result.get("severity")
+    return (SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES), result["check_name"])
+
+
+def failure_line(result: dict[str, Any]) -> str:
+    """One failure as annotators read it: 'check (severity): reason'."""
+    return f"{result['check_name']} ({result.get('severity') or 'unstated'}): {result.get('reason') or 'failed'}"
+
+
+def sample_failures(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per sample, its failed checks (latest run of each, curation.query.results.sample_results rows), the most
+    severe first."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        if r["passed"] is False:
+            out.setdefault(r["sample_id"], []).append(r)
+    for failed in out.values():
+        failed.sort(key=_worst_first)
+    return out
+
+
+def check_predictions(results: list[dict[str, Any]]) -> dict[str, list[dict]]:
+    """Per sample, one prediction per check run: model_version = the run id; the verdict suggested by the most
+    severe failed check (``correct`` when all passed) and the failures, most severe first, as the note."""
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        runs.setdefault((r["sample_id"], str(r["run_id"])), []).append(r)
     out: dict[str, list[dict]] = {}
-    for (sid, run_id), results in runs.items():
-        failed = [r for r in results if r[1] is False]
-        label = check_label(failed[0][0]) if failed else "correct"
-        note = "; ".join(f"{name}: {reason or 'failed'}" for name, _p, _s, reason in failed) or None
-        scores = [s for _n, _p, s, _r in results if s is not None]
+    for (sid, run_id), in_run in runs.items():
+        failed = sorted((r for r in in_run if r["passed"] is False), key=_worst_first)
+        label = check_label(failed[0]["check_name"]) if failed else "correct"
+        note = "; ".join(failure_line(r) for r in failed) or None
+        scores = [r["score"] for r in in_run if r["score"] is not None]
         prediction: dict[str, Any] = {"model_version": run_id, "result": verdict_result(label, note=note)}
         if scores:
             prediction["score"] = float(min(scores))
@@ -122,7 +152,10 @@ def check_predictions(settings: Settings, sample_ids: list[str]) -> dict[str, li
     return out
 
 
-def task_data(row: dict[str, Any], kind: SampleKind, urls: list[str], media_note: str) -> dict[str, Any]:
+def task_data(row: dict[str, Any], kind: SampleKind, urls: list[str], media_note: str,
+              failures: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """A task's data. ``severity`` (the worst failure's: error, warning, info; 'none') and ``failures`` (one line
+    each, the most severe first) are columns annotators can filter and sort by in Label Studio's data manager."""
     data: dict[str, Any] = {
         "sample_id": row["sample_id"],
         "skill": f"{row.get('skill')} · {row.get('dataset')}",
@@ -130,6 +163,8 @@ def task_data(row: dict[str, Any], kind: SampleKind, urls: list[str], media_note
         "answer": row.get("answer") or "",
         "reasoning": row.get("reasoning") or "",
         "media_note": media_note,
+        "severity": (failures[0].get("severity") or "unstated") if failures else "none",
+        "failures": "\n".join(failure_line(r) for r in failures),
     }
     if kind is SampleKind.SINGLE_IMAGE:
         data["image"] = urls[0] if urls else ""
@@ -199,16 +234,21 @@ def push(
         if not target.fresh:
             return
         batch, target.fresh = target.fresh, []
-        preds = check_predictions(settings, [r["sample_id"] for r in batch]) if predictions else {}
+        results = sample_results(settings.results_dir, [r["sample_id"] for r in batch])
+        failures = sample_failures(results)
+        preds = check_predictions(results) if predictions else {}
         tasks = []
         for row in batch:
             media = folder.media_for(row)
             kp.media_files_written += media.written
             kp.media_problems += bool(media.problems)
-            task: dict[str, Any] = {"data": task_data(row, kp.kind, media.urls, media.note)}
+            task: dict[str, Any] = {"data": task_data(row, kp.kind, media.urls, media.note,
+                                                      failures.get(row["sample_id"], []))}
             if row["sample_id"] in preds:
                 task["predictions"] = preds[row["sample_id"]]
             tasks.append(task)
+            worst = task["data"]["severity"]
+            kp.severities[worst] = kp.severities.get(worst, 0) + 1
         ids = client.import_tasks(kp.project_id, tasks)
         record_links(db, kp.project_id, [(row["sample_id"], tid) for row, tid in zip(batch, ids, strict=True)])
         kp.new_tasks += len(ids)

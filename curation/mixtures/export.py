@@ -10,6 +10,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from curation.checks.format import Placeholders
+from curation.mixtures.control import control_out, control_recipe
 from curation.mixtures.recipe import Recipe
 from curation.mixtures.selection import Selection, select_mixture
 from curation.mixtures.trainer_files import write_trainer_files
@@ -53,6 +55,30 @@ def _clear_target(path: Path, force: bool) -> None:
     shutil.rmtree(path)
 
 
+def placeholder_failures(query: CatalogQuery, selection: pa.Table) -> list[tuple[str, str]]:
+    """(sample_id, reason) of the selected rows whose media placeholders do not match their media, by the
+    format.placeholders check itself, run now over the catalog rows (its stored results may be stale or missing):
+    a trainer rejects such a record, and LLaMA-Factory then the whole dataset."""
+    check = Placeholders()
+    sql = (f"WITH batch AS (SELECT {', '.join(check.columns)} FROM samples "
+           "WHERE sample_id IN (SELECT sample_id FROM sel)) "
+           f"SELECT sample_id, reason FROM ({check.sql()}) WHERE NOT passed ORDER BY sample_id")
+    return query.cursor({"sel": selection.select(["sample_id"])}).execute(sql).fetchall()
+
+
+def _placeholder_plan(recipe: Recipe, query: CatalogQuery, sel: Selection) -> tuple[list[dict[str, str]], list[str]]:
+    """What the export does with rows failing the placeholder check: (left out with why, repaired). Nothing to do
+    under ``placeholders: repair`` (every row is re-written); repaired when the recipe keeps error rows."""
+    if recipe.placeholders == "repair" or not sel.table.num_rows:
+        return [], []
+    failing = placeholder_failures(query, sel.table)
+    if recipe.include_error_rows:
+        return [], [sid for sid, _ in failing]
+    return [{"sample_id": sid, "reason": f"{Placeholders.name} ({Placeholders.severity}): {why}; fix the row, or "
+             "export with `include_error_rows: true` (repairs them) or `placeholders: repair`"}
+            for sid, why in failing], []
+
+
 def export_mixture(
     recipe: Recipe,
     settings: Settings,
@@ -88,10 +114,15 @@ def export_mixture(
         if sel.catalog_version != query.version():  # rows are addressed by catalog position: it must not move
             raise ValueError(f"the catalog changed since the selection was made ({sel.catalog_version} -> "
                              f"{query.version()}): select again")
+        placeholders = _placeholder_plan(recipe, query, sel)  # once for every format
         outcomes = []
         for f, target in targets.items():
             outcomes.append(_export_one(recipe, sel, query, f, target, write_media, absolute_media_paths, progress,
-                                        recipe_file))
+                                        recipe_file, placeholders))
+        if recipe.control_set:  # equal size, no difficulty filter: did the filtering help?
+            outcomes += export_mixture(control_recipe(recipe, sel), settings, formats, control_out(out), force=force,
+                                       write_media=write_media, absolute_media_paths=absolute_media_paths,
+                                       progress=progress, state_db=state_db, query=query)
         return outcomes
     finally:
         if own:
@@ -99,7 +130,8 @@ def export_mixture(
 
 
 def _export_one(recipe: Recipe, sel: Selection, query: CatalogQuery, fmt_name: str, target: Path, write_media: bool,
-                absolute_media_paths: bool, progress: bool, recipe_file: str | Path | None) -> ExportOutcome:
+                absolute_media_paths: bool, progress: bool, recipe_file: str | Path | None,
+                placeholders: tuple[list[dict[str, str]], list[str]]) -> ExportOutcome:
     fmt = get_format(fmt_name)
     target = target.resolve()
     partial = target.with_name(target.name + ".partial")
@@ -113,8 +145,10 @@ def _export_one(recipe: Recipe, sel: Selection, query: CatalogQuery, fmt_name: s
         return cur.sql(sql, params=params)
 
     absolute = absolute_media_paths or fmt.absolute_media  # some trainers resolve paths against their cwd
+    leave_out, repair_ids = placeholders
     plan = ExportPlan(
         fmt=fmt, out_dir=partial, selection=sel.table, fixes=sel.fixes, placeholders=recipe.placeholders,
+        leave_out=leave_out, repair_ids=repair_ids,
         shard_bytes=recipe.shard_bytes, shard_rows=recipe.shard_rows, write_media=write_media,
         media_prefix=f"{target.as_posix()}/" if absolute else "", dataset_name=recipe.name,
         progress=progress, counts=sel.counts, media_roots=query.settings.media_roots,
@@ -133,6 +167,8 @@ def _export_one(recipe: Recipe, sel: Selection, query: CatalogQuery, fmt_name: s
             "left_out": written_left_out,
             "left_out_by_reason": dict(sorted(Counter(r["reason"].split(":")[0] for r in written_left_out).items())),
             "placeholders": recipe.placeholders,
+            "placeholders_repaired": len(set(repair_ids) - {r["sample_id"] for r in written_left_out}),
+            "error_rows": "kept" if recipe.include_error_rows else "left out",
             "media_paths": "absolute" if absolute else "relative to this folder",
         },
         files=file_entries(partial, result.data_files + result.extra_files + trainer.paths, result.sha256),

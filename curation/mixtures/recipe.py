@@ -89,6 +89,12 @@ class Recipe(BaseModel):
     reasoning_checks: list[str] = Field(default_factory=lambda: list(DEFAULT_REASONING_CHECKS))
     answer_checks: list[str] = Field(default_factory=list)
     placeholders: Literal["convert", "repair"] = "convert"
+    # Rows with an `error` failure (a check's, or a problem ingest recorded) break training and are left out; true
+    # keeps them, repairing the placeholders of rows whose media placeholders do not match (missing media stays out).
+    include_error_rows: bool = False
+    # Also export an equal-size control set: the same components without their difficulty (pass-rate) filters
+    # (curation.mixtures.control), to <out>-control.
+    control_set: bool = False
     shard_size: int | str | None = "1GB"
     shard_rows: int | None = Field(default=None, ge=1)
 

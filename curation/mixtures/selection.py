@@ -35,12 +35,14 @@ import pyarrow.compute as pc
 from curation.mixtures.recipe import Component, Recipe
 from curation.query.catalog import CatalogQuery
 from curation.query.results import latest_results_sql
+from curation.query.severity import ERROR, problem_severity_sql
 from curation.review.reviews import review_for
 from curation.review.state_tables import state_table
 from curation.vst.vocabulary import ASSISTANT_ROLES, THINK_CLOSE, THINK_OPEN, sql_list
 from exports.base import unexportable_media_sql
 from exports.pipeline import FIXES_SCHEMA, SELECTION_SCHEMA
 
+ERROR_REASON = "error:"  # + the check (ingest.<problem> for a problem ingest recorded): rows broken for training
 LEFT_OUT_LISTED = 10_000  # the manifest lists at most this many left-out samples (and says how many there were)
 MAX_PASSES = 2  # a mixture writes at most this many times the catalog's samples (up-sampling; bench.mixture_scale)
 
@@ -238,6 +240,17 @@ def select_mixture(recipe: Recipe, query: CatalogQuery, state_db=None) -> Select
         sql, params = failing(recipe.exclude.failed_checks)
         add(f"SELECT sample_id, 'failed_check:' || check_name AS reason FROM ({sql})", params)
     add("SELECT DISTINCT sample_id, 'missing_media' AS reason FROM probs")
+    if not recipe.include_error_rows:
+        # Failures of error severity break training (the trainers' loaders reject the row, some the whole dataset):
+        # left out unless the recipe opts in. Media problems are 'missing_media' above, with or without opting in.
+        add(f"SELECT DISTINCT r.sample_id, '{ERROR_REASON}' || r.check_name AS reason FROM {results_rel} r "
+            f"JOIN cand USING (sample_id) WHERE NOT r.passed AND r.severity = '{ERROR}'")
+        # The few rows with problems first, then joined with the candidates (millions): the small side is hashed.
+        add(f"""SELECT DISTINCT e.sample_id, '{ERROR_REASON}ingest.' || e.code AS reason FROM (
+                 SELECT sample_id, code FROM (
+                   SELECT s.sample_id, s.kind, unnest(s.problems).code AS code FROM samples s WHERE len(s.problems) > 0)
+                 WHERE NOT starts_with(code, 'media_') AND {problem_severity_sql('code', 'kind')} = '{ERROR}') e
+               JOIN cand USING (sample_id)""")
 
     downgrade_ids: list[str] = []
     if trace_policy:

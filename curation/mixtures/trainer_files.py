@@ -23,13 +23,16 @@ VST_DATA_CONFIG = "vst_data.yaml"
 _OUR_IMPORT = re.compile(r"^(\s*)from curation\.vst\.(\w+) import", re.MULTILINE)
 _ANY_OURS = re.compile(r"^\s*(?:from|import) (?:curation|db|exports|app)\b", re.MULTILINE)
 
-_ENTRY = '''"""verl reward function of this export: VST's RL reward, 0.5 x accuracy of the answer after </think>
-under the row's reward modes (extra_info.reward_modes: multiple choice, relaxed numeric 5%, ANLS, math, VQA,
-3D-box IoU) + 0.5 x format (one <think> block, then an answer). The scorer is the VST Curator's (vst_scoring/,
-copied with it).
+_ENTRY = '''"""verl reward function of this export: VST's reward, 0.5 x accuracy of the answer after </think> + 0.5 x
+format (one <think> block, then an answer). Accuracy is by the row's RL modes (extra_info.rl_modes: multiple choice,
+relaxed numeric 5%, ANLS, math, VQA, 3D-box IoU), else by the metric its question and answer kind call for
+(extra_info.question, extra_info.answer_kind): MRA for a count, distance or size, relaxed 5% for another number,
+option letters, 3D-box IoU, ANLS for text. The scorer is the VST Curator's (curation/vst, copied as vst_scoring/
+beside this file: the consistency checks score with the same code).
 
     custom_reward_function.path=<this file>  custom_reward_function.name=compute_score
 
+It finds vst_scoring/ beside itself (by this file's own path), so it runs from any working directory.
 Needs numpy, rapidfuzz and scipy (3D boxes); sympy for math answers.
 """
 
@@ -42,7 +45,6 @@ from pathlib import Path
 _PACKAGE = Path(__file__).resolve().parent / "{package}"
 # verl loads this file by path, not as a package: the scorer is loaded by path too, under a name of its own.
 _NAME = "{package}_" + hashlib.md5(str(_PACKAGE).encode()).hexdigest()[:12]
-FALLBACK_MODES = ("vqa_score",)
 
 
 def _load_scoring():
@@ -59,10 +61,12 @@ scoring = _load_scoring()
 
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None):
-    """The reward of one response; rows whose modes VST does not define are scored by VQA match."""
-    given = (extra_info or {{}}).get("reward_modes")
-    modes = [m for m in (list(given) if given is not None else []) if m in scoring.VALID_RL_MODES]
-    return float(scoring.rl_reward(solution_str or "", ground_truth or "", modes or list(FALLBACK_MODES)))
+    """The reward of one response (extra_info: the row's, as this export wrote it)."""
+    info = extra_info or {{}}
+    # Rows written without answer_kind (another tool's) name their modes in reward_modes.
+    modes = info.get("rl_modes") if "answer_kind" in info else info.get("reward_modes")
+    return float(scoring.sample_reward(solution_str or "", ground_truth or "", question=info.get("question") or "",
+                                       answer_kind=info.get("answer_kind"), rl_modes=list(modes or [])))
 '''
 
 

@@ -19,8 +19,9 @@ import pyarrow as pa
 from curation.checks.base import FAMILIES
 from curation.checks.registry import describe_checks
 from curation.checks.report import iter_failures
-from curation.jobs.queue import JobInfo, list_jobs
+from curation.jobs.queue import JobInfo, list_jobs, worker_died
 from curation.jobs.run import JOB_KIND, RunSummary, run_checks, run_id_for
+from curation.presenters.overview import skill_label
 from curation.query.filters import FilterSpec
 from curation.query.results import checks_with_results, latest_results_sql, sample_results
 from curation.query.severity import SEVERITIES
@@ -76,10 +77,21 @@ class JobView:
     created_at: datetime
     worker_id: str | None
     error: str | None
+    heartbeat_at: datetime | None = None  # the last sign of life of the worker running it
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
     @property
     def active(self) -> bool:
         return self.state in ACTIVE_STATES
+
+    def seconds(self, now: datetime | None = None) -> float | None:
+        """How long the run took (from its last start to its end), or has taken so far while it runs; None when it
+        never started or ended without a time."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at or (now or datetime.now(UTC) if self.state == "running" else None)
+        return None if end is None else max(0.0, (as_utc(end) - as_utc(self.started_at)).total_seconds())
 
     @property
     def fraction(self) -> float:
@@ -97,6 +109,8 @@ class JobView:
             parts.append(f"{self.rate:,.0f}/s")
         if self.state == "running" and self.eta_s is not None:
             parts.append(f"ETA {format_seconds(self.eta_s)}")
+        elif self.state == "running" and self.done:  # a check still to come never ran here: no guess (time_left)
+            parts.append("ETA not known yet")
         return " · ".join(parts)
 
 
@@ -126,7 +140,8 @@ def job_view(job: JobInfo) -> JobView:
     return JobView(id=job.id, run_id=(job.params or {}).get("run_id") or run_id_for(job), state=job.state,
                    checks=describe_selection(checks), done=job.done or 0,
                    total=job.total, rate=job.rate, eta_s=job.eta_s, created_at=job.created_at,
-                   worker_id=job.worker_id, error=job.error)
+                   worker_id=job.worker_id, error=job.error, heartbeat_at=job.heartbeat_at,
+                   started_at=job.started_at, finished_at=job.finished_at)
 
 
 def check_jobs(db: StateDB, limit: int = 20) -> list[JobView]:
@@ -136,8 +151,11 @@ def check_jobs(db: StateDB, limit: int = 20) -> list[JobView]:
 
 def worker_seems_absent(jobs: list[JobView], now: datetime | None = None,
                         after_s: float = NO_WORKER_AFTER_S) -> bool:
-    """True when a run has waited in the queue for a while and nothing is running: no worker is picking it up."""
+    """True when a running job's worker stopped sending heartbeats (a live worker would have taken the job back), or
+    a run has waited in the queue for a while and nothing is running: no worker is picking it up."""
     now = now or datetime.now(UTC)
+    if any(worker_died(j.state, j.heartbeat_at, now) for j in jobs):
+        return True
     if any(j.state == "running" for j in jobs):
         return False
     waited = [(now - as_utc(j.created_at)).total_seconds() for j in jobs if j.state == "queued"]
@@ -194,13 +212,15 @@ def summary_matrix(summary: pa.Table) -> tuple[list[str], list[str], dict[tuple[
     return checks, skills, cells
 
 
-def heatmap_figure(summary: pa.Table) -> go.Figure:
-    """Failure rate per check (rows) x skill (columns); each cell says failed / checked."""
-    checks, skills, cells = summary_matrix(summary)
+def heatmap_figure(summary: pa.Table, label: Callable[[str], str] = skill_label) -> go.Figure:
+    """Failure rate per check (rows) x skill (columns, by the taxonomy's names); each cell says failed / checked and
+    carries its check and skill id, so a click names the cell (clicked_cell)."""
+    checks, ids, cells = summary_matrix(summary)
+    skills = [label(s) for s in ids]
     z, text, custom = [], [], []
     for c in checks:
         zr, tr, cr = [], [], []
-        for s in skills:
+        for s in ids:
             cell = cells.get((c, s))
             if cell is None:
                 zr.append(None)
@@ -227,7 +247,7 @@ def heatmap_figure(summary: pa.Table) -> go.Figure:
             if custom[i][j][1]:
                 xs.append(s)
                 ys.append(c)
-                cd.append([*custom[i][j], z[i][j]])
+                cd.append([*custom[i][j], z[i][j], c, ids[j]])
     fig.add_scatter(x=xs, y=ys, customdata=cd, mode="markers", showlegend=False, name="cells",
                     marker={"symbol": "square", "size": 18, "color": "rgba(0,0,0,0)"},
                     hovertemplate="%{y} on %{x}<br>%{customdata[0]} failed of %{customdata[1]} checked"
@@ -239,10 +259,12 @@ def heatmap_figure(summary: pa.Table) -> go.Figure:
 
 
 def clicked_cell(selection: Any) -> tuple[str, str] | None:
-    """(check, skill) of the heatmap cell a click selected, from st.plotly_chart's selection state."""
+    """(check, skill id) of the heatmap cell a click selected, from st.plotly_chart's selection state (the cell's
+    marker carries both: the axis shows the skill's name)."""
     for p in (selection or {}).get("points") or []:
-        if p.get("x") is not None and p.get("y") is not None:
-            return str(p["y"]), str(p["x"])
+        custom = p.get("customdata")
+        if isinstance(custom, list) and len(custom) >= 5:
+            return str(custom[3]), str(custom[4])
     return None
 
 

@@ -22,6 +22,7 @@ from curation.labelstudio.configs import SampleKind
 from curation.labelstudio.links import link_counts, list_projects
 from curation.labelstudio.pull import ExportFileError, PullReport, pull_file
 from curation.labelstudio.push import PushReport, project_title
+from curation.labelstudio.server import is_healthy
 from curation.review.reviews import reviewed_samples_by_source
 from curation.settings import Settings
 
@@ -57,6 +58,11 @@ def server_status(settings: Settings, timeout: float = STATUS_TIMEOUT_S) -> Serv
     try:
         connection = connection_from_settings(settings)
     except LabelStudioAuthError as exc:  # no token configured and no local server has written one yet
+        # A missing server is the first thing to fix (starting the local one also writes the token): say so first.
+        if not is_healthy(url, timeout=timeout):
+            return ServerStatus(url, "down", f"Label Studio is not reachable at {url} (no Label Studio answers "
+                                f"there). Start it with `{START_COMMAND}`, which also writes the token this page "
+                                f"uses, or point LABEL_STUDIO_URL at a running server. No token either: {exc}")
         return ServerStatus(url, "no_token", str(exc))
     try:
         client = LabelStudioClient(connection, timeout=timeout)
@@ -176,7 +182,8 @@ def push_rows(report: PushReport, url: str) -> list[dict[str, Any]]:
     return [
         {"project": p.title, "id": p.project_id, "kind": p.kind.title, "created": p.created, "new tasks": p.new_tasks,
          "already there": p.already_there, "media files written": p.media_files_written,
-         "media problems": p.media_problems, "open in Label Studio": project_link(url, p.project_id)}
+         "media problems": p.media_problems, "new tasks by worst failure": p.severity_text(),
+         "open in Label Studio": project_link(url, p.project_id)}
         for p in report.projects
     ]  # fmt: skip
 

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import yaml
 
 from curation.mixtures.recipe import Recipe, load_yaml, parse_recipe
-from curation.mixtures.selection import ComponentReport, Selection
+from curation.mixtures.selection import ERROR_REASON, ComponentReport, Selection
 from curation.query.filters import FilterSpec
 from exports import FORMATS
 from exports.manifest import MANIFEST_NAME
@@ -33,7 +33,8 @@ STARTER_RECIPE = {
 }
 # Top-level keys in the order a person writes them; keys the form does not know keep their place after these.
 _KEY_ORDER = ["name", "description", "seed", "total", "components", "exclude", "apply_fixes", "reasoning_failures",
-              "reasoning_checks", "answer_checks", "formats", "placeholders", "shard_size", "shard_rows"]
+              "reasoning_checks", "answer_checks", "formats", "placeholders", "include_error_rows", "shard_size",
+              "shard_rows"]
 _COMPONENT_ORDER = ["name", "filter", "weight", "count", "fraction", "upsample", "max_repeat"]
 _SHORT, _MET = "#e45756", "#54a24b"
 
@@ -323,9 +324,14 @@ def components_figure(selection: Selection) -> go.Figure:
 
 def skill_targets(recipe: Recipe, pool_skills: Sequence[Mapping[str, int]]) -> dict[str, float]:
     """Rows each skill is meant to get: a component's target spread over the skills its filter matches, in
-    proportion to how many rows of each it matches (a fraction component: that share of each skill)."""
+    proportion to how many rows of each it matches (a fraction component: that share of each skill).
+
+    ``pool_skills`` may be facet counts, which leave a filter's own skills aside (they list every skill the other
+    conditions match): a component naming skills spreads over those skills only."""
     out: dict[str, float] = {}
     for comp, target, skills in zip(recipe.components, recipe.targets(), pool_skills):
+        if comp.filter.skills:
+            skills = {k: n for k, n in skills.items() if k in comp.filter.skills}
         pool = sum(skills.values())
         for skill, n in skills.items():
             want = (target * n / pool if pool else 0.0) if target is not None else (comp.fraction or 0) * n
@@ -337,7 +343,8 @@ def skill_share_rows(targets: Mapping[str, float], selected: Mapping[str, int]) 
     """Per skill: target and selected rows and shares (%), largest target first."""
     t_total = sum(targets.values()) or 1.0
     s_total = sum(selected.values()) or 1
-    skills = sorted(set(targets) | set(selected), key=lambda s: (-targets.get(s, 0), -selected.get(s, 0), s))
+    skills = sorted((s for s in set(targets) | set(selected) if targets.get(s, 0) > 0 or selected.get(s, 0) > 0),
+                    key=lambda s: (-targets.get(s, 0), -selected.get(s, 0), s))
     return [{"skill": s, "target rows": round(targets.get(s, 0.0)), "selected rows": selected.get(s, 0),
              "target %": round(100 * targets.get(s, 0.0) / t_total, 1),
              "selected %": round(100 * selected.get(s, 0) / s_total, 1)} for s in skills]
@@ -363,6 +370,11 @@ def skills_figure(rows: Sequence[Mapping[str, Any]], top: int = 20) -> go.Figure
                       xaxis_title="% of rows", yaxis=dict(automargin=True),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0))
     return fig
+
+
+def error_exclusions(by_reason: Mapping[str, int]) -> dict[str, int]:
+    """The exclusions of rows broken for training (an error failure), by check: check -> samples."""
+    return {r.removeprefix(ERROR_REASON): n for r, n in by_reason.items() if r.startswith(ERROR_REASON)}
 
 
 def exclusions_figure(by_reason: Mapping[str, int]) -> go.Figure:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import math
+import re
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -54,12 +57,15 @@ def _rgb(c: tuple[int, int, int]) -> str:
 
 @dataclass(frozen=True)
 class LabelledBox:
-    """A 3D box to draw, where it was written ('answer' or 'question'), and whether the question names it."""
+    """A 3D box to draw, where it was written ('answer' or 'question'), whether the question names it, and the image
+    whose camera frame it is stated in."""
 
     label: str
     box: Box3D
     source: str  # 'answer' | 'question' | 'scene' (an annotated object of the sample's scene)
     named: bool = False
+    image: int | None = 0  # index among the sample's images; None when the text does not say which
+    selected: bool = False  # picked in the box table: drawn highlighted, the others faded
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class Rect2D:
     label: str
     rect: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels
     named: bool = False
+    image: int | None = 0  # index among the sample's images; None when the text does not say which
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,91 @@ class SampleGeometry:
     rects: list[Rect2D] = field(default_factory=list)
     named: list[str] = field(default_factory=list)  # labels the question mentions, in order
     notes: list[str] = field(default_factory=list)  # what could not be drawn, and why
+    n_images: int = 1
+
+
+# --- which image a box belongs to ----------------------------------------------------------------------
+
+_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
+             "ninth": 9, "tenth": 10, "last": -1}
+# "the second image", "2nd view", "Image-2", "image 2", "Image #2", "<image 2>", "img2", "camera 2". A number of
+# three digits ("the image is 400x300") is a size, not an image.
+_IMAGE_REF = re.compile(
+    r"\b(?:(?P<word>first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last|\d{1,2}(?:st|nd|rd|th))"
+    r"[\s-]+(?:image|view|picture|photo|camera)s?\b"
+    r"|(?:image|view|picture|photo|img|camera)[\s_#-]*(?P<num>\d{1,2})(?![\d.,]\d|\s*[x×X*]\s*\d))",
+    re.IGNORECASE)
+# Sentence ends ("." between digits is a decimal point, not an end).
+_SENTENCE_END = re.compile(r"(?<!\d)[.?!;](?!\d)|\n")
+# "in the camera coordinate system of the first image": the frame a text states its 3D boxes in.
+_FRAME_OF = re.compile(r"(?:coordinate\s+system|coordinates|coordinate\s+frame|frame|reference)\s+(?:of|in)\s+"
+                       r"(?:the\s+)?$", re.IGNORECASE)
+# A box object of a JSON answer may say which image it is in: {"bbox_3d": [...], "image": 2}.
+_IMAGE_KEY = re.compile(r"[\"'](?:image|image_id|image_index|view)[\"']\s*:\s*[\"']?(\d{1,2})\b")
+
+
+@dataclass(frozen=True)
+class ImageMention:
+    start: int
+    end: int
+    image: int  # index among the sample's images (0 = the first)
+
+
+def image_mentions(text: str, n_images: int) -> list[ImageMention]:
+    """Where a text names one of a sample's images ("the second image", "Image-2", ...), in order of appearance;
+    names of images the sample does not have are left out."""
+    out = []
+    for m in _IMAGE_REF.finditer(text or ""):
+        word = (m.group("word") or "").lower()
+        if m.group("num"):
+            k = int(m.group("num"))
+        elif word in _ORDINALS:
+            k = _ORDINALS[word] if _ORDINALS[word] > 0 else n_images
+        else:
+            k = int(re.sub(r"\D", "", word))
+        if 1 <= k <= n_images:
+            out.append(ImageMention(m.start(), m.end(), k - 1))
+    return out
+
+
+def _sentence(text: str, pos: int) -> tuple[int, int]:
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    start = max((e for e in ends if e <= pos), default=0)
+    end = min((e for e in ends if e > pos), default=len(text))
+    return start, end
+
+
+def image_at(text: str, pos: int, mentions: Sequence[ImageMention]) -> int | None:
+    """The image a box written at ``pos`` belongs to: the image its sentence names last before it ("the second
+    image shows a lamp (bbox [...])"), else the first one it names after it ("bbox [...] in the first image")."""
+    start, end = _sentence(text, pos)
+    before = [m for m in mentions if start <= m.start and m.end <= pos]
+    if before:
+        return before[-1].image
+    after = [m for m in mentions if pos <= m.start < end]
+    return after[0].image if after else None
+
+
+def stated_frame(text: str, mentions: Sequence[ImageMention]) -> int | None:
+    """The image whose camera frame a text states its 3D boxes in ("... coordinate system of the first image")."""
+    for m in mentions:
+        if _FRAME_OF.search(text[max(0, m.start - 60):m.start]):
+            return m.image
+    return None
+
+
+def asked_image(question: str, mentions: Sequence[ImageMention]) -> int | None:
+    """The image a question asks about: the last one its last question sentence names ("Which bounding box marks
+    it in the second image?"), for boxes in the answer."""
+    for q in reversed(list(re.finditer(r"[^.?!\n]*\?", question or ""))):
+        inside = [m for m in mentions if q.start() <= m.start < q.end()]
+        if inside:
+            return inside[-1].image
+    return None
+
+
+def _image_count(row: Mapping) -> int:
+    return sum(1 for m in row.get("media") or [] if (m.get("kind") or "image") == "image")
 
 
 def _turn_texts(row: Mapping) -> tuple[str, str]:
@@ -120,38 +212,81 @@ def sample_geometry(row: Mapping) -> SampleGeometry:
     question), 2D boxes from the text, and the labels the question names (to highlight)."""
     human, answer = _turn_texts(row)
     width, height = _first_image_size(row)
+    n_images = _image_count(row)
+    single = 0 if n_images <= 1 else None
+    in_human, in_answer = image_mentions(human, n_images), image_mentions(answer, n_images)
+    frame = stated_frame(human, in_human)
+    if frame is None:
+        frame = stated_frame(answer, in_answer)
     camera, stated_as = _catalog_camera(row, width, height)
     if camera is None:
         stated = parse_camera(human, width, height)
         camera, stated_as = (stated.camera, stated.stated_as) if stated else (None, None)
     notes: list[str] = []
-    found: list[tuple[str, Box3D, str]] = []
-    for source, text in (("answer", answer), ("question", human)):
+    found: list[tuple[str, Box3D, str, int | None]] = []
+    for source, text, mentions in (("answer", answer, in_answer), ("question", human, in_human)):
         for pb in parse_boxes_3d(text, camera):
             if pb.box is None:
                 notes.append(f"{source} box {pb.label or '(no label)'} ({pb.encoding}, {len(pb.values)} numbers) "
                              "cannot be drawn")
-            else:
-                found.append((pb.label or "object", pb.box, source))
-    if not any(src == "answer" for _, _, src in found):
+                continue
+            key = _IMAGE_KEY.search(text, pb.start, text.find("}", pb.start) + 1 or len(text)) if pb.start >= 0 \
+                else None
+            image = int(key.group(1)) - 1 if key and 0 < int(key.group(1)) <= n_images else None
+            for guess in (image_at(text, pb.start, mentions) if pb.start >= 0 else None, frame, single):
+                image = guess if image is None else image
+            found.append((pb.label or "object", pb.box, source, image))
+    if not any(src == "answer" for _, _, src, _ in found):
         # The catalog's own parse (ingest SQL) for answers our text parser did not read.
         for b in row.get("boxes_3d") or []:
             values = b.get("bbox") or []
             if len(values) == 9 and all(v is not None for v in values):
                 found.append((b.get("label") or "object", Box3D.from_vst(b.get("label") or "object", values),
-                              "answer"))
-    rects_raw = [(r.label, tuple(r.box)) for r in parse_boxes_2d(f"{human}\n{answer}")]
+                              "answer", frame if frame is not None else single))
+    asked = asked_image(human, in_human)
+    rects_raw: list[tuple[str, tuple, int | None]] = []
+    for text, mentions, fallback in ((human, in_human, single), (answer, in_answer, asked)):
+        for r in parse_boxes_2d(text):
+            image = image_at(text, r.start, mentions)
+            rects_raw.append((r.label, tuple(r.box), image if image is not None else
+                              (fallback if fallback is not None else single)))
     if not rects_raw:
-        rects_raw = [(b.get("label") or "", tuple(b["bbox"])) for b in row.get("boxes_2d") or []
+        rects_raw = [(b.get("label") or "", tuple(b["bbox"]), single) for b in row.get("boxes_2d") or []
                      if b.get("bbox") and len(b["bbox"]) == 4 and all(v is not None for v in b["bbox"])]
-    labels = [lab for lab, _, _ in found] + [lab for lab, _ in rects_raw]
+    labels = [lab for lab, _, _, _ in found] + [lab for lab, _, _ in rects_raw]
     named = objects_named(row.get("question") or human, labels)
     named_set = {n.lower() for n in named}
-    boxes = [LabelledBox(lab, box, src, lab.lower() in named_set) for lab, box, src in found]
-    rects = [Rect2D(lab, rect, lab.lower() in named_set) for lab, rect in rects_raw]  # type: ignore[arg-type]
+    boxes = [LabelledBox(lab, box, src, lab.lower() in named_set, image) for lab, box, src, image in found]
+    rects = [Rect2D(lab, rect, lab.lower() in named_set, image)  # type: ignore[arg-type]
+             for lab, rect, image in rects_raw]
     if boxes and camera is None:
         notes.append("the prompt states no camera: 3D boxes are shown in the 3D view only, not in the image")
-    return SampleGeometry(camera, stated_as, boxes, rects, named, notes)
+    unplaced = list(dict.fromkeys([b.label for b in boxes if b.image is None] + [r.label for r in rects
+                                                                               if r.image is None]))
+    if unplaced:
+        notes.append(f"the text does not say which of the {n_images} images "
+                     f"{'box' if len(unplaced) == 1 else 'boxes'} {', '.join(unplaced)} "
+                     f"{'belongs' if len(unplaced) == 1 else 'belong'} to: drawn in image 1, whose camera frame "
+                     "multi-image 3D boxes are stated in by default")
+    return SampleGeometry(camera, stated_as, boxes, rects, named, notes, max(n_images, 1))
+
+
+def on_image(geometry: SampleGeometry, image: int) -> SampleGeometry:
+    """The boxes drawn into image ``image`` (0 = the first): those stated there; the first image also takes the
+    boxes whose image the text does not say (their note says so)."""
+    def here(k: int | None) -> bool:
+        return (k if k is not None else 0) == image
+
+    return replace(geometry, boxes=[b for b in geometry.boxes if here(b.image)],
+                   rects=[r for r in geometry.rects if here(r.image)])
+
+
+def boxes_per_image(geometry: SampleGeometry) -> list[int]:
+    """How many boxes (3D and 2D) each image gets, image by image."""
+    counts = [0] * max(geometry.n_images, 1)
+    for k in [b.image for b in geometry.boxes] + [r.image for r in geometry.rects]:
+        counts[min(k or 0, len(counts) - 1)] += 1
+    return counts
 
 
 def with_scene_objects(geometry: SampleGeometry, question: str, objects: Sequence[Box3D],
@@ -172,6 +307,118 @@ def with_scene_objects(geometry: SampleGeometry, question: str, objects: Sequenc
         return geometry
     names = list(dict.fromkeys([*geometry.named, *named]))
     return replace(geometry, boxes=[*geometry.boxes, *extra], named=names)
+
+
+# --- a 3D-box answer as a table, and back -------------------------------------------------------------
+
+# The box table's columns: the VST box's nine numbers in the units a curator reads (metres, degrees).
+BOX_COLUMNS = ["label", "x (m)", "y (m)", "z (m)", "x size (m)", "y size (m)", "z size (m)", "pitch (°)", "yaw (°)",
+               "roll (°)"]
+_NUMBER_COLUMNS = BOX_COLUMNS[1:]
+
+
+class BoxEditError(ValueError):
+    """An edited box table that cannot become an answer; the message names the row and the column."""
+
+
+def box_table(geometry: SampleGeometry) -> list[dict]:
+    """One row per 3D box (answer boxes first, in the order the answer gives them): label, centre and size in metres,
+    angles in degrees (VST stores them as fractions of pi), where it comes from and which image it is drawn in."""
+    rows = []
+    for b in geometry.boxes:
+        row = {"label": b.label, **dict(zip(_NUMBER_COLUMNS, [*b.box.center, *b.box.size],  strict=False))}
+        row.update({c: a * 180.0 for c, a in zip(BOX_COLUMNS[7:], b.box.angles, strict=True)})
+        row["from"] = b.source
+        row["image"] = f"image {b.image + 1}" if b.image is not None else "not stated"
+        rows.append(row)
+    return rows
+
+
+def select_box(geometry: SampleGeometry, index: int | None) -> SampleGeometry:
+    """The geometry with box ``index`` (a row of box_table) marked selected; unchanged for None or a stale index."""
+    if index is None or not 0 <= index < len(geometry.boxes):
+        return geometry
+    return replace(geometry, boxes=[replace(b, selected=i == index) for i, b in enumerate(geometry.boxes)])
+
+
+def answer_boxes(geometry: SampleGeometry) -> list[dict]:
+    """The answer's boxes as editable rows (box_table's columns, no provenance)."""
+    return [{k: v for k, v in row.items() if k in BOX_COLUMNS}
+            for row, b in zip(box_table(geometry), geometry.boxes, strict=True) if b.source == "answer"]
+
+
+def boxes_from_answer(answer: str) -> list[dict] | None:
+    """An answer's 3D boxes as editable rows (e.g. a fix saved earlier); None when it holds none."""
+    parsed = [pb for pb in parse_boxes_3d(answer or "") if pb.box is not None]
+    if not parsed:
+        return None
+    return answer_boxes(SampleGeometry(None, None, [LabelledBox(pb.label or "object", pb.box, "answer")
+                                                    for pb in parsed]))
+
+
+def _number(value: object, row: int, column: str) -> float:
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        x = math.nan
+    if not math.isfinite(x):
+        raise BoxEditError(f"row {row}, {column}: {value!r} is not a number; type one (or delete the row)")
+    return x
+
+
+def boxes_answer(rows: Sequence[Mapping], fenced: bool = True) -> str:
+    """Edited box rows as the answer VST writes: a (fenced) JSON list of ``{"bbox_3d": [9 numbers], "label": ...}``
+    with angles back in fractions of pi. BoxEditError names the row and column of an empty label, a missing number
+    or a size that is not positive."""
+    items = []
+    for i, r in enumerate(rows, start=1):
+        label = str(r.get("label") or "").strip()
+        if not label:
+            raise BoxEditError(f"row {i}, label: empty; name the object (or delete the row)")
+        values = [_number(r.get(c), i, c) for c in _NUMBER_COLUMNS]
+        for c, v in zip(_NUMBER_COLUMNS[3:6], values[3:6], strict=True):
+            if v <= 0:
+                raise BoxEditError(f"row {i}, {c}: {v:g} is not a positive size; sizes are metres along the box's "
+                                   "own axes")
+        vst = [round(v, 4) for v in values[:6]] + [round(v / 180.0, 6) for v in values[6:]]
+        items.append({"bbox_3d": vst, "label": label})
+    text = json.dumps(items)
+    return f"```json\n{text}\n```" if fenced else text
+
+
+def is_fenced(answer: str | None) -> bool:
+    return "```" in (answer or "")
+
+
+# --- search hits in the turns ---------------------------------------------------------------------------
+
+_WORD = re.compile(r"[^\W_]+")  # tantivy's simple tokenizer: runs of letters and digits
+_QUERY_SYNTAX = re.compile(r"\b(?:AND|OR)\b|\w+:")
+_EXCLUDED = re.compile(r"(?:\bNOT\s+|(?<!\S)-)(?:\w+:)?(?:\"[^\"]*\"|\S+)")  # words the query rules out
+
+
+@functools.cache
+def _analyzer():
+    import tantivy
+
+    return (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(tantivy.Filter.lowercase())
+            .filter(tantivy.Filter.stemmer("english")).build())
+
+
+def _stems(words: Sequence[str]) -> list[str]:
+    """Each word as the text index's en_stem analyzer reduces it (lower case, English stem)."""
+    analyzer = _analyzer()
+    return [next(iter(analyzer.analyze(w)), "") for w in words]
+
+
+def search_hits(text: str, query: str) -> list[tuple[int, int]]:
+    """Character spans of ``text`` that the full-text ``query`` matches, word by word as the index does (same
+    stems: "chairs" finds "chair"); query syntax (AND, OR, NOT, field:) is not a word to find."""
+    terms = {t for t in _stems(_WORD.findall(_QUERY_SYNTAX.sub(" ", _EXCLUDED.sub(" ", query or "")))) if t}
+    if not terms or not text:
+        return []
+    words = [m for m in _WORD.finditer(text) if len(m.group()) <= 40]
+    return [m.span() for m, stem in zip(words, _stems([m.group() for m in words]), strict=True) if stem in terms]
 
 
 # --- boxes drawn into an image -----------------------------------------------------------------------
@@ -245,6 +492,7 @@ def draw_overlays(image: Image.Image, geometry: SampleGeometry, *, show_3d: bool
     draw = ImageDraw.Draw(overlay)
     font = _font(max(12, base.width // 45))
     any_named = any(b.named for b in geometry.boxes) or any(r.named for r in geometry.rects)
+    any_selected = any(b.selected for b in geometry.boxes)
     labels: list[tuple[tuple[float, float], str, tuple[int, int, int], bool]] = []
     cam = geometry.camera
     if show_3d and cam is not None:
@@ -256,16 +504,21 @@ def draw_overlays(image: Image.Image, geometry: SampleGeometry, *, show_3d: bool
                 continue
             colour = label_colour(lb.label)
             alpha = 255 if lb.named or not any_named else 130
-            width = max(2, base.width // 220) + (1 if lb.named else 0)
+            if any_selected:  # the box picked in the table stands out, the others step back
+                alpha = 255 if lb.selected else 60
+            width = max(2, base.width // 220) + (1 if lb.named else 0) + (2 if lb.selected else 0)
             for a, b in segs:
-                if lb.named:
+                if lb.selected:
+                    draw.line([a, b], fill=(255, 255, 255, 255), width=width + 8)
+                if lb.named or lb.selected:
                     draw.line([a, b], fill=(*HIGHLIGHT, 255), width=width + 6)
                 if lb.source in ("question", "scene"):
                     _dashed(draw, a, b, (*colour, alpha), width)
                 else:
                     draw.line([a, b], fill=(*colour, alpha), width=width)
             top = min((p for seg in segs for p in seg), key=lambda p: p[1])
-            labels.append((top, lb.label if lb.source == "answer" else f"{lb.label} ({lb.source})", colour, lb.named))
+            labels.append((top, lb.label if lb.source == "answer" else f"{lb.label} ({lb.source})", colour,
+                           lb.named or lb.selected))
     if show_2d:
         for r in geometry.rects:
             x1, y1, x2, y2 = (r.rect[0] * scale_up, r.rect[1] * scale_up, r.rect[2] * scale_up, r.rect[3] * scale_up)
@@ -355,16 +608,21 @@ def scene_figure(geometry: SampleGeometry, cloud: SceneCloud | None = None,
             marker.update(color=pts[:, 2], colorscale="Viridis", showscale=False)
         fig.add_trace(go.Scatter3d(x=pts[:, 0], y=pts[:, 1], z=pts[:, 2], mode="markers", marker=marker,
                                    name=f"scene {cloud.scene_id} ({cloud.n_points:,} pts)", hoverinfo="skip"))
+    any_selected = any(b.selected for b in geometry.boxes)
     for lb in geometry.boxes:
         corners = lb.box.corners()
-        colour = _rgb(label_colour(lb.label))
+        colour = _rgb(HIGHLIGHT) if lb.selected else _rgb(label_colour(lb.label))
         x, y, z = _lines([(corners[i], corners[j]) for i, j in BOX_EDGES])
         name = f"★ {lb.label}" if lb.named else lb.label
         if lb.source != "answer":
             name += f" ({lb.source})"
+        if lb.selected:
+            name = f"▶ {name} (selected)"
         fig.add_trace(go.Scatter3d(
             x=x, y=y, z=z, mode="lines", name=name, legendgroup=name,
-            line=dict(color=colour, width=9 if lb.named else 4, dash="solid" if lb.source == "answer" else "dash"),
+            opacity=0.35 if any_selected and not lb.selected else 1.0,
+            line=dict(color=colour, width=12 if lb.selected else 9 if lb.named else 4,
+                      dash="solid" if lb.source == "answer" else "dash"),
             hoverinfo="name"))
         top = corners[np.argmin(corners[:, 1])]
         fig.add_trace(go.Scatter3d(

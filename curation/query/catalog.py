@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from curation.ingest.text_index import TextSearch
+from curation.query.difficulty import DIFFICULTIES, UNMEASURED, bucket_sql, pass_rate_sql
 from curation.query.filters import DIMENSIONS, FilterSpec
 from curation.query.results import latest_results_sql
 from curation.query.severity import problem_severity_sql
@@ -29,6 +30,9 @@ from db.catalog import catalog_identity, catalog_version, open_catalog, reader_c
 _CUBE_FIELDS = frozenset(DIMENSIONS) | {"has_reasoning", "has_problems"}
 _CUBE_MAX_ROWS = 200_000  # past this, a cube would cost about what a scan does
 _CUBES_KEPT = 16  # the catalog's cube and those of the last text searches
+# Row keys of the sample ids the last pages and review steps showed: opening one of them reads its row by key (the
+# rows lie in key order: DuckDB skips to its row group) instead of scanning every id (150 ms at 4.1M random ids).
+_KEYS_KEPT = 100_000
 # A text filter: the catalog rows whose keys the text index returned (registered as this table).
 _TEXT_CLAUSE = "s.row_key IN (SELECT row_key FROM text_hits)"
 _FIRST_HIT_WINDOW = 1024  # hits a page under text and other fields looks through first (then 4x more each time)
@@ -80,6 +84,7 @@ class CatalogQuery:
         self._text = TextSearch(settings.text_index_dir)
         self._opened: _Opened | None = None
         self._cubes: OrderedDict[tuple, pa.Table | None] = OrderedDict()  # (versions, text) -> cube, None: too big
+        self._keys: OrderedDict[tuple[str, str], int] = OrderedDict()  # (catalog version, sample id) -> row key
         self._current()  # a missing, busy or outdated catalog is reported now
 
     def _current(self) -> _Opened:
@@ -178,7 +183,8 @@ class CatalogQuery:
         return self._state_db
 
     def _check_clause(self, spec: FilterSpec) -> tuple[str | None, list[Any]]:
-        if not (spec.failed_checks or spec.passed_checks or spec.score_below or spec.failed_severities):
+        if not (spec.failed_checks or spec.passed_checks or spec.score_below or spec.failed_severities
+                or spec.difficulty or spec.pass_rate_above is not None or spec.pass_rate_below is not None):
             return None, []
         relation = latest_results_sql(self.settings.results_dir)
         clauses, params = [], []
@@ -198,7 +204,42 @@ class CatalogQuery:
         for name, threshold in spec.score_below.items():
             clauses.append(f"s.sample_id IN (SELECT sample_id FROM {relation} WHERE check_name = ? AND score < ?)")
             params.extend([name, float(threshold)])
+        difficulty, difficulty_params = self._difficulty_clause(spec)
+        if difficulty:
+            clauses.append(difficulty)
+            params.extend(difficulty_params)
         return " AND ".join(clauses), params
+
+    def _difficulty_clause(self, spec: FilterSpec) -> tuple[str | None, list[Any]]:
+        """Pass-rate buckets and band (curation.query.difficulty); a sample without a pass rate is 'unmeasured'."""
+        rates = pass_rate_sql(self.settings.results_dir)
+        clauses, params = [], []
+        if spec.difficulty:
+            either = []
+            measured = [b for b in spec.difficulty if b != UNMEASURED]
+            if measured:
+                either.append(f"s.sample_id IN (SELECT sample_id FROM {rates} d "
+                              f"WHERE {bucket_sql('d.pass_rate')} IN (SELECT unnest(?::VARCHAR[])))")
+                params.append(measured)
+            if UNMEASURED in spec.difficulty:
+                either.append(f"s.sample_id NOT IN (SELECT sample_id FROM {rates})")
+            clauses.append(f"({' OR '.join(either)})")
+        band = [(op, v) for op, v in ((">", spec.pass_rate_above), ("<", spec.pass_rate_below)) if v is not None]
+        if band:
+            clauses.append(f"s.sample_id IN (SELECT sample_id FROM {rates} WHERE "
+                           f"{' AND '.join(f'pass_rate {op} ?' for op, _ in band)})")
+            params.extend(float(v) for _, v in band)
+        return (" AND ".join(clauses) or None), params
+
+    def difficulty_facet(self, spec: FilterSpec) -> dict[str, int]:
+        """Samples per difficulty bucket under the filter, ignoring its own difficulty selection."""
+        c = self.compile(spec.model_copy(update={"difficulty": []}))
+        rows = self.cursor(c.tables).execute(
+            f"SELECT {bucket_sql('d.pass_rate')} AS b, count(*) FROM samples s "
+            f"LEFT JOIN {pass_rate_sql(self.settings.results_dir)} d USING (sample_id) WHERE {c.where} GROUP BY b",
+            c.params).fetchall()
+        counts = dict(rows)
+        return {b: int(counts.get(b, 0)) for b in DIFFICULTIES}
 
     # --- execution --------------------------------------------------------------------------------
     def cursor(self, tables: dict[str, pa.Table] | None = None) -> duckdb.DuckDBPyConnection:
@@ -321,9 +362,18 @@ class CatalogQuery:
         rows = self._rows(f"SELECT {select}, s.row_key AS _key FROM samples s WHERE s.row_key BETWEEN ? AND ? "
                           "AND s.row_key IN (SELECT unnest(?::BIGINT[])) ORDER BY s.row_key",
                           [min(keys), max(keys), list(keys)])
-        for row in rows:
-            row.pop("_key")
+        self._remember_keys([(row.get("sample_id"), row.pop("_key")) for row in rows])
         return rows
+
+    def _remember_keys(self, pairs: list[tuple[str | None, int]]) -> None:
+        version = self.version()
+        with self._lock:
+            for sample_id, key in pairs:
+                if sample_id is not None:
+                    self._keys[(version, sample_id)] = key
+                    self._keys.move_to_end((version, sample_id))
+            while len(self._keys) > _KEYS_KEPT:
+                self._keys.popitem(last=False)
 
     def _keys_among_hits(self, hits: pa.Table, c: CompiledFilter, after: str | None, limit: int) -> list[int]:
         """The first ``limit`` row keys past ``after`` among the hits (row keys, ascending) that pass the rest of the
@@ -369,8 +419,9 @@ class CatalogQuery:
             params, {**c.tables, "text_ranked": ranked.table})
         last = rows[limit - 1] if len(rows) > limit else None
         cursor = f"{last['_score']!r}:{last['_key']}" if last else None
+        self._remember_keys([(row.get("sample_id"), row.pop("_key")) for row in rows])
         for row in rows:
-            del row["_key"], row["_score"]
+            del row["_score"]
         return rows, cursor, [*ranked.warnings, *c.warnings]
 
     def _rows(self, sql: str, params: list[Any], tables: dict[str, pa.Table] | None = None) -> list[dict]:
@@ -379,32 +430,49 @@ class CatalogQuery:
         return [dict(zip(names, r)) for r in res.fetchall()]
 
     def sample(self, sample_id: str) -> dict | None:
-        res = self.cursor().execute("SELECT * FROM samples WHERE sample_id = ?", [sample_id])
-        names = [d[0] for d in res.description]
-        row = res.fetchone()
-        return dict(zip(names, row)) if row else None
+        description, row = self._by_id(sample_id, "*")
+        return dict(zip([d[0] for d in description], row)) if row else None
+
+    def _by_id(self, sample_id: str, select: str) -> tuple[list, tuple | None]:
+        """``select`` of a sample's row (the result's description, the row or None): read by its row key when a page
+        or a review step showed the sample, else found by scanning the ids."""
+        version = self.version()
+        with self._lock:
+            key = self._keys.get((version, sample_id))
+        cur = self.cursor()
+        if key is not None:
+            res = cur.execute(f"SELECT {select} FROM samples WHERE row_key = ? AND sample_id = ?", [key, sample_id])
+            row = res.fetchone()
+            if row is not None:
+                return res.description, row
+        res = cur.execute(f"SELECT {select} FROM samples WHERE sample_id = ?", [sample_id])
+        return res.description, res.fetchone()
 
     def neighbours(self, spec: FilterSpec, sample_id: str) -> tuple[str | None, str | None]:
         """Previous and next sample ids under a filter, in the catalog's row order (Browse's pages): the review
         queue's steps. (None, None) when the sample is not in the catalog."""
-        found = self.cursor().execute("SELECT row_key FROM samples WHERE sample_id = ?", [sample_id]).fetchone()
+        found = self._by_id(sample_id, "row_key")[1]
         if found is None:
             return None, None
         key = found[0]
         if _text_only(spec):
             before = self._text.keys(spec.text, 1, before=key, descending=True)[0]
             later = self._text.keys(spec.text, 1, after=key)[0]
-            ids = dict(self.cursor().execute(
-                "SELECT row_key, sample_id FROM samples WHERE row_key IN (SELECT unnest(?::BIGINT[]))",
-                [before + later]).fetchall())
-            return (ids.get(before[0]) if before else None), (ids.get(later[0]) if later else None)
-        c = self.compile(spec)
-        cur = self.cursor(c.tables)
-        prev = cur.execute(f"SELECT s.sample_id FROM samples s WHERE {c.where} AND s.row_key < ? "
-                           "ORDER BY s.row_key DESC LIMIT 1", [*c.params, key]).fetchone()
-        nxt = cur.execute(f"SELECT s.sample_id FROM samples s WHERE {c.where} AND s.row_key > ? "
-                          "ORDER BY s.row_key LIMIT 1", [*c.params, key]).fetchone()
-        return (prev[0] if prev else None), (nxt[0] if nxt else None)
+            steps = self.cursor().execute(
+                "SELECT sample_id, row_key FROM samples WHERE row_key IN (SELECT unnest(?::BIGINT[]))",
+                [before + later]).fetchall()
+            ids = {k: i for i, k in steps}
+            prev, nxt = (ids.get(before[0]) if before else None), (ids.get(later[0]) if later else None)
+        else:
+            c = self.compile(spec)
+            cur = self.cursor(c.tables)
+            steps = [cur.execute(f"SELECT s.sample_id, s.row_key FROM samples s WHERE {c.where} AND s.row_key {op} ? "
+                                 f"ORDER BY s.row_key {order} LIMIT 1", [*c.params, key]).fetchone()
+                     for op, order in (("<", "DESC"), (">", "ASC"))]
+            prev, nxt = (step[0] if step else None for step in steps)
+            steps = [step for step in steps if step]
+        self._remember_keys(steps)  # the step the curator takes next opens that sample by its key
+        return prev, nxt
 
     def iter_batches(self, spec: FilterSpec, columns: list[str] | None = None,
                      batch_rows: int = 10_000) -> Iterator[pa.RecordBatch]:

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from curation.query.difficulty import check_difficulties
 from curation.query.severity import check_severities
 
 # Catalog dimensions a filter can pick values of: FilterSpec field -> column.
@@ -61,9 +62,14 @@ class FilterSpec(BaseModel):
     # failures of these severities (error, warning, info): of the failed_checks when some are named, else of any
     # check or ingest problem
     failed_severities: list[str] = Field(default_factory=list)
+    # difficulty: the model check's pass rate over n samples (curation.query.difficulty), as buckets or a band
+    # (strict bounds: pass_rate_above=0, pass_rate_below=1 drops the prompts a model never or always solves)
+    difficulty: list[str] = Field(default_factory=list)
+    pass_rate_above: float | None = None
+    pass_rate_below: float | None = None
 
     @field_validator(*DIMENSIONS, "sample_ids", "flag_reasons", "reviewers", "failed_checks", "passed_checks",
-                     "failed_severities", mode="before")
+                     "failed_severities", "difficulty", mode="before")
     @classmethod
     def _listify(cls, v):
         if v is None:
@@ -74,6 +80,11 @@ class FilterSpec(BaseModel):
     @classmethod
     def _severities(cls, v: list[str]) -> list[str]:
         return check_severities(v)
+
+    @field_validator("difficulty")
+    @classmethod
+    def _difficulties(cls, v: list[str]) -> list[str]:
+        return check_difficulties(v)
 
     def is_empty(self) -> bool:
         return self == FilterSpec()

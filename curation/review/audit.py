@@ -1,4 +1,4 @@
-"""The audit log: one entry per change to a sample's flags or reviews (who, old and new values), and its history."""
+"""The audit log: one entry per change to a sample's flags or reviews or to a role (who, old and new values)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ class AuditRecord:
     id: int
     at: datetime
     who: str
-    action: str  # flag_added | flag_removed | review_added | undo
-    sample_id: str
+    action: str  # flag_added | flag_removed | review_added | undo | role_granted | role_revoked
+    sample_id: str | None  # None for a change to no sample (a role grant)
     table_name: str
     row_id: int
     field: str | None
@@ -47,7 +47,7 @@ def write_audit(
     *,
     who: str,
     action: str,
-    sample_id: str,
+    sample_id: str | None,
     table_name: str,
     row_id: int,
     old: Mapping[str, Any] | None,
@@ -56,25 +56,63 @@ def write_audit(
     undoes_id: int | None = None,
 ) -> AuditEntry:
     """Add one change's audit entry inside the caller's write transaction (changed fields only, plus ``always``)."""
-    field, old_json, new_json = _diff(old, new, always)
     entry = AuditEntry(
-        who=who,
-        action=action,
-        sample_id=sample_id,
-        table_name=table_name,
-        row_id=row_id,
-        field=field,
-        old_value=old_json,
-        new_value=new_json,
-        undoes_id=undoes_id,
+        **audit_row(
+            who=who,
+            action=action,
+            sample_id=sample_id,
+            table_name=table_name,
+            row_id=row_id,
+            old=old,
+            new=new,
+            always=always,
+            undoes_id=undoes_id,
+        )
     )
     session.add(entry)
     session.flush()
     return entry
 
 
+def audit_row(
+    *,
+    who: str,
+    action: str,
+    sample_id: str | None,
+    table_name: str,
+    row_id: int,
+    old: Mapping[str, Any] | None,
+    new: Mapping[str, Any] | None,
+    always: Sequence[str] = (),
+    undoes_id: int | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """One audit entry's column values (changed fields only, plus ``always``): a bulk action inserts a batch of these
+    at once, every one with the batch's ``at`` (curation/review/bulk.py)."""
+    field, old_json, new_json = _diff(old, new, always)
+    row = {
+        "who": who,
+        "action": action,
+        "sample_id": sample_id,
+        "table_name": table_name,
+        "row_id": row_id,
+        "field": field,
+        "old_value": old_json,
+        "new_value": new_json,
+        "undoes_id": undoes_id,
+    }
+    return row if at is None else {**row, "at": at}
+
+
 def history(db: StateDB, sample_id: str) -> list[AuditRecord]:
     """Every change to a sample's flags and reviews, oldest first."""
     with db.read() as s:
         q = select(AuditEntry).where(AuditEntry.sample_id == sample_id).order_by(AuditEntry.id)
+        return [to_record(AuditRecord, a) for a in s.scalars(q)]
+
+
+def table_history(db: StateDB, table_name: str) -> list[AuditRecord]:
+    """Every change to one table's rows (e.g. ``user_roles``: who granted which role to whom), oldest first."""
+    with db.read() as s:
+        q = select(AuditEntry).where(AuditEntry.table_name == table_name).order_by(AuditEntry.id)
         return [to_record(AuditRecord, a) for a in s.scalars(q)]

@@ -210,3 +210,15 @@ def flags_for(db: StateDB, sample_id: str, include_removed: bool = False) -> lis
         if not include_removed:
             q = q.where(Flag.removed_at.is_(None))
         return [to_record(FlagRecord, f) for f in s.scalars(q.order_by(Flag.id))]
+
+
+def active_flags(db: StateDB, sample_ids: Iterable[str]) -> dict[str, list[FlagRecord]]:
+    """The active flags of each of these samples (a page of them), oldest first; samples without one are left out."""
+    ids = list(dict.fromkeys(sample_ids))
+    out: dict[str, list[FlagRecord]] = {}
+    with db.read() as s:
+        for start in range(0, len(ids), 500):  # bounded IN lists
+            q = select(Flag).where(Flag.sample_id.in_(ids[start : start + 500]), Flag.removed_at.is_(None))
+            for f in s.scalars(q.order_by(Flag.id)):
+                out.setdefault(f.sample_id, []).append(to_record(FlagRecord, f))
+    return out

@@ -188,3 +188,16 @@ def reviewed_samples_by_source(db: StateDB, source_like: str) -> dict[str, int]:
             .group_by(Review.source)
         ).all()
     return {source: int(n) for source, n in rows}
+
+
+def current_reviews(db: StateDB, sample_ids: Iterable[str]) -> dict[str, CurrentReview]:
+    """The current review of each of these samples (a page of them); samples without one are left out."""
+    ids = list(dict.fromkeys(sample_ids))
+    rows: dict[str, list[Review]] = {}
+    with db.read() as s:
+        for start in range(0, len(ids), 500):  # bounded IN lists
+            q = select(Review).where(Review.sample_id.in_(ids[start : start + 500])).order_by(Review.id)
+            for r in s.scalars(q):
+                rows.setdefault(r.sample_id, []).append(r)
+        folded = {sid: fold_reviews(sid, rs) for sid, rs in rows.items()}
+    return {sid: c for sid, c in folded.items() if c is not None}

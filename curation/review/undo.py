@@ -18,6 +18,8 @@ def _undo_in(s: Session, entry: AuditEntry, who: str) -> AuditEntry:
     where = f"undo of audit entry {entry.id}"
     if entry.action == "undo":
         raise StateError(f"{where}: it is itself an undo; add the flag or review again instead")
+    if entry.sample_id is None:  # a role grant (curation/review/roles.py): no sample event to take back
+        raise StateError(f"{where}: it changed {entry.table_name}, not a sample; grant the earlier role again instead")
     done = s.scalar(select(AuditEntry.id).where(AuditEntry.undoes_id == entry.id))
     if done is not None:
         raise StateError(f"{where}: already undone by audit entry {done}")
@@ -84,7 +86,8 @@ def undo_last(db: StateDB, who: str) -> AuditRecord | None:
     with db.write() as s:
         entry = s.scalars(
             select(AuditEntry)
-            .where(AuditEntry.who == who, AuditEntry.action != "undo", AuditEntry.id.not_in(undone))
+            .where(AuditEntry.who == who, AuditEntry.action != "undo", AuditEntry.id.not_in(undone),
+                   AuditEntry.sample_id.is_not(None))
             .order_by(AuditEntry.id.desc())
             .limit(1)
         ).first()

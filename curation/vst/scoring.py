@@ -11,7 +11,7 @@ from fractions import Fraction
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
-from curation.vst.answers import extract_choice, parse_number, to_meters
+from curation.vst.answers import extract_choice, parse_number, parse_options, to_meters
 from curation.vst.geometry import box_iou_3d
 from curation.vst.reasoning import format_reward, last_boxed, split_reasoning
 from curation.vst.spatial_text import parse_boxes_3d
@@ -350,3 +350,96 @@ def rl_reward(response: str, truth: str, mode: str | Sequence[str]) -> float:
     """VST's RL reward: 0.5 * accuracy of the answer after </think> + 0.5 * format reward."""
     final = split_reasoning(response or "").final
     return 0.5 * score_by_modes(mode, final, truth) + 0.5 * format_reward(response or "")
+
+
+# --- the metric that fits a sample, and its reward ----------------------------------------------------------------
+
+# Questions whose numeric answer is a count, distance or size: VSI-Bench scores those by MRA.
+MRA_QUESTION = re.compile(
+    r"how many|distance|how far|how (?:tall|long|wide|high|big|deep)|\b(?:height|length|width|depth|size)\b", re.I
+)
+ASKED_UNIT = re.compile(
+    r"\bin (meters|metres|m|centimeters|centimetres|cm|millimeters|millimetres|mm|feet|ft|inches)\b", re.I
+)
+UNIT_OF = {"meters": "m", "metres": "m", "m": "m", "centimeters": "cm", "centimetres": "cm", "cm": "cm",
+           "millimeters": "mm", "millimetres": "mm", "mm": "mm", "feet": "ft", "ft": "ft", "inches": "in"}
+
+
+def normalise(text: str) -> str:
+    """An object or answer as compared: lower case, no leading article, no trailing full stop (no regex: hot path)."""
+    t = (text or "").strip().lower()
+    for article in ("the ", "a ", "an "):
+        if t.startswith(article):
+            t = t[len(article):].lstrip()
+            break
+    return t.rstrip(" .\t\n")
+
+
+def metric_for(question: str, answer_kind: str | None, rl_modes: Sequence[str] | None) -> str:
+    """Which metric scores a sample: its RL modes ("rl"), else by its answer kind and question wording: "choice",
+    "bbox3d", "mra" (a count, distance or size), "relaxed" (another number) or "anls" (text)."""
+    if any(m in VALID_RL_MODES for m in rl_modes or []):
+        return "rl"
+    if answer_kind == "choice" or parse_options(question or ""):
+        return "choice"
+    if answer_kind == "bbox3d":
+        return "bbox3d"
+    if answer_kind == "number":
+        return "mra" if MRA_QUESTION.search(question or "") else "relaxed"
+    return "anls"
+
+
+def as_letter(text: str, options: dict[str, str]) -> str:
+    """An answer as an option letter when it names an option's text ("the chair" -> "A")."""
+    if extract_choice(text or "") is not None or not options:
+        return text
+    wanted = normalise(text)
+    for letter, option in options.items():
+        if normalise(option) == wanted:
+            return letter
+    return text
+
+
+def meters(text: str, default_unit: str | None = None) -> float | None:
+    """A stated length in meters (the number as stated when neither it nor ``default_unit`` names a unit)."""
+    parsed = parse_number(text or "")
+    if parsed is None:
+        return None
+    unit = parsed.unit or default_unit
+    return parsed.value if unit is None else to_meters(parsed.value, unit)
+
+
+def score_metric(metric: str, prediction: str, truth: str, question: str = "",
+                 rl_modes: Sequence[str] | None = None) -> float:
+    """The accuracy of a final answer under one of metric_for's metrics."""
+    if metric == "rl":
+        return score_by_modes([m for m in rl_modes or [] if m in VALID_RL_MODES], prediction, truth)
+    if metric == "choice":
+        options = parse_options(question or "")
+        return multi_choice_score(as_letter(prediction, options), as_letter(truth, options))
+    if metric == "bbox3d":
+        return bbox3d_score(prediction, truth)
+    if metric == "mra":
+        asked = ASKED_UNIT.search(question or "")
+        unit = UNIT_OF[asked.group(1).lower()] if asked else None
+        p, t = meters(prediction, unit), meters(truth, unit)
+        return 0.0 if p is None or t is None else mra_score(p, t)
+    if metric == "relaxed":
+        return relaxed_score(prediction, truth)
+    return anls_score(prediction, truth)
+
+
+def accuracy(prediction: str, truth: str, *, question: str = "", answer_kind: str | None = None,
+             rl_modes: Sequence[str] | None = None) -> tuple[float, str]:
+    """(accuracy, metric) of a final answer by the metric that fits the sample (metric_for)."""
+    metric = metric_for(question, answer_kind, rl_modes)
+    return float(score_metric(metric, prediction, truth, question, rl_modes)), metric
+
+
+def sample_reward(response: str, truth: str, *, question: str = "", answer_kind: str | None = None,
+                  rl_modes: Sequence[str] | None = None) -> float:
+    """VST's RL reward for any sample: 0.5 * accuracy of the answer after </think> by the metric that fits the
+    sample (its RL modes when it has them, MRA for counts/distances/sizes, ...) + 0.5 * format reward."""
+    final = split_reasoning(response or "").final
+    score, _ = accuracy(final, truth or "", question=question, answer_kind=answer_kind, rl_modes=rl_modes)
+    return 0.5 * score + 0.5 * format_reward(response or "")

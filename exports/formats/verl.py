@@ -2,7 +2,9 @@
 
 prompt content carries <image>/<video> tags; reward_model is {style: rule, ground_truth} with the final answer in the
 form VST's scorer reads (rows whose answer gives none are left out and listed); extra_info is {split, index, answer,
-question (no placeholders), sample_id, reward_modes}, which the reward function the export ships (reward/) reads.
+question (no placeholders), sample_id, reward_modes, rl_modes (the row's own), answer_kind}, which the reward
+function the export ships (reward/) reads: a row's RL modes score it, else the metric its question and answer kind
+call for (MRA for a count, distance or size).
 Images are embedded; videos are files beside the data, by absolute path (verl's video reader takes a path).
 """
 
@@ -32,6 +34,8 @@ EXTRA_INFO = pa.struct(
         ("question", pa.string()),
         ("sample_id", pa.string()),
         ("reward_modes", pa.list_(pa.string())),
+        ("rl_modes", pa.list_(pa.string())),  # the row's own RL modes (NULL for an SFT row)
+        ("answer_kind", pa.string()),  # with the question, what the reward scores a row without RL modes by
     ]
 )
 
@@ -60,7 +64,8 @@ def _select(ctx: FormatContext) -> str:
         f"struct_pack(style := 'rule', ground_truth := {ground_truth_sql()}) AS reward_model, "
         f"struct_pack(split := 'train', \"index\" := ord, answer := answer, "
         f"question := trim(plain_question, {WHITESPACE}), "
-        f"sample_id := sample_id, reward_modes := {reward_modes_sql()}) AS extra_info"
+        f"sample_id := sample_id, reward_modes := {reward_modes_sql()}, rl_modes := rl_modes, "
+        f"answer_kind := answer_kind) AS extra_info"
     )
 
 

@@ -14,9 +14,11 @@ from curation.ingest.run import ingest
 from curation.ingest.text_index import TextIndexWriter, document_json_sql
 from curation.query.filters import FilterSpec
 from curation.review.flags import add_flag
+from curation.review.reviews import add_review, review_for
 from db.catalog import catalog_identity, open_catalog
 from db.engine import open_state
 from tests.app.test_app_support import app_at, forget_app_caches, point_app_at, texts
+from tests.support.exports_fixtures import write_results
 from tests.support.shards import sft_row, small_vst_tree, write_sft
 
 BROWSE = "pages/1_Browse.py"
@@ -190,3 +192,66 @@ def test_a_search_made_before_the_text_index_was_built_finds_its_matches_once_it
         assert not texts(at, "warning")
     finally:
         forget_app_caches()
+
+
+def column(at, name: str) -> list:
+    return list(at.dataframe[0].value[name])
+
+
+def test_the_table_shows_each_rows_image_flags_review_and_failed_checks_with_severity(settings, catalog):
+    rows = catalog.page(FilterSpec(skills=["si_distance"]), limit=3).rows
+    a, b, c = (r["sample_id"] for r in rows)
+    with open_state(settings.db_url) as db:
+        add_flag(db, a, "unit_error", "cm vs m", "ann")
+        add_flag(db, a, "bad_geometry", None, "bob")
+        add_review(db, b, "fix", "bob", fixed_answer="2.5")
+        add_review(db, b, "approve", "carl")
+    write_results(settings, "distance_recomputed", {a: (False, "off by 40%"), b: (True, None), c: (True, None)},
+                  run_id="run-0001", severity="warning")
+    write_results(settings, "media_decodable", {a: (False, "truncated"), b: (True, None), c: (True, None)},
+                  run_id="run-0002", severity="error")
+    at = app_at(BROWSE, skills="si_distance")
+    assert not at.exception
+    assert table_ids(at)[:3] == [a, b, c]
+    assert column(at, "flags")[:3] == ["unit_error, bad_geometry", "", ""]
+    assert column(at, "review")[:3] == ["", "approved by carl (fixed)", ""]
+    assert column(at, "failed")[:3] == ["error: media_decodable · warning: distance_recomputed", "", ""]
+    assert column(at, "severity")[:3] == ["error", "", ""]
+    assert all(t.startswith("data:image/jpeg;base64,") for t in column(at, "thumbnail"))  # bytes read, not stored
+
+    # The sidebar's severity filter keeps the samples with an error-level failure.
+    at.sidebar.multiselect(key="flt_failed_severities").select("error").run()
+    assert at.query_params["failed_severities"] == "error"
+    spec = FilterSpec(skills=["si_distance"], failed_severities=["error"])
+    assert table_ids(at) == [r["sample_id"] for r in catalog.page(spec).rows] and a in table_ids(at)
+
+
+def test_a_search_marks_the_words_it_matched_in_the_table(settings, catalog):
+    at = app_at(BROWSE, text="bookshelves")  # stemmed, as the index matched it
+    hits = column(at, "match")
+    assert hits and all("«bookshel" in h.lower() for h in hits)
+    assert "match" not in app_at(BROWSE).dataframe[0].value.columns  # no search, no column
+
+
+def test_approving_the_whole_filter_is_counted_confirmed_and_undone_in_one_go(settings, catalog):
+    spec = FilterSpec(skills=["si_measurement"])
+    ids = {r["sample_id"] for r in catalog.page(spec, limit=1000).rows}
+    at = app_at(BROWSE, skills="si_measurement")
+    at.session_state["reviewer"] = "ann"
+    at.run()
+    at.radio(key="bulk_target").set_value("filter")
+    at.selectbox(key="bulk_action").set_value("approve").run()
+    assert at.button(key="bulk_apply").label == f"Approve {len(ids)} samples…"
+    at.button(key="bulk_apply").click().run()
+    assert any(w.startswith(f"Approve {len(ids)} samples? It is one batch") for w in texts(at, "warning"))
+    with open_state(settings.db_url) as db:
+        assert all(review_for(db, sid) is None for sid in ids)  # nothing before the confirmation
+    at.button(key="bulk_confirm").click().run()
+    assert any(f"Reviewed {len(ids)} samples as one batch by ann" in s for s in texts(at, "success"))
+    with open_state(settings.db_url) as db:
+        assert {review_for(db, sid).verdict for sid in ids} == {"approve"}
+    assert set(column(at, "review")) == {"approved by ann"}
+    at.button(key="bulk_undo").click().run()
+    assert any(f"Undone: {len(ids)} changes" in i for i in texts(at, "info"))
+    with open_state(settings.db_url) as db:
+        assert all(review_for(db, sid) is None for sid in ids)

@@ -5,6 +5,7 @@ Browse; the sample view lists a sample's check results and Browse's sidebar offe
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -19,11 +20,14 @@ from curation.presenters.checks import (
     browse_spec_for,
     check_results_for,
     checks_by_family,
+    clicked_cell,
     describe_selection,
     format_seconds,
     result_check_names,
+    severity_totals,
     worker_seems_absent,
 )
+from curation.presenters.overview import skill_label
 from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
 from curation.settings import Settings, load_settings
@@ -137,12 +141,19 @@ def test_running_checks_here_fills_in_the_heatmap_and_links_a_cell_to_browse(fre
     assert job.state == "completed" and job.done == job.total > 0
     assert all(n.startswith("format.") for n in result_check_names(fresh))
 
-    heat = chart(at, "chk_heatmap")["data"][0]
+    heat, cells = chart(at, "chk_heatmap")["data"][:2]
     summary = check_summary(fresh).to_pylist()
     assert set(heat["y"]) == {r["check_name"] for r in summary}
-    assert set(heat["x"]) == {r["skill"] for r in summary}
-
+    assert set(heat["x"]) == {skill_label(r["skill"]) for r in summary}  # the taxonomy's names, not ids
+    assert "Distance Prediction" in heat["x"]
+    # A click on a cell names its check and skill id (clicked_cell), which open Browse at once.
     failing = next(r for r in summary if r["failed"] and not r["check_name"].startswith("ingest."))
+    point = {"customdata": cells["customdata"][[(c[3], c[4]) for c in cells["customdata"]].index(
+        (failing["check_name"], failing["skill"]))]}
+    assert clicked_cell({"points": [point]}) == (failing["check_name"], failing["skill"])
+    assert chart(at, "chk_heatmap")["layout"]["clickmode"] == "event+select"
+    assert list(next(c for c in at.get("plotly_chart") if c.key == "chk_heatmap").proto.selection_mode)
+
     at.selectbox(key="chk_open_check").set_value(failing["check_name"])
     at.selectbox(key="chk_open_skill").set_value(failing["skill"]).run()
     link = page_links(at)["Open in Browse"]
@@ -150,7 +161,17 @@ def test_running_checks_here_fills_in_the_heatmap_and_links_a_cell_to_browse(fre
     q = CatalogQuery(fresh)
     assert q.count(FilterSpec.from_query_params(link)) == failing["failed"]  # Browse shows exactly the cell
     q.close()
-    assert table_with(at, "run id")["state"].tolist() == ["completed"]
+    finished = table_with(at, "run id")
+    assert finished["state"].tolist() == ["completed"]
+    assert finished["took"].iloc[0].endswith(" s") or "min" in finished["took"].iloc[0]  # how long the run took
+
+    # Failures by severity, each a way into Browse.
+    totals = severity_totals(check_summary(fresh))
+    assert {m.label: m.value for m in at.metric if m.label.endswith(" failures")} == {
+        f"{s} failures": f"{n:,}" for s, n in totals.items()}
+    for severity in totals:
+        link = page_links(at)[f"Open the {severity} samples in Browse"]
+        assert link == {"failed_severities": severity}
 
 
 def test_a_queued_run_waits_for_the_worker_and_can_be_cancelled(fresh):
@@ -253,3 +274,14 @@ def test_ingest_problems_open_browse_on_samples_with_problems_and_times_read_wel
     assert browse_spec_for("ingest.bad_media", "si_distance") == FilterSpec(skills=["si_distance"], has_problems=True)
     assert browse_spec_for("format.placeholders").failed_checks == ["format.placeholders"]
     assert [format_seconds(s) for s in (None, 4.4, 75, 7300)] == ["?", "4 s", "1 min 15 s", "2 h 01 min"]
+
+
+def test_a_running_run_says_how_far_it_is_how_long_it_took_and_never_guesses_the_time_left():
+    started = datetime.now(UTC) - timedelta(seconds=90)
+    running = replace(_job("running", 100), done=10_000, total=14_000, rate=120.0, eta_s=None, started_at=started)
+    assert running.progress_text() == "10,000 / 14,000 row passes · 120/s · ETA not known yet"
+    assert replace(running, eta_s=33.0).progress_text() == "10,000 / 14,000 row passes · 120/s · ETA 33 s"
+    assert running.seconds(now=started + timedelta(seconds=90)) == 90.0
+    finished = replace(running, state="completed", finished_at=started + timedelta(seconds=75))
+    assert finished.seconds() == 75.0 and finished.fraction == 1.0
+    assert replace(running, state="queued", started_at=None).seconds() is None

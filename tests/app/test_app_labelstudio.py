@@ -138,12 +138,51 @@ def test_with_the_server_down_the_page_says_so_and_how_to_start_it(down):
     assert at.button(key="ls_push_btn").disabled and at.button(key="ls_pull_btn").disabled
 
 
-def test_without_any_token_the_page_says_where_one_comes_from(monkeypatch, down):
+def test_without_a_server_or_a_token_the_page_says_no_server_first(monkeypatch, down):
+    # Starting the local server is the fix for both (it writes the token): the missing server comes first.
     monkeypatch.delenv("LABEL_STUDIO_TOKEN")
     at = app_at(PAGE)
     assert not at.exception
-    assert any("no Label Studio token" in e and "make labelstudio" in e for e in shown(at, "error"))
+    (error,) = shown(at, "error")
+    assert error.startswith("Label Studio is not reachable at http://127.0.0.1"), error
+    assert error.index("not reachable") < error.index("no Label Studio token")
     assert any(i.startswith("Start the local server in a terminal with `make labelstudio`") for i in shown(at, "info"))
+
+
+def test_without_a_token_a_server_that_answers_is_told_apart(monkeypatch, ls_server, demo_home, tmp_path):
+    _ls_env(monkeypatch, LABEL_STUDIO_URL=ls_server.url)
+    settings = demo_app_home(monkeypatch, tmp_path, demo_home)
+    try:
+        at = app_at(PAGE)
+        assert not at.exception
+        (error,) = shown(at, "error")
+        assert error.startswith("no Label Studio token") and "make labelstudio" in error
+        assert "not reachable" not in error and settings.labelstudio_url == ls_server.url
+    finally:
+        forget_app_caches()
+
+
+def test_the_push_can_be_narrowed_to_samples_failing_with_a_severity(down):
+    from tests.support.exports_fixtures import write_results
+
+    q = CatalogQuery(down)
+    try:
+        clean = [r["sample_id"] for r in q.page(FilterSpec(skills=["si_depth_comparison"]), limit=50).rows
+                 if q.count(FilterSpec(sample_ids=[r["sample_id"]], failed_severities=["error", "warning", "info"]))
+                 == 0][:3]
+    finally:
+        q.close()
+    write_results(down, "format.answer_present", {clean[0]: (False, "turns: no answer"), clean[1]: (True, None)},
+                  severity="error")
+    write_results(down, "consistency.reasoning_vs_answer", {clean[2]: (False, "says A, answers B")},
+                  severity="warning")
+    at = app_at(PAGE, sample_ids=",".join(clean))
+    assert at.button(key="ls_push_btn").label == "Push 3 sample(s) to Label Studio"
+    at.multiselect(key="ls_push_severity").select("error").run()
+    assert not at.exception
+    assert at.button(key="ls_push_btn").label == "Push 1 sample(s) to Label Studio"
+    at.multiselect(key="ls_push_severity").select("warning").run()
+    assert at.button(key="ls_push_btn").label == "Push 2 sample(s) to Label Studio"
 
 
 def test_the_push_form_counts_the_filter_from_the_link_and_the_flagged_set(down):

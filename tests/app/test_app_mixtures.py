@@ -15,6 +15,7 @@ from curation.mixtures.selection import select_mixture
 from curation.presenters import mixtures as mv
 from curation.query.catalog import CatalogQuery
 from tests.app.test_app_support import REPO, app_at, demo_app_home, forget_app_caches, point_app_at, shown, unescaped
+from tests.app.test_browser import app_server as app_server  # the fixture: streamlit run on a free port
 
 MIXTURES = "pages/4_Mixtures.py"
 EXAMPLE = "demo-all-formats.yaml"
@@ -217,3 +218,61 @@ def test_a_mixture_larger_than_the_catalog_is_a_message_and_the_page_keeps_count
     assert not at.exception and {m.label: m.value for m in at.metric}["Rows selected"] != "0"
     _, held = at.session_state["mix_selection"]
     assert held.rows > 0 and held.table.num_rows == 0  # the counts, not a copy of the rows per browser session
+
+
+def test_skill_targets_of_a_component_naming_skills_stay_on_those_skills():
+    # The page counts each component's pool by facets, which leave the filter's own skills aside: every skill the
+    # catalog holds comes back, and the recipe's own skills must not share their target with the others.
+    recipe = parse_recipe({"name": "r", "total": 100, "components": [
+        {"name": "rel", "filter": {"skills": ["mi_object_object_relation"]}, "count": 100}]})
+    facets = {"si_3d_detection": 900, "si_distance": 300, "mi_object_object_relation": 30}
+    assert mv.skill_targets(recipe, [facets]) == {"mi_object_object_relation": 100.0}
+    rows = mv.skill_share_rows(mv.skill_targets(recipe, [facets]), {"mi_object_object_relation": 30})
+    assert [r["skill"] for r in rows] == ["mi_object_object_relation"]  # nothing the recipe neither asks nor gets
+
+
+def test_the_target_vs_selected_chart_shows_the_recipes_own_skills(settings):
+    own = ["mi_object_object_relation", "video_object_counting", "cot_sr_camera_camera"]
+    at = app_at(MIXTURES)
+    set_yaml(at, "name: own-skills\nseed: 1\ntotal: 30\ncomponents:\n"
+             + "".join(f"  - {{name: c{i}, filter: {{skills: [{s}]}}, weight: {w}}}\n"
+                       for i, (s, w) in enumerate(zip(own, (0.5, 0.3, 0.2)))))
+    assert not at.exception and not at.error
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    chart = next(s for s in specs if "per skill" in s["layout"]["title"]["text"])
+    shown_skills = set(chart["data"][0]["y"])
+    assert shown_skills == set(own), shown_skills  # no "(other N)" bar hiding them
+    target = dict(zip(chart["data"][0]["y"], chart["data"][0]["x"]))
+    assert target == {"mi_object_object_relation": 50.0, "video_object_counting": 30.0, "cot_sr_camera_camera": 20.0}
+
+
+@pytest.mark.browser
+def test_skill_chips_of_a_component_show_their_whole_label(app_server):
+    """In Chromium: a component made from a Browse link with long skill names shows each chip's label in full."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.app.test_browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, WAIT_MS, button, shot, wait_idle
+
+    url, _ = app_server
+    skills = ["mi_object_object_relation", "video_object_object_relation", "cot_sr_camera_camera"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport=VIEWPORT).new_page()
+            page.goto(f"{url}/Mixtures?skills={','.join(skills)}")
+            expect(button(page, "mix_add_link")).to_be_visible(timeout=WAIT_MS)
+            button(page, "mix_add_link").click()
+            wait_idle(page)
+            chips = page.locator('[class*="_c1_skills"] [data-tag]')
+            expect(chips).to_have_count(len(skills), timeout=WAIT_MS)
+            shot(page, "mixtures-skill-chips")
+            # A label is cut off when some element inside the chip is narrower than its text.
+            # ... or when it lies outside the box of chips (scrolled out of sight).
+            cut = chips.evaluate_all("""tags => tags.map(t => ({text: t.innerText,
+                cut: [t, ...t.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1)
+                     || t.getBoundingClientRect().right > t.closest('[data-testid="stMultiSelectTagsContainer"]')
+                                                           .getBoundingClientRect().right + 1}))""")
+        finally:
+            browser.close()
+    assert [c["text"] for c in cut if c["cut"]] == [], cut
+    assert all(any(s in c["text"] for c in cut) for s in skills), cut

@@ -3,12 +3,17 @@ its 3D scene, reviews it under their name, and steps through the filter; broken 
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
 from curation.review.flags import flags_for
 from curation.review.reviews import review_for
 from db.engine import open_state
-from tests.app.test_app_support import app_at, broken_app_home, shown
+from tests.app.test_app_support import app_at, broken_app_home, shown, texts
+from tests.support.exports_fixtures import write_results
 
 SAMPLE = "pages/2_Sample.py"
 
@@ -38,8 +43,12 @@ def test_a_detection_sample_shows_boxes_in_its_image_and_its_scene_in_3d(setting
     images = at.get("image")
     assert images and "boxes drawn in" in images[0].proto.imgs[0].caption
     assert any("projected with the camera the prompt states" in c for c in shown(at, "caption"))
+    names = plotly_names(at)  # the boxes at once; the scene's cloud when asked for (it costs the browser seconds)
+    assert names[0] == "camera" and not any((n or "").startswith("scene room_") for n in names)
+    assert any("has a point cloud: turn on" in c for c in shown(at, "caption"))
+    at.toggle(key="scene_cloud_on").set_value(True).run()
     names = plotly_names(at)
-    assert names[0] == "camera" and any(n.startswith("scene room_") for n in names)
+    assert names[0] == "camera" and any((n or "").startswith("scene room_") for n in names)
     assert any("in the frame of camera cam_" in c for c in shown(at, "caption"))
     assert any(":blue-badge[:material/image: image 1]" in m for m in shown(at, "markdown"))
 
@@ -151,6 +160,7 @@ def test_unknown_ids_missing_media_and_broken_scenes_are_messages_not_tracebacks
     assert "Scene room_0002 has no point cloud" in warnings
 
     at = app_at(SAMPLE, id="v-0")  # a file that is not a video; scene room_0001's PLY is garbage
+    at.toggle(key="scene_cloud_on").set_value(True).run()
     warnings = " ".join(shown(at, "warning"))
     assert "Video 1 cannot be shown" in warnings and "Scene `room_0001` cannot be shown" in warnings
 
@@ -172,3 +182,80 @@ def test_without_an_id_the_page_asks_for_one(settings, catalog):
     sid = first_of(catalog)
     at.text_input(key="sample_id_input").input(sid).run()
     assert shown(at, "title") == [f"Sample {sid}"]
+
+
+def image_captions(at) -> list[str]:
+    return [img.caption for im in at.get("image") for img in im.proto.imgs]
+
+
+def test_a_box_the_question_places_in_the_second_image_is_drawn_there(settings, catalog):
+    # "The first image shows a chair (bbox [...]) and the second image a trash can (bbox [...])": one box each.
+    sid = first_of(catalog, skills=["mi_object_object_relation"])
+    assert "the second image" in catalog.sample(sid)["question"]
+    at = app_at(SAMPLE, id=sid)
+    assert not at.exception
+    strip = image_captions(at)[:2]
+    assert strip[0].startswith("image 1") and "drawn in" in strip[0]  # the chair (and the scene's named objects)
+    assert strip[1].startswith("image 2") and strip[1].endswith("· 1 box drawn in")  # the trash can
+
+
+def test_multi_image_detection_boxes_stay_in_the_first_camera_and_the_table_lists_them(settings, catalog):
+    sid = first_of(catalog, skills=["mi_3d_detection"])
+    row = catalog.sample(sid)
+    at = app_at(SAMPLE, id=sid)
+    assert not at.exception
+    n = len(row["boxes_3d"])
+    captions = image_captions(at)
+    assert captions[0].endswith(f"· {n} boxes drawn in") and "drawn in" not in captions[1]
+    table = next(d for d in at.dataframe if "image" in d.value.columns)
+    assert table.value["label"].tolist() == [b["label"] for b in row["boxes_3d"]]
+    assert table.value["yaw (°)"].tolist() == pytest.approx([b["bbox"][7] * 180 for b in row["boxes_3d"]])
+    assert set(table.value["image"]) == {"image 1"}
+
+
+def test_saving_the_box_editor_unchanged_writes_the_answer_json_the_format_uses(settings, catalog):
+    sid = first_of(catalog, skills=["si_3d_detection"])
+    row = catalog.sample(sid)
+    at = app_at(SAMPLE, id=sid)
+    sign_in(at)
+    next(b for b in at.button if b.label == "Save box fix").click().run()
+    with open_state(settings.db_url) as db:
+        state = review_for(db, sid)
+    assert state.verdict == "fix" and state.fixed_answer.startswith("```json\n")
+    saved = json.loads(state.fixed_answer.strip("`").removeprefix("json"))
+    assert [(b["label"], b["bbox_3d"]) for b in saved] == [
+        (b["label"], pytest.approx(b["bbox"], abs=1e-6)) for b in row["boxes_3d"]]
+
+
+def test_the_words_the_search_found_are_marked_in_the_turns_as_text(settings, catalog):
+    spec = FilterSpec(text="chairs")
+    sid = catalog.page(spec, limit=1).rows[0]["sample_id"]
+    at = app_at(SAMPLE, id=sid, text="chairs")
+    assert not at.exception
+    marked = [m for m in texts(at, "markdown") if ":orange-background[" in m]
+    assert marked and any(":orange-background[**chair" in m.lower() or ":orange-background[**chair" in m
+                          for m in marked)
+
+
+def test_failed_checks_show_their_severity(settings, catalog):
+    sid = first_of(catalog, skills=["si_distance"])
+    write_results(settings, "format.placeholders", {sid: (False, "2 placeholders, 1 image")}, severity="error")
+    write_results(settings, "consistency.reasoning", {sid: (False, "conclusion differs")}, run_id="run-0002",
+                  severity="warning")
+    at = app_at(SAMPLE, id=sid)
+    assert not at.exception
+    assert any("2 of 2 failed (1 error, 1 warning)" in e.label for e in at.expander)
+    table = next(d for d in at.dataframe if "severity" in d.value.columns)
+    assert dict(zip(table.value["check"], table.value["severity"], strict=True)) == {
+        "format.placeholders": "error", "consistency.reasoning": "warning"}
+
+
+def test_after_approve_and_next_the_message_names_the_sample_it_was_about(settings, catalog):
+    spec = FilterSpec(skills=["si_measurement"])
+    first, second = [r["sample_id"] for r in catalog.page(spec, limit=2).rows]
+    at = app_at(SAMPLE, id=first, skills="si_measurement")
+    sign_in(at)
+    at.button(key="btn_approve").click().run()
+    assert shown(at, "title") == [f"Sample {second}"]
+    assert shown(at, "success") == [f"Approved sample {first}. Now showing the next sample of the queue, {second}."]
+    assert any("Not reviewed yet." in c for c in shown(at, "caption"))

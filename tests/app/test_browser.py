@@ -143,9 +143,17 @@ def test_two_curators_flag_samples_at_once_and_the_flags_survive_a_reload(app_se
             assert f"skills={SKILL}" in alice.url
             shot(alice, "1-browse-filtered")
 
-            # She clicks the first row (its selection cell) and lands on that sample, the filter kept.
+            # She clicks the first row's text (its box would tick it for a bulk action) and lands on that sample,
+            # the filter kept. Rows are 44 px high (room for a thumbnail) under a 35 px header.
+            # The skill box still has the focus and takes the next click away from the grid (it closes its
+            # search): click the title first, as a curator moving on does, and let the filter's rerun settle. The
+            # grid takes a click once it has seen the pointer: its toolbar showing says so.
+            alice.locator("h1").first.click()
+            wait_idle(alice)
             grid = alice.locator('[data-testid="stDataFrame"]').bounding_box()
-            alice.mouse.click(grid["x"] + 15, grid["y"] + 35 + 17)
+            alice.mouse.move(grid["x"] + 200, grid["y"] + 35 + 22)
+            expect(alice.locator('[data-testid="stElementToolbar"]').first).to_be_visible(timeout=WAIT_MS)
+            alice.mouse.click(grid["x"] + 200, grid["y"] + 35 + 22)
             alice.wait_for_url(f"**/Sample?*id={ids[0]}*", timeout=WAIT_MS)
             assert f"skills={SKILL}" in alice.url
             expect(alice.get_by_role("heading", name=f"Sample {ids[0]}")).to_be_visible(timeout=WAIT_MS)

@@ -25,7 +25,9 @@ def test_a_row_check_runs_on_just_the_columns_it_declares(name):
     schema = catalog_schema()
     empty = pa.table({c: pa.nulls(0, schema.field(c).type) for c in cls.columns})
     out = cls({}).run(empty, CheckContext())
-    assert out.column_names == ["sample_id", "passed", "score", "reason", "severity"] and out.num_rows == 0
+    measured = cls.measurements.names if cls.measurements is not None else []  # stored beside the outcome
+    assert out.column_names == ["sample_id", "passed", "score", "reason", "severity", *measured]
+    assert out.num_rows == 0
 
 
 def test_checks_are_picked_by_name_family_or_pattern():

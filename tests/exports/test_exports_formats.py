@@ -239,19 +239,27 @@ def test_placeholders_can_be_repaired_to_one_tag_per_media_item(tmp_path):
     plain, = export_mixture(parse_recipe(recipe(**only)), settings, ["swift"], tmp_path / "plain")
     fixed, = export_mixture(parse_recipe(recipe(placeholders="repair", **only)), settings, ["swift"],
                             tmp_path / "fixed")
+    kept, = export_mixture(parse_recipe(recipe(include_error_rows=True, **only)), settings, ["swift"],
+                           tmp_path / "kept")
 
     def users(o):
         recs = [json.loads(x) for x in next((o.out_dir / "data").glob("*.jsonl")).read_text().splitlines()]
         return [r["messages"][0]["content"] for r in recs]
 
     # Not repaired: two placeholders for one image would fail the trainer (LLaMA-Factory: the whole dataset).
+    # The reason is the format.placeholders check's own (one copy of the test), with its severity.
     assert len(users(plain)) == 1 and plain.manifest["written"]["left_out"] == [{"sample_id": "bad-001", "reason": (
-        "placeholders do not match the media: 2 image and 0 video placeholder(s) for 1 image(s) and 0 video(s); "
-        "fix the row, or export with `placeholders: repair`")}]
-    assert sorted(users(fixed)) == sorted([
-        "<image>\nHow far is the bed from the door?",
-        "<image>\n<image>\nWhich is closer to the camera, the chair or the lamp?\nA: chair\nB: lamp\n"
-        "Answer with the option's letter."])
+        "format.placeholders (error): turns: human turns hold 2 image and 0 video placeholder(s) for 1 image(s) and "
+        "0 video(s) in media; fix the row, or export with `include_error_rows: true` (repairs them) or "
+        "`placeholders: repair`")}]
+    assert plain.manifest["written"]["left_out_by_reason"] == {"format.placeholders (error)": 1}
+    question = ("Which is closer to the camera, the chair or the lamp?\nA: chair\nB: lamp\n"
+                "Answer with the option's letter.")
+    assert sorted(users(fixed)) == sorted(["<image>\nHow far is the bed from the door?",
+                                           f"<image>\n<image>\n{question}"])
+    # Opting in to error rows repairs the failing row only; the others keep their placeholders as written.
+    assert sorted(users(kept)) == sorted(["<image>\nHow far is the bed from the door?", f"<image><image>{question}"])
+    assert kept.manifest["written"]["left_out"] == [] and kept.manifest["written"]["placeholders_repaired"] == 1
 
 
 def test_an_existing_export_is_replaced_only_when_asked(built, tmp_path):

@@ -116,3 +116,36 @@ def test_vst_sft_writes_vst_data_config_listing_every_subset_folder(tmp_path):
         assert list((Path(entry["data_dir"]) / entry["ann_path"]).glob("*.parquet"))
     assert outcome.manifest["trainer"] == {"vst_data_config": "vst_data.yaml", "subsets": len(folders)}
     assert "vst_data.yaml" in {f["path"] for f in outcome.manifest["files"]}
+
+
+def test_verl_reward_scores_counts_and_distances_by_mra_with_the_consistency_checks_scorer(tmp_path, monkeypatch):
+    from curation.checks.consistency import agreement
+
+    settings = make_home(tmp_path / "own")
+    outcome, = export_mixture(parse_recipe(recipe()), settings, ["verl"], tmp_path / "verl")
+    monkeypatch.chdir(tmp_path)  # verl runs from its own working directory: the reward finds its scorer anyway
+    spec = importlib.util.spec_from_file_location("custom_module_mra", outcome.out_dir / "reward" / "vst_reward.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = {r["extra_info"]["sample_id"]: r for r in
+            pq.read_table(sorted((outcome.out_dir / "data").rglob("*.parquet"))).to_pylist()}
+
+    def reward(row: dict, said: str) -> float:
+        return module.compute_score(row["data_source"], f"<think>Looking.</think> {said}",
+                                    row["reward_model"]["ground_truth"], row["extra_info"])
+
+    # VSI-Bench's Mean Relative Accuracy for a distance or a count: 20% off hits 7 of the 10 thresholds, 25% off 6.
+    assert rows["dist-004"]["reward_model"]["ground_truth"] == "1.4"
+    assert reward(rows["dist-004"], "1.12") == pytest.approx(0.5 * 0.7 + 0.5)
+    assert rows["vid-3"]["reward_model"]["ground_truth"] == "4"
+    assert reward(rows["vid-3"], "3") == pytest.approx(0.5 * 0.6 + 0.5)
+    assert reward(rows["vid-3"], "12") == pytest.approx(0.5)  # format reward only
+    # Every row scores as the consistency check scores the same answer (one scorer): the truth in full, a number
+    # 20% off by the metric its question calls for.
+    for row in rows.values():
+        truth, info = row["reward_model"]["ground_truth"], row["extra_info"]
+        answers = [truth] + ([f"{float(truth) * 0.8:g}"] if info["answer_kind"] == "number" else [])
+        for said in answers:
+            score, metric, _ = agreement(said, truth, question=info["question"], answer_kind=info["answer_kind"],
+                                         rl_modes=info["rl_modes"])
+            assert reward(row, said) == pytest.approx(0.5 * score + 0.5), (row["extra_info"]["sample_id"], metric)

@@ -281,15 +281,24 @@ def test_past_its_budget_of_tries_the_derivation_records_the_rows_still_failing_
     ) and "failed on rows 0-24 (25 rows) (Invalid Input Error: bad)" in reason
 
 
-def test_a_camera_number_too_large_for_the_catalog_never_stops_the_ingest(home, src):
-    """Real hostile data for the derive step: c_x = 1e11 overflows the INTEGER width the camera is derived to."""
-    huge = "The camera intrinsics are f_x = 1, f_y = 1, c_x = 99999999999, c_y = 1. How far is the chair?"
+@pytest.mark.parametrize("prompt", [
+    "The camera intrinsics are f_x = 1, f_y = 1, c_x = 99999999999, c_y = 1. How far is the chair?",
+    "The camera's hfov is 60.0 degrees and vfov is 46.8 degrees; the image is 99999999999x480 pixels. How far?",
+])
+def test_a_camera_number_too_large_for_the_catalog_lands_its_row_with_the_problem_recorded(home, src, prompt):
+    """Real hostile data for the derive step: a principal point or an image size past the INTEGER the camera's size
+    is derived to. The row lands (its number ignored, the problem recorded against it); its neighbours land too."""
     rows = [sft_row(i, f"How far is stool {i}?", "1") for i in range(30)]
-    rows[7] = sft_row(7, huge, "2", images=[])
+    rows[7] = sft_row(7, prompt, "2", n_images=0, images=[])
     write_sft(src / "si_measurement" / "part-00000.parquet", rows)
     s = ingest([src], home, progress=False)
-    assert s.rows_ok + s.rows_failed == GOOD_ROWS + 30 and s.rows_ok >= GOOD_ROWS + 29
-    assert [(f, r) for f, r, _, _ in errors(home)] == ([("part-00000.parquet", 7)] if s.rows_failed else [])
+    assert (s.rows_ok, s.rows_failed) == (GOOD_ROWS + 30, 0) and errors(home) == []
+    with duckdb.connect(str(home.catalog_path), read_only=True) as con:
+        camera, problems = con.execute("SELECT camera, problems FROM samples WHERE subset = 'si_measurement' "
+                                       "AND row_index = 7").fetchone()
+    assert camera is None or camera["width"] is None or camera["width"] < 99999999999
+    ((code, field, message),) = [(p["code"], p["field"], p["message"]) for p in problems]
+    assert (code, field) == ("camera_out_of_range", "question") and "fix it in the shard" in message
 
 
 def test_the_demo_lands_beside_every_kind_of_bad_file(home, demo_root, demo_home, tmp_path):

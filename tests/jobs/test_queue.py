@@ -175,3 +175,20 @@ def test_three_worker_processes_share_a_queue_and_run_every_job_exactly_once(db,
     assert sorted(claimed) == sorted(job_ids)  # every job once, none twice
     assert {j.state for j in list_jobs(db, limit=100)} == {"completed"}
     assert all(set(done_units(db, j)) == {"shard-000"} for j in job_ids)
+
+
+def test_a_running_job_whose_worker_went_silent_shows_no_worker_is_there(db):
+    """A worker killed with -9 leaves its job 'running'; only another worker re-queues it. With none running, the
+    Checks page must say no worker is there, not show the job as in progress for ever."""
+    from curation.jobs.queue import STALE_AFTER_S
+    from curation.jobs.run import JOB_KIND
+    from curation.presenters.checks import check_jobs, worker_seems_absent
+
+    job = create_job(db, JOB_KIND, {"checks": ["format.placeholders"]})
+    claim_next_job(db, "killed-worker")
+    assert not worker_seems_absent(check_jobs(db))  # its heartbeat is fresh: the worker is at work
+    with db.write() as s:  # the worker died: its last heartbeat is now older than the stale limit
+        s.execute(update(Job).where(Job.id == job.id)
+                  .values(heartbeat_at=utcnow() - timedelta(seconds=STALE_AFTER_S + 5)))
+    (view,) = check_jobs(db)
+    assert view.state == "running" and worker_seems_absent([view])

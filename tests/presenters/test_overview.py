@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from curation.presenters.overview import counts_figure, ingest_error_kinds, progress_figure, skill_progress
+from curation.presenters.overview import (
+    counts_figure,
+    ingest_error_kinds,
+    progress_figure,
+    skill_label,
+    skill_progress,
+)
 
 
 def test_overview_charts_count_per_value_and_progress_per_skill():
@@ -20,7 +26,9 @@ def test_overview_charts_count_per_value_and_progress_per_skill():
     assert progress[0].reviewed_share == pytest.approx(0.3)
     fig = progress_figure(progress)
     approved = next(t for t in fig.data if t.name == "approved")
-    assert list(approved.y) == ["cot_sr_si", "si_distance"] and list(approved.x) == [0, 30.0]
+    # Bars carry the taxonomy's display names, not the ids
+    assert list(approved.y) == [skill_label("cot_sr_si"), skill_label("si_distance")] and list(approved.x) == [0, 30.0]
+    assert skill_label("cot_sr_si") != "cot_sr_si"
 
 
 def test_ingest_errors_are_grouped_by_kind_of_reason():

@@ -69,12 +69,13 @@ def make_home(base: Path, **tree) -> Settings:
 
 
 def write_results(settings: Settings, check: str, rows: dict[str, tuple[bool, str | None]],
-                  run_id: str = "run-0001") -> Path:
-    """Check results as the worker writes them: <results>/<run>/<check>/part-0.parquet."""
+                  run_id: str = "run-0001", severity: str | None = None) -> Path:
+    """Check results as the worker writes them: <results>/<run>/<check>/part-0.parquet (failures with
+    ``severity`` when given; without one, as results written before failures carried a severity)."""
     path = Path(settings.results_dir) / run_id / check / "part-0.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     ids = sorted(rows)
-    pq.write_table(pa.table({
+    table = pa.table({
         "sample_id": pa.array(ids, pa.string()),
         "check_name": pa.array([check] * len(ids), pa.string()),
         "check_version": pa.array(["1"] * len(ids), pa.string()),
@@ -82,7 +83,10 @@ def write_results(settings: Settings, check: str, rows: dict[str, tuple[bool, st
         "score": pa.array([None] * len(ids), pa.float64()),
         "reason": pa.array([rows[i][1] for i in ids], pa.string()),
         "run_id": pa.array([run_id] * len(ids), pa.string()),
-    }), path)
+    })
+    if severity is not None:
+        table = table.append_column("severity", pa.array([None if rows[i][0] else severity for i in ids], pa.string()))
+    pq.write_table(table, path)
     return path
 
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation.checks.base import CheckContext, with_check_columns
+from curation.checks.model import ReAnswer
 from curation.checks.runner import (
     CheckStats,
     ShardResult,
@@ -29,6 +30,8 @@ from curation.checks.runner import (
     shard_columns,
     write_part,
 )
+from curation.jobs.engines.ray_llm import reanswer_chunk, vllm_installed
+from curation.query.results import RESULT_SCHEMA
 from db.catalog import open_catalog
 
 log = logging.getLogger(__name__)
@@ -56,8 +59,6 @@ def _outcomes_with_units(batch: pa.Table, checks: list, ctx: CheckContext, run_i
         table = with_check_columns(out, check.name, check.version, run_id)
         tables.append(table.append_column(UNIT, pc.take(units, where)))
     if not tables:
-        from curation.query.results import RESULT_SCHEMA
-
         return RESULT_SCHEMA.append(pa.field(UNIT, pa.string())).empty_table()
     return pa.concat_tables(tables)
 
@@ -150,16 +151,23 @@ class RayEngine:
         if cpu:
             outputs.append(ds.map_batches(check_batch, batch_format="pyarrow", batch_size=self.batch_rows,
                                           fn_kwargs={"names": cpu, "params": first.params, "run_id": first.run_id}))
+        measured = {c.name: c.measurements.names for c in checks if c.measurements is not None}
+        gpus = self.ray.cluster_resources().get("GPU", 0)
+        resources = {"num_gpus": 1} if gpus else {"num_cpus": 0.5}
+        answered = []
+        if ReAnswer.name in model:  # through Ray Data's LLM processor where vLLM can run (engines.ray_llm)
+            answered.append(reanswer_chunk(blocks, first.params, first.run_id, self.ray.data,
+                                           use_vllm=bool(gpus) and vllm_installed(), resources=resources))
+            model = tuple(n for n in model if n != ReAnswer.name)
         if model:
-            gpus = self.ray.cluster_resources().get("GPU", 0)
-            resources = {"num_gpus": 1} if gpus else {"num_cpus": 0.5}
             outputs.append(ds.map_batches(ModelActor, batch_format="pyarrow", batch_size=64, concurrency=1,
                                           fn_constructor_kwargs={"names": model, "params": first.params,
                                                                  "run_id": first.run_id}, **resources))
         results = [pa.concat_tables(self.ray.get(out.to_arrow_refs())) if out is not None else None
-                   for out in outputs]
-        table = pa.concat_tables([r for r in results if r is not None and r.num_rows]) if any(
-            r is not None and r.num_rows for r in results) else None
+                   for out in outputs] + answered
+        # A check's measurements (the model check's answers) are columns only its results have.
+        nonempty = [r for r in results if r is not None and r.num_rows]
+        table = pa.concat_tables(nonempty, promote_options="default") if nonempty else None
         seconds = time.perf_counter() - started
         for task in chunk:
             stats: dict[str, CheckStats] = {}
@@ -168,6 +176,7 @@ class RayEngine:
                 for name in task.checks:
                     part = mine.filter(pc.equal(mine.column("check_name"), name))
                     if part.num_rows:
+                        part = part.select([*RESULT_SCHEMA.names, *measured.get(name, ())])
                         write_part(Path(task.out_dir) / name / task.unit.part, part)
                         failed = part.num_rows - int(pc.sum(part.column("passed")).as_py() or 0)
                         stats[name] = CheckStats(part.num_rows, failed, 0.0)
