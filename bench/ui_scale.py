@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -80,12 +79,6 @@ def build_home(home: Path, rows: int, scene_points: int) -> None:
     o3d.io.write_point_cloud(str(ply), big, write_ascii=False)
     print(f"built {home}: {n:,} catalog rows ({copies} copies of {base}), scene {BIG_SCENE} with "
           f"{scene_points:,} points [{time.perf_counter() - t0:.0f} s]", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_app(home: Path, port: int) -> subprocess.Popen:
@@ -274,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     q.close()
     server = server_side(args.home, sample_id)
     shutil.rmtree(Path(settings.media_cache_dir) / "scenes", ignore_errors=True)  # the first open is a cold one
-    port = free_port()
+    from curation.labelstudio.server import pick_free_port
+
+    port = pick_free_port()
     proc = start_app(args.home, port)
     try:
         browser = browser_side(f"http://127.0.0.1:{port}", skills, sample_id, args.repeat)

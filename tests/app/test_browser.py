@@ -8,7 +8,6 @@ and Alice's is still there after a reload. Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from curation.labelstudio.server import pick_free_port
 from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
 from curation.review.flags import flags_for
 from db.engine import open_state
 from tests.app.test_app_support import REPO, demo_app_home
+from tests.support.processes import stop_process
 
 pytestmark = pytest.mark.browser
 
@@ -32,12 +33,6 @@ ARTIFACTS = REPO / "test-artifacts"
 WAIT_MS = 60_000  # generous: software WebGL draws the 3D view slowly on a small CI machine
 SKILL = "si_3d_detection"
 VIEWPORT = {"width": 1400, "height": 1900}  # tall: Streamlit scrolls inside the page, screenshots show the viewport
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -61,7 +56,7 @@ def app_server(monkeypatch, tmp_path, demo_home):
         pytest.skip("Debian's Chromium is not installed (`make test-deps` installs it)")
     pytest.importorskip("playwright.sync_api")
     settings = demo_app_home(monkeypatch, tmp_path, demo_home)
-    port = free_port()
+    port = pick_free_port()
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "streamlit.log").open("w")
     proc = subprocess.Popen(
@@ -74,12 +69,7 @@ def app_server(monkeypatch, tmp_path, demo_home):
         wait_healthy(url, proc)
         yield url, settings
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

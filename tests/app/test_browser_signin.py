@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from curation.cli.app import app_command
+from curation.labelstudio.server import pick_free_port
 from curation.review.actors import local_actor
 from curation.review.roles import grant_role
 from curation.settings import Settings
 from db.engine import open_state
 from tests.app.test_app_support import demo_app_home
-from tests.app.test_browser import CHROMIUM, CHROMIUM_ARGS, REPO, WAIT_MS, free_port, shot, wait_healthy, wait_idle
+from tests.app.test_browser import CHROMIUM, CHROMIUM_ARGS, REPO, WAIT_MS, shot, wait_healthy, wait_idle
 from tests.support.oidc import (
     ALICE,
     VERA,
@@ -28,6 +29,7 @@ from tests.support.oidc import (
     sign_in_at_provider,
     streamlit_secrets,
 )
+from tests.support.processes import stop_process
 
 pytestmark = pytest.mark.browser
 
@@ -49,12 +51,7 @@ def app_on(settings: Settings, port: int, log: Path, secrets_toml: str | None,
             wait_healthy(url, proc)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 def grant(settings: Settings, **roles: str) -> None:
@@ -86,7 +83,7 @@ def test_alice_signs_in_at_the_local_oidc_provider_and_the_page_shows_who_she_is
 
     settings = demo_app_home(monkeypatch, tmp_path, demo_home)
     grant(settings, **{ALICE.email: "curator"})  # Vera has no grant: she signs in as a viewer
-    port = free_port()
+    port = pick_free_port()
     redirect = f"http://127.0.0.1:{port}/oauth2callback"
     with running_provider([redirect], tmp_path / "oidc.log") as provider, \
             app_on(settings, port, tmp_path / "streamlit.log", streamlit_secrets(provider, redirect)) as url:
@@ -135,7 +132,8 @@ def test_behind_a_proxy_the_configured_header_names_the_person_and_a_request_wit
 
     settings = demo_app_home(monkeypatch, tmp_path, demo_home)
     grant(settings, **{"bob@example.com": "annotator"})
-    with app_on(settings, free_port(), tmp_path / "streamlit.log", f'[curator]\ntrusted_header = "{HEADER}"\n') as url:
+    secrets = f'[curator]\ntrusted_header = "{HEADER}"\n'
+    with app_on(settings, pick_free_port(), tmp_path / "streamlit.log", secrets) as url:
         bob = browser.new_context(viewport=VIEWPORT, extra_http_headers={HEADER: "Bob@Example.com"}).new_page()
         bob.goto(url)
         expect(sidebar(bob).get_by_text("Signed in as bob@example.com · annotator")).to_be_visible(timeout=WAIT_MS)
@@ -161,7 +159,7 @@ def test_without_sign_in_the_header_is_not_trusted_and_only_this_machines_browse
     from playwright.sync_api import expect
 
     settings = demo_app_home(monkeypatch, tmp_path, demo_home)
-    port = free_port()
+    port = pick_free_port()
     # Started by hand on every interface (bypassing the launcher, which would refuse): the page itself still
     # serves only this machine's browsers.
     with app_on(settings, port, tmp_path / "streamlit.log", None, address="0.0.0.0") as url:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from curation.labelstudio.server import pick_free_port
 from curation.review.sign_in import SignInConfigError, is_loopback, sign_in_config
 from curation.settings import Settings
-from tests.support.oidc import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 OIDC = """[auth]
@@ -65,7 +65,7 @@ def serves(proc: subprocess.Popen, port: int, timeout: float = 60) -> str:
 
 @pytest.mark.parametrize("address", ["0.0.0.0", "::", "192.0.2.7", "curator.example.com"])
 def test_serving_beyond_this_machine_without_sign_in_is_refused(home: Settings, address: str):
-    code, err = finished(launch(home.home, "--address", address, "--port", str(free_port())))
+    code, err = finished(launch(home.home, "--address", address, "--port", str(pick_free_port())))
 
     assert code == 2
     assert f"refusing to serve on {address} without sign-in" in err
@@ -76,20 +76,20 @@ def test_a_secrets_file_that_cannot_configure_sign_in_is_refused_naming_the_file
     secrets = home.home / "secrets.toml"
     secrets.write_text(OIDC.replace('client_secret = "s3cret"\n', ""))
 
-    code, err = finished(launch(home.home, "--address", "0.0.0.0", "--port", str(free_port())))
+    code, err = finished(launch(home.home, "--address", "0.0.0.0", "--port", str(pick_free_port())))
 
     assert code == 2 and str(secrets) in err and "[auth] client_secret" in err
 
 
 def test_on_loopback_without_sign_in_the_launcher_says_it_is_single_user(home: Settings):
-    port = free_port()
+    port = pick_free_port()
     out = serves(launch(home.home, "--port", str(port)), port)
     assert "single-user mode, no sign-in: this machine only" in out
 
 
 def test_behind_an_authenticating_proxy_the_header_mode_may_listen_on_every_interface(home: Settings):
     (home.home / "secrets.toml").write_text('[curator]\ntrusted_header = "X-Forwarded-Email"\n')
-    port = free_port()
+    port = pick_free_port()
     out = serves(launch(home.home, "--address", "0.0.0.0", "--port", str(port)), port)
     assert "sign-in: the X-Forwarded-Email header of an authenticating proxy" in out
 

@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -23,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from curation.labelstudio.server import pick_free_port
+from tests.support.processes import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_MODULES = REPO / ".oidc" / "node_modules"
@@ -55,12 +57,6 @@ class OIDCProvider:
         return f"{self.issuer}/.well-known/openid-configuration"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def require_provider() -> None:
     """Skip unless node and the installed provider are here (`make test` installs both)."""
     if shutil.which("node") is None:
@@ -87,7 +83,7 @@ def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30
 def running_provider(redirect_uris: list[str], log: Path, users: tuple[User, ...] = USERS) -> Iterator[OIDCProvider]:
     """The provider on a free 127.0.0.1 port with one client allowed to return to ``redirect_uris``."""
     require_provider()
-    port = free_port()
+    port = pick_free_port()
     provider = OIDCProvider(f"http://127.0.0.1:{port}", "vst-curator", secrets.token_urlsafe(24))
     client = {"client_id": provider.client_id, "client_secret": provider.client_secret,
               "redirect_uris": redirect_uris, "token_endpoint_auth_method": "client_secret_basic",
@@ -102,12 +98,7 @@ def running_provider(redirect_uris: list[str], log: Path, users: tuple[User, ...
             _wait_ready(provider.metadata_url, proc, log)
             yield provider
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, timeout=10)
 
 
 def streamlit_secrets(provider: OIDCProvider, redirect_uri: str) -> str:

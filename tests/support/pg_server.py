@@ -17,7 +17,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -26,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from curation.labelstudio.server import pick_free_port
 
 SUPERUSER = "curator"
 DATABASE = "curator"
@@ -49,12 +50,6 @@ def find_bindir() -> Path | None:
         if (bindir / "initdb").is_file() and (bindir / "pg_ctl").is_file() and (bindir / "postgres").is_file():
             return bindir
     return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -147,7 +142,8 @@ def start_server(bindir: Path, attempts: int = 3) -> PostgresServer:
         # Not under pytest's temp folders (private to root; the socket path must be short). In RAM when there is
         # /dev/shm: every test creates a database, and on disk that costs ~1 s each.
         root = "/dev/shm" if os.access("/dev/shm", os.W_OK) and shutil.disk_usage("/dev/shm").free > 1 << 30 else None
-        server = PostgresServer(bindir, Path(tempfile.mkdtemp(prefix="curator-pg-", dir=root)), _free_port(), run_as)
+        base = Path(tempfile.mkdtemp(prefix="curator-pg-", dir=root))
+        server = PostgresServer(bindir, base, pick_free_port(), run_as)
         server._chown(server.base)
         try:
             server.start()
