@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-import tantivy
 from PIL import Image
 
 from curation.media.sample_media import MediaError, read_media_bytes
+from curation.presenters.search_hits import hit_spans, search_terms
 from curation.query.catalog import LIST_COLUMNS
 from curation.query.results import sample_results
 from curation.query.severity import SEVERITIES
@@ -29,8 +27,6 @@ THUMBNAIL_PX = 96
 _LEAD = 16  # characters of context before the first match
 MARK_OPEN, MARK_CLOSE = "«", "»"  # a table cell is plain text: the matched words are set between these
 _VERDICT_SHOWN = {"approve": "approved", "reject": "rejected", "fix": "fixed"}
-_WORD = re.compile(r"\w+")
-_QUERY_NOISE = re.compile(r"\b(?:AND|OR|NOT)\b|\w+:(?=\S)|[-+]\w+|[\"()^~*]")
 
 
 @dataclass(frozen=True)
@@ -121,25 +117,6 @@ def thumbnail_url(row: Mapping, media_roots: Iterable[str] = (), px: int = THUMB
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-@lru_cache(maxsize=1)
-def _analyzer() -> tantivy.TextAnalyzer:
-    # The text index's "en_stem" tokenizer, so a word is marked exactly when the index matched it.
-    return (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(tantivy.Filter.remove_long(40))
-            .filter(tantivy.Filter.lowercase()).filter(tantivy.Filter.stemmer("english")).build())
-
-
-@lru_cache(maxsize=65_536)
-def _stems(word: str) -> frozenset[str]:
-    return frozenset(_analyzer().analyze(word))
-
-
-def search_terms(text: str) -> frozenset[str]:
-    """The stemmed words of a search (operators, field names and excluded words left out)."""
-    if not text.strip():
-        return frozenset()
-    return frozenset(_analyzer().analyze(_QUERY_NOISE.sub(" ", text)))
-
-
 def search_snippet(terms: frozenset[str], texts: Sequence[str | None], width: int = 90) -> str:
     """The first text that holds a search term, cut to about ``width`` characters around the first match, every
     matched word set between « and »; empty when none matches."""
@@ -147,7 +124,7 @@ def search_snippet(terms: frozenset[str], texts: Sequence[str | None], width: in
         return ""
     for text in texts:
         text = _one_line(text)
-        spans = [m.span() for m in _WORD.finditer(text) if _stems(m.group().lower()) & terms]
+        spans = hit_spans(text, terms)
         if not spans:
             continue
         start = max(0, spans[0][0] - _LEAD)  # the first match near the start: a narrow column still shows it

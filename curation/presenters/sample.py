@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -15,6 +14,7 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
 from curation.media.scenes import SceneCloud
+from curation.presenters.search_hits import hit_spans, search_terms
 from curation.vst.geometry import BOX_EDGES, Box3D, Camera, Pose, frustum_corners
 from curation.vst.reasoning import split_reasoning
 from curation.vst.spatial_text import objects_named, parse_boxes_2d, parse_boxes_3d, parse_camera
@@ -392,33 +392,10 @@ def is_fenced(answer: str | None) -> bool:
 
 # --- search hits in the turns ---------------------------------------------------------------------------
 
-_WORD = re.compile(r"[^\W_]+")  # tantivy's simple tokenizer: runs of letters and digits
-_QUERY_SYNTAX = re.compile(r"\b(?:AND|OR)\b|\w+:")
-_EXCLUDED = re.compile(r"(?:\bNOT\s+|(?<!\S)-)(?:\w+:)?(?:\"[^\"]*\"|\S+)")  # words the query rules out
-
-
-@functools.cache
-def _analyzer():
-    import tantivy
-
-    return (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(tantivy.Filter.lowercase())
-            .filter(tantivy.Filter.stemmer("english")).build())
-
-
-def _stems(words: Sequence[str]) -> list[str]:
-    """Each word as the text index's en_stem analyzer reduces it (lower case, English stem)."""
-    analyzer = _analyzer()
-    return [next(iter(analyzer.analyze(w)), "") for w in words]
-
-
 def search_hits(text: str, query: str) -> list[tuple[int, int]]:
     """Character spans of ``text`` that the full-text ``query`` matches, word by word as the index does (same
     stems: "chairs" finds "chair"); query syntax (AND, OR, NOT, field:) is not a word to find."""
-    terms = {t for t in _stems(_WORD.findall(_QUERY_SYNTAX.sub(" ", _EXCLUDED.sub(" ", query or "")))) if t}
-    if not terms or not text:
-        return []
-    words = [m for m in _WORD.finditer(text) if len(m.group()) <= 40]
-    return [m.span() for m, stem in zip(words, _stems([m.group() for m in words]), strict=True) if stem in terms]
+    return hit_spans(text, search_terms(query))
 
 
 # --- boxes drawn into an image -----------------------------------------------------------------------

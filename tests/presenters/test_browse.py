@@ -8,7 +8,8 @@ import io
 
 from PIL import Image
 
-from curation.presenters.browse import search_snippet, search_terms, thumbnail_url
+from curation.presenters.browse import search_snippet, thumbnail_url
+from curation.presenters.search_hits import search_terms
 
 
 def test_the_snippet_marks_the_words_the_index_matched_and_only_those():
