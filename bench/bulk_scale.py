@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 
+from curation.review.actors import Actor
 from curation.review.bulk import flag_samples, review_samples, undo_batch
 from db.engine import open_state
 
@@ -33,6 +34,9 @@ def ids(n: int, seed: int, batch_rows: int = 50_000) -> Iterator[str]:
     con.close()
 
 
+BENCH = Actor("bench", None, "curator")  # bulk actions need a curator's (or an admin's) role
+
+
 def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -40,8 +44,8 @@ def peak_mib() -> float:
 def one_run(n: int, db_url: str, seed: int, actions: list[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     with open_state(db_url) as db:
-        acts = {"flag": lambda: flag_samples(db, ids(n, seed), "wrong_answer", "bench", note="bulk"),
-                "approve": lambda: review_samples(db, ids(n, seed), "approve", "bench")}
+        acts = {"flag": lambda: flag_samples(db, ids(n, seed), "wrong_answer", BENCH, note="bulk"),
+                "approve": lambda: review_samples(db, ids(n, seed), "approve", BENCH)}
         for name in actions:
             act = acts[name]
             t = time.perf_counter()
@@ -49,7 +53,7 @@ def one_run(n: int, db_url: str, seed: int, actions: list[str]) -> dict[str, flo
             out[name] = time.perf_counter() - t
             assert batch.samples == n, (name, batch.samples)
             t = time.perf_counter()
-            assert undo_batch(db, batch, "bench") == n
+            assert undo_batch(db, batch, BENCH) == n
             out[f"undo {name}"] = time.perf_counter() - t
     return out
 

@@ -20,12 +20,13 @@ from curation.demo import generate_demo
 from curation.ingest.run import ingest
 from curation.jobs.queue import claim_job, get_job
 from curation.jobs.run import queue_checks, run_job
+from curation.review.actors import local_actor
 from curation.settings import load_settings
 from db.engine import open_state
 
 
 def one_run(settings, db, embedder: str) -> dict:
-    job = claim_job(db, queue_checks(settings, None, db=db, embedder=embedder).id, "bench")
+    job = claim_job(db, queue_checks(settings, None, db=db, by=local_actor(), embedder=embedder).id, "bench")
     seen: list[tuple[float, int, float | None]] = []
     t0 = time.monotonic()
 

@@ -299,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from curation.jobs.run import run_checks
+    from curation.review.actors import local_actor
     from curation.settings import load_settings
 
     tmp = None if args.home else tempfile.TemporaryDirectory(prefix="check-quality-")
@@ -306,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     demo = build(home, args.samples, args.seed)
     t1 = time.perf_counter()
-    summary = run_checks(load_settings(home), None, embedder=args.embedder, benchmarks=[str(demo / "benchmarks")])
+    summary = run_checks(load_settings(home), None, by=local_actor(), embedder=args.embedder,
+                         benchmarks=[str(demo / "benchmarks")])
     t2 = time.perf_counter()
     report = evaluate(home, demo)
     report.update(samples=args.samples, seed=args.seed, run_id=summary.run_id, build_s=round(t1 - t0, 1),

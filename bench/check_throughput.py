@@ -106,6 +106,7 @@ def _peak_mb() -> float:
 def phase_rules(home: Path, workers: int, mix: str = "vst") -> dict:
     from curation.checks.registry import all_checks
     from curation.jobs.run import run_checks
+    from curation.review.actors import local_actor
     from curation.settings import load_settings
 
     settings = load_settings(home / f"big_{mix}")
@@ -119,7 +120,7 @@ def phase_rules(home: Path, workers: int, mix: str = "vst") -> dict:
     con.close()
     load = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), _cpu_s()
-    summary = run_checks(settings, names, workers=workers, batch_rows=50_000)
+    summary = run_checks(settings, names, by=local_actor(), workers=workers, batch_rows=50_000)
     seconds, cpu = time.perf_counter() - t0, _cpu_s() - c0
     return {
         "phase": "rules", "mix": mix, "top_skills": mix_share, "rows": rows[0], "shards": rows[1], "checks": names,
@@ -136,13 +137,14 @@ def phase_rules(home: Path, workers: int, mix: str = "vst") -> dict:
 
 def phase_media(home: Path) -> dict:
     from curation.jobs.run import run_checks
+    from curation.review.actors import local_actor
     from curation.settings import load_settings
 
     settings = load_settings(home / "demo_home")
     out = {"phase": "media"}
     for name in ("media.decodable", "media.video"):
         t0 = time.perf_counter()
-        summary = run_checks(settings, name)
+        summary = run_checks(settings, name, by=local_actor())
         seconds = time.perf_counter() - t0
         n = summary.stats.get(name).rows if name in summary.stats else 0
         out[name] = {"samples": n, "seconds": round(seconds, 2), "samples_per_s": round(n / seconds)}
@@ -174,11 +176,12 @@ def phase_embedding(home: Path) -> dict:
 def phase_global_embedding(home: Path) -> dict:
     """duplicates.near and contamination.question end to end on the demo rows (distinct texts, MiniLM)."""
     from curation.jobs.run import run_checks
+    from curation.review.actors import local_actor
     from curation.settings import load_settings
 
     settings = load_settings(home / "demo_home")
     t0 = time.perf_counter()
-    summary = run_checks(settings, "duplicates.near,contamination.question",
+    summary = run_checks(settings, "duplicates.near,contamination.question", by=local_actor(),
                          benchmarks=[str(home / "demo_home" / "demo" / "benchmarks")])
     seconds = time.perf_counter() - t0
     n = max(s.rows for s in summary.stats.values())

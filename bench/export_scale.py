@@ -134,6 +134,7 @@ def measure_export(home: Path, out: Path, fmt: str, recipe_name: str) -> dict:
     from curation.mixtures.recipe import parse_recipe
     from curation.mixtures.selection import select_mixture
     from curation.query.catalog import CatalogQuery
+    from curation.review.actors import local_actor
     from curation.settings import load_settings
 
     settings = load_settings(home)
@@ -152,7 +153,8 @@ def measure_export(home: Path, out: Path, fmt: str, recipe_name: str) -> dict:
     cpu, t = _cpu(), time.perf_counter()
     sel = select_mixture(recipe, q)
     t_sel = time.perf_counter() - t
-    (outcome,) = export_mixture(recipe, settings, [fmt], target, write_media=False, selection=sel, query=q)
+    (outcome,) = export_mixture(recipe, settings, [fmt], target, by=local_actor(), write_media=False,
+                                selection=sel, query=q)
     seconds = time.perf_counter() - t
     cpu = _cpu() - cpu
     q.close()

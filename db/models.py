@@ -1,4 +1,4 @@
-"""The curation-state schema: flags, reviews, audit log, jobs and their units, Label Studio projects and links."""
+"""The curation-state schema: flags, reviews, audit log, roles, review queues, jobs, Label Studio projects and links."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -37,7 +39,12 @@ FLAG_REASONS: tuple[str, ...] = (
 VERDICTS: tuple[str, ...] = ("approve", "reject", "fix")
 JOB_STATES: tuple[str, ...] = ("queued", "running", "completed", "failed", "cancelled")
 UNIT_STATES: tuple[str, ...] = ("done", "failed")
-AUDIT_ACTIONS: tuple[str, ...] = ("flag_added", "flag_removed", "review_added", "undo", "role_granted", "role_revoked")
+AUDIT_ACTIONS: tuple[str, ...] = (
+    "flag_added", "flag_removed", "review_added", "undo", "role_granted", "role_revoked", "queue_created",
+    "queue_verdict",
+)  # fmt: skip
+# How a work queue's item was settled: its k verdicts agreed, or an admin decided a conflict.
+SETTLEMENTS: tuple[str, ...] = ("agreed", "adjudicated")
 # What a signed-in person may do on a shared server (curation/review/roles.py says which role may do what).
 ROLES: tuple[str, ...] = ("admin", "curator", "annotator", "viewer")
 
@@ -165,6 +172,116 @@ class UserRole(Base):
     role: Mapped[str] = mapped_column(String(16))
     granted_by: Mapped[str] = mapped_column(String(255))
     granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewQueue(Base):
+    """A work queue over a filter's samples: each is judged by ``overlap`` different people, blind or not."""
+
+    __tablename__ = "review_queues"
+    __table_args__ = (
+        CheckConstraint("overlap >= 1", name="overlap_positive"),
+        CheckConstraint("reservation_minutes >= 1", name="reservation_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    filter_link: Mapped[str] = mapped_column(Text)  # the Browse link the samples came from (shown, never followed)
+    overlap: Mapped[int] = mapped_column(Integer)
+    blind: Mapped[bool] = mapped_column(Boolean)
+    reservation_minutes: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]
+
+
+_RESERVED = "submitted_at IS NULL AND undone_at IS NULL"
+_OPEN = "settled_at IS NULL"
+_SUBMITTED = "submitted_at IS NOT NULL AND undone_at IS NULL"
+
+
+class QueueItem(Base):
+    """One sample of a queue at its place in the filter's order; once settled it carries the result its review got."""
+
+    __tablename__ = "queue_items"
+    __table_args__ = (
+        UniqueConstraint("queue_id", "sample_id"),
+        CheckConstraint(_in("settlement", SETTLEMENTS), name="settlement"),
+        CheckConstraint(_in("verdict", VERDICTS), name="verdict"),
+        CheckConstraint("(settled_at IS NULL) = (settlement IS NULL)", name="settled_has_settlement"),
+        CheckConstraint("n_verdicts >= 0", name="n_verdicts_not_negative"),
+        # next_item: the open items in queue order are one index range that stops at the first fit. Partial, because
+        # PostgreSQL keeps an index's order only past equalities: after `settled_at IS NULL` it would sort them all.
+        Index(
+            "ix_queue_items_open",
+            "queue_id",
+            "position",
+            sqlite_where=text(_OPEN),
+            postgresql_where=text(_OPEN),
+        ),
+        # Settled items whose review is not written yet (normally none), found without passing the settled ones (a
+        # partial index would do, but SQLite without statistics prefers the range of ix_queue_items_open).
+        Index("ix_queue_items_unwritten", "queue_id", "review_id", "settled_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("review_queues.id", ondelete="CASCADE"))
+    sample_id: Mapped[str] = mapped_column(String(255))
+    skill: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)
+    # Submitted verdicts not undone, kept by submit and undo in their transaction: progress, conflicts and next_item
+    # read it instead of counting verdicts per item.
+    n_verdicts: Mapped[int] = mapped_column(Integer, default=0)
+    settled_at: Mapped[datetime | None]
+    settlement: Mapped[str | None] = mapped_column(String(16))
+    settled_by: Mapped[str | None] = mapped_column(String(255))
+    # The settled result, kept until its review is written (and after): the review is written from these.
+    verdict: Mapped[str | None] = mapped_column(String(16))
+    fixed_answer: Mapped[str | None] = mapped_column(Text)
+    fixed_reasoning: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    reviewer: Mapped[str | None] = mapped_column(String(255))
+    settle_count: Mapped[int] = mapped_column(Integer, default=0)  # part of the review's external id
+    review_id: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"))  # None while its review is not written
+
+
+class QueueVerdict(Base):
+    """One person's place on a queue's sample: a reservation until submitted (verdict set), then their verdict."""
+
+    __tablename__ = "queue_verdicts"
+    __table_args__ = (
+        CheckConstraint(_in("verdict", VERDICTS), name="verdict"),
+        CheckConstraint("(verdict IS NULL) = (submitted_at IS NULL)", name="submitted_has_verdict"),
+        # Verdicts per person (queue_progress): read from the index alone. Lookups by sample use uq_queue_verdicts_live.
+        Index(
+            "ix_queue_verdicts_submitted", "queue_id", "who",
+            sqlite_where=text(_SUBMITTED), postgresql_where=text(_SUBMITTED),
+        ),
+        # A person's open reservations (next_item asks on every step): not every verdict they ever gave.
+        Index(
+            "ix_queue_verdicts_reserved", "queue_id", "who",
+            sqlite_where=text(_RESERVED), postgresql_where=text(_RESERVED),
+        ),
+        # One live place per person and sample (an undone verdict frees it): two tabs of one person cannot both take
+        # a place, whatever the interleaving.
+        Index(
+            "uq_queue_verdicts_live", "queue_id", "sample_id", "who", unique=True,
+            sqlite_where=text("undone_at IS NULL"), postgresql_where=text("undone_at IS NULL"),
+        ),
+    )  # fmt: skip
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("review_queues.id", ondelete="CASCADE"))
+    sample_id: Mapped[str] = mapped_column(String(255))
+    who: Mapped[str] = mapped_column(String(255))
+    verdict: Mapped[str | None] = mapped_column(String(16))
+    fixed_answer: Mapped[str | None] = mapped_column(Text)
+    fixed_reasoning: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    reserved_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]  # a reservation not submitted by then frees its place (a comparison, no job)
+    submitted_at: Mapped[datetime | None]
+    undone_at: Mapped[datetime | None]
+    undone_by: Mapped[str | None] = mapped_column(String(255))
 
 
 class Job(Base):

@@ -33,13 +33,16 @@ def file_entries(root: Path, paths: list[Path], known: dict[Path, str] | None = 
 
 
 def build_manifest(*, fmt: str, recipe: dict, catalog: dict, selection: dict, written: dict, files: list[dict],
-                   media: dict, trainer: dict | None = None, created_at: datetime | None = None) -> dict[str, Any]:
-    """The manifest as a dict. Everything but ``created_at`` is a function of the recipe and the data. ``trainer``:
-    what the format's trainer needs besides the data (verl's reward function, VST's data config), when anything."""
+                   media: dict, trainer: dict | None = None, created_at: datetime | None = None,
+                   exported_by: str | None = None) -> dict[str, Any]:
+    """The manifest as a dict. Everything but ``created_at`` and ``exported_by`` (the person who exported) is a
+    function of the recipe and the data. ``trainer``: what the format's trainer needs besides the data (verl's reward
+    function, VST's data config), when anything."""
     return {
         "manifest_version": MANIFEST_VERSION,
         "format": fmt,
         "created_at": (created_at or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "exported_by": exported_by,
         "recipe": recipe,
         "catalog": catalog,
         "selection": selection,

@@ -70,3 +70,11 @@ def signed_in() -> Actor:
         if sign_in.mode == "oidc":
             st.sidebar.button("Sign out", key="identity_sign_out", on_click=st.logout)
     return actor
+
+
+def as_now(actor: Actor) -> Actor:
+    """The same person with the role the state database holds now: a button callback carries the Actor of the run
+    that drew the button, and an admin may have changed that role since. Single-user mode keeps its one user."""
+    if sign_in_config(data.settings()).mode == "off":
+        return actor
+    return actor_for(data.state_db(), actor.name, actor.email)

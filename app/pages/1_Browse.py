@@ -1,18 +1,21 @@
 """Browse: filter the catalog (sidebar, facet counts, text search), page through the matches by keyset (in the
 catalog's order, or by relevance under a search), open a sample by clicking its row, and flag, approve or reject the
-ticked rows or the whole filter as one batch that one undo takes back. The filter lives in the URL."""
+ticked rows or the whole filter as one batch that one undo takes back (a curator's or an admin's action, as the
+signed-in person). The filter lives in the URL."""
 
 import streamlit as st
 
-from app.components import data, filters, review
+from app.components import data, filters, identity, review
 from app.components.page_icon import PAGE_ICON
 from app.components.text import plain
 from curation.presenters.browse import MARK_CLOSE, MARK_OPEN, PAGE_COLUMNS, BrowseRow, browse_rows
 from curation.presenters.checks import result_check_names
 from curation.query.filters import FilterSpec
+from curation.review.actors import Actor
 from curation.review.bulk import Batch, filter_sample_ids, flag_samples, review_samples, undo_batch
 from curation.review.errors import StateError
 from curation.review.flags import FLAG_REASONS
+from curation.review.roles import allowed
 
 PAGE_SIZE = 50
 ROW_HEIGHT = 44  # room for a thumbnail
@@ -48,12 +51,14 @@ def open_sample(spec: FilterSpec, sample_id: str) -> None:
     st.switch_page(SAMPLE_PAGE, query_params=filters.url_params(spec, id=sample_id))
 
 
-def table(rows: list[BrowseRow], searching: bool, key: str):
-    """The page's rows: a click on a cell opens its sample, the boxes on the left tick rows for a bulk action."""
+def table(rows: list[BrowseRow], searching: bool, key: str, tick: bool):
+    """The page's rows: a click on a cell opens its sample; with ``tick``, boxes on the left tick rows for a bulk
+    action."""
     shown = [c for c in COLUMNS if searching or c != "match"]
     return st.dataframe(
         [{c: getattr(r, c) for c in shown} for r in rows], key=key, on_select="rerun",
-        selection_mode=["multi-row", "single-cell"], hide_index=True, column_order=shown, row_height=ROW_HEIGHT,
+        selection_mode=["multi-row", "single-cell"] if tick else "single-cell", hide_index=True, column_order=shown,
+        row_height=ROW_HEIGHT,
         height=40 + ROW_HEIGHT * len(rows),  # every row of the page in view, no scrolling inside the grid
         column_config={
             "thumbnail": st.column_config.ImageColumn("image", width="small"),
@@ -71,7 +76,7 @@ def table(rows: list[BrowseRow], searching: bool, key: str):
     )
 
 
-def results(b: data.Backend, spec: FilterSpec) -> None:
+def results(b: data.Backend, by: Actor, spec: FilterSpec) -> None:
     order = order_for(spec)
     cursors = cursor_for(spec, order)
     total = data.count(b, spec)
@@ -84,7 +89,8 @@ def results(b: data.Backend, spec: FilterSpec) -> None:
         st.info("No sample matches this filter. Loosen it in the sidebar, or reset it.")
         return
     rows = browse_rows(page.rows, b.state, b.settings.results_dir, spec.text, thumbnail=data.thumbnail)
-    event = table(rows, bool(spec.text.strip()), key=f"browse_table_{len(cursors)}")
+    bulk = allowed(by, "bulk")
+    event = table(rows, bool(spec.text.strip()), key=f"browse_table_{len(cursors)}", tick=bulk)
     selection = event.selection if event else None
     cells = list(selection.cells) if selection and selection.cells else []
     if cells:
@@ -98,25 +104,25 @@ def results(b: data.Backend, spec: FilterSpec) -> None:
         cursors.append(page.next_after)
         st.rerun()
     c[2].caption(f"page {len(cursors)} · rows {first + 1:,}–{first + len(rows):,} of {total:,} · click a row to open "
-                 "it, tick rows for the actions below")
+                 "it" + (", tick rows for the actions below" if bulk else ""))
     if c[3].button("Review this filter one by one", key="browse_review", type="primary"):
         open_sample(spec, rows[0].sample_id)  # the first sample of this page
-    bulk_actions(b, spec, total, ticked)
+    bulk_actions(b, by, spec, total, ticked)
     with st.expander("Open a sample by id"):
         sid = st.selectbox("Sample on this page", [r.sample_id for r in rows], key="browse_pick")
         if st.button("Open", key="browse_open"):
             open_sample(spec, sid)
 
 
-def bulk_actions(b: data.Backend, spec: FilterSpec, total: int, ticked: list[str]) -> None:
+def bulk_actions(b: data.Backend, by: Actor, spec: FilterSpec, total: int, ticked: list[str]) -> None:
     """Flag, approve or reject the ticked rows or the whole filter: a count, a confirmation, one undo for the batch."""
     ss = st.session_state
+    if not allowed(by, "bulk"):
+        review.role_note(by, "act on many samples at once (curators and admins may)")
+        return
     with st.container(border=True, key="bulk"):
         st.markdown("**Act on many samples at once**")
-        last_done(b)
-        who = review.reviewer_form()
-        if not who:
-            return
+        last_done(b, by)
         c = st.columns([2, 1, 2, 3], vertical_alignment="bottom")
         # Counts go into the captions: option labels that change between runs lose the choice in the browser.
         target = c[0].radio("Act on", list(TARGETS), format_func=TARGETS.get, key="bulk_target", horizontal=True,
@@ -132,14 +138,15 @@ def bulk_actions(b: data.Backend, spec: FilterSpec, total: int, ticked: list[str
                                   "what": what, "ids": ticked if target == "selected" else None,
                                   "spec": spec.model_dump_json()}
         chosen = spec.model_copy(update={"sample_ids": ticked}) if target == "selected" and ticked else spec
-        links[1].page_link(LS_PAGE, label=f"Send {n:,} to Label Studio", icon=":material/send:",
-                           query_params=filters.url_params(chosen), disabled=n == 0)
+        if allowed(by, "ls_push"):
+            links[1].page_link(LS_PAGE, label=f"Send {n:,} to Label Studio", icon=":material/send:",
+                               query_params=filters.url_params(chosen), disabled=n == 0)
         pending = ss.get("bulk_pending")
         if pending:
-            confirm(b, who, pending)
+            confirm(b, by, pending)
 
 
-def confirm(b: data.Backend, who: str, pending: dict) -> None:
+def confirm(b: data.Backend, by: Actor, pending: dict) -> None:
     ss = st.session_state
     st.warning(f"{pending['what']}? It is one batch: one undo takes all of it back.")
     c = st.columns([1, 1, 4])
@@ -154,17 +161,17 @@ def confirm(b: data.Backend, who: str, pending: dict) -> None:
     try:
         with st.spinner(f"{pending['what']}…"):
             if pending["action"] == "flag":
-                batch = flag_samples(b.state, ids, pending["reason"], who, note=pending["note"])
+                batch = flag_samples(b.state, ids, pending["reason"], by, note=pending["note"])
             else:
-                batch = review_samples(b.state, ids, pending["action"], who, note=pending["note"])
-    except StateError as exc:
+                batch = review_samples(b.state, ids, pending["action"], by, note=pending["note"])
+    except StateError as exc:  # PermissionDenied among them: a message, not a traceback
         st.error(plain(exc))
         return
     ss["bulk_last"] = batch
     st.rerun()
 
 
-def last_done(b: data.Backend) -> None:
+def last_done(b: data.Backend, by: Actor) -> None:
     """What the last batch of this session did, with its undo."""
     ss = st.session_state
     if msg := ss.pop("bulk_message", None):
@@ -177,7 +184,7 @@ def last_done(b: data.Backend) -> None:
                  f"{batch.at:%H:%M:%S} UTC (samples already in that state were left alone).")
     if c[1].button("Undo this batch", key="bulk_undo"):
         try:
-            n = undo_batch(b.state, batch, review.reviewer() or batch.who)
+            n = undo_batch(b.state, batch, by)
         except StateError as exc:
             st.error(plain(exc))
             return
@@ -188,6 +195,7 @@ def last_done(b: data.Backend) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="VST Curator · Browse", page_icon=PAGE_ICON, layout="wide")
+    by = identity.signed_in()  # stops here with a sign-in button when sign-in is configured and no one is signed in
     st.title("Browse")
     try:
         b = data.backend()
@@ -202,7 +210,7 @@ def main() -> None:
         facet_counts = {}
     filters.sidebar_filters(spec, facet_counts, result_check_names(b.settings))
     try:
-        results(b, spec)
+        results(b, by, spec)
     except Exception as exc:  # e.g. a text index that is missing: a message, not a traceback
         st.error(f"The filter cannot be applied: {exc}")
 

@@ -1,5 +1,6 @@
 """Sample view and review queue: one sample (``?id=...``) with its turns, reasoning, media with boxes drawn in and
-its 3D scene; flag / approve / reject / fix / undo; step through the filter in the URL with j/k.
+its 3D scene; flag / approve / reject / fix / undo as the signed-in person (what their role allows); step through the
+filter in the URL with j/k.
 
 A review step must be usable within a second: the image, turns and buttons come first, the checks panel (filled
 last into its place near the top) and the 3D view after them, and the next sample of the queue is read ahead."""
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.components import data, filters, review, sample_view
+from app.components import data, filters, identity, review, sample_view
 from app.components.page_icon import PAGE_ICON
 from app.components.text import code, plain
 from curation.presenters.sample import answer_boxes
@@ -60,6 +61,7 @@ def header(row: dict, spec: FilterSpec, b: data.Backend) -> tuple[str | None, st
 
 def main() -> None:
     st.set_page_config(page_title="VST Curator · Sample", page_icon=PAGE_ICON, layout="wide")
+    by = identity.signed_in()  # stops here with a sign-in button when sign-in is configured and no one is signed in
     try:
         b = data.backend()
     except data.AppDataError as exc:
@@ -89,7 +91,7 @@ def main() -> None:
     geom = sample_view.selected_box(data.geometry(row, sc), sid)
     fixable = answer_boxes(geom)
     with st.container(border=True):
-        review.review_panel(b.state, sid, parts.final if parts.reasoning is not None else row.get("answer"),
+        review.review_panel(b.state, by, sid, parts.final if parts.reasoning is not None else row.get("answer"),
                             parts.reasoning, next_id, lambda target: go_to(spec, target),
                             move_to=lambda target: filters.write_url(spec, id=target),
                             boxes=fixable if fixable else None)

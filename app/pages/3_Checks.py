@@ -5,7 +5,7 @@ thresholds without a re-run."""
 
 import streamlit as st
 
-from app.components import data, filters
+from app.components import data, filters, identity
 from app.components.page_icon import PAGE_ICON
 from app.components.text import plain
 from curation.checks.report import check_summary, score_histogram
@@ -34,6 +34,8 @@ from curation.presenters.checks import (
 )
 from curation.presenters.overview import skill_label
 from curation.query.filters import FilterSpec
+from curation.review.actors import Actor
+from curation.review.roles import PermissionDenied, allowed
 
 BROWSE_PAGE = "pages/1_Browse.py"
 REFRESH_S = 2.0
@@ -48,8 +50,12 @@ def picked_checks(families: dict[str, list[dict]]) -> list[str]:
     return [name for f in families for name in st.session_state.get(f"chk_pick_{f}", [])]
 
 
-def run_form(b: data.Backend) -> None:
-    """Choose checks by family; queue the run for the worker, or run it in this process now."""
+def run_form(b: data.Backend, actor: Actor) -> None:
+    """Choose checks by family; queue the run for the worker, or run it in this process now (curators and admins)."""
+    if not allowed(actor, "run_checks"):
+        st.caption(f"Your role ({actor.role}) may look at check runs and their results here, not start or cancel "
+                   "one: that needs a curator or an admin.")
+        return
     families = checks_by_family()
     with st.expander("Start a check run", expanded=not has_results(b.settings)):
         cols = st.columns(2)
@@ -80,12 +86,15 @@ def run_form(b: data.Backend) -> None:
                   "model_path": (st.session_state.get("chk_model") or "").strip() or None}
         try:
             if queue:
-                job = queue_checks(b.settings, chosen, engine="local", db=b.state, **params)
+                job = queue_checks(b.settings, chosen, engine="local", db=b.state, by=actor, **params)
                 st.toast(f"Queued check run #{job.id}", icon=":material/schedule:")
                 return
             bar = st.progress(0.0, text="Starting…")
             summary = run_in_process(b.settings, chosen, lambda j: bar.progress(j.fraction, text=j.progress_text()),
-                                     db=b.state, engine="local", **params)
+                                     db=b.state, engine="local", by=actor, **params)
+        except PermissionDenied as exc:
+            st.error(plain(exc))
+            return
         except Exception as exc:  # a bad model folder, a locked catalog: a message, not a traceback
             st.error(f"The check run did not start or failed: {plain(exc)}")
             return
@@ -97,16 +106,21 @@ def run_form(b: data.Backend) -> None:
 # --------------------------------------------------------------------------------------------- runs
 
 
-def job_line(b: data.Backend, job: JobView) -> None:
+def job_line(b: data.Backend, job: JobView, actor: Actor) -> None:
     with st.container(border=True):
         c = st.columns([5, 1])
         took = job.seconds()
         c[0].markdown(f"**Run #{job.id}** · `{job.state}` · {plain(job.checks)}  \n"
                       f":gray[{plain(job.run_id)} · queued {job.created_at:%Y-%m-%d %H:%M:%S}"
+                      f"{' by ' + plain(job.queued_by) if job.queued_by else ''}"
                       f"{' · running for ' + format_seconds(took) if took is not None else ''}"
                       f"{' · ' + plain(job.worker_id) if job.worker_id else ''}]")
-        if job.active and c[1].button("Cancel", key=f"chk_cancel_{job.id}"):
-            cancel_job(b.state, job.id)
+        if job.active and allowed(actor, "run_checks") and c[1].button("Cancel", key=f"chk_cancel_{job.id}"):
+            try:
+                cancel_job(b.state, job.id, by=actor)
+            except PermissionDenied as exc:
+                st.error(plain(exc))
+                return
             st.rerun()
         if job.state == "queued":
             st.progress(0.0, text="waiting for a worker")
@@ -116,7 +130,7 @@ def job_line(b: data.Backend, job: JobView) -> None:
             st.error(plain(job.error.splitlines()[0]))
 
 
-def runs_panel(b: data.Backend, was_active: bool) -> None:
+def runs_panel(b: data.Backend, was_active: bool, actor: Actor) -> None:
     jobs = check_jobs(b.state)
     if not jobs:
         st.caption("No check run yet.")
@@ -128,23 +142,24 @@ def runs_panel(b: data.Backend, was_active: bool) -> None:
         st.warning("No worker is running the queued runs (or a run's worker stopped): start one with "
                    "`python -m curation worker` (it resumes a stopped run), or cancel them and use **Run here now**.")
     for job in active:
-        job_line(b, job)
+        job_line(b, job, actor)
     done = [j for j in jobs if not j.active]
     if done:
         with st.expander(f"Finished runs ({len(done)})", expanded=not active):
             st.dataframe(
-                [{"run": j.id, "state": j.state, "checks": j.checks, "took": format_seconds(j.seconds()),
+                [{"run": j.id, "state": j.state, "checks": j.checks, "queued by": j.queued_by,
+                  "cancelled by": j.cancelled_by, "took": format_seconds(j.seconds()),
                   "row passes": j.done, "run id": j.run_id, "queued": j.created_at,
                   "error": (j.error or "").split("\n")[0]} for j in done],
                 hide_index=True, key="chk_finished_runs",
             )
 
 
-def runs(b: data.Backend) -> None:
+def runs(b: data.Backend, actor: Actor) -> None:
     st.subheader("Runs")
     active = any(j.active for j in check_jobs(b.state))
     # Refresh on a timer only while something runs, so an idle page costs nothing.
-    st.fragment(runs_panel, run_every=REFRESH_S if active else None)(b, active)
+    st.fragment(runs_panel, run_every=REFRESH_S if active else None)(b, active, actor)
 
 
 # --------------------------------------------------------------------------------------------- results
@@ -242,14 +257,15 @@ def ingest_section(b: data.Backend) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="VST Curator · Checks", page_icon=PAGE_ICON, layout="wide")
+    actor = identity.signed_in()  # the page stops here until someone is signed in (when sign-in is configured)
     st.title("Checks")
     try:
         b = data.backend()
     except data.AppDataError as exc:
         st.error(plain(exc))
         return
-    run_form(b)
-    runs(b)
+    run_form(b, actor)
+    runs(b, actor)
     try:
         failures(b)
         scores(b)

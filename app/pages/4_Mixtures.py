@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.components import data, filters
+from app.components import data, filters, identity
 from app.components.page_icon import PAGE_ICON
 from app.components.text import code, plain
 from curation.mixtures.export import export_mixture
@@ -15,6 +15,8 @@ from curation.mixtures.selection import Selection, select_mixture
 from curation.presenters import mixtures as mv
 from curation.query.filters import FilterSpec
 from curation.query.results import checks_with_results
+from curation.review.actors import Actor
+from curation.review.roles import PermissionDenied, allowed
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "recipes"
 DATA, YAML, PROBLEM, GEN = "mix_data", "mix_yaml", "mix_yaml_problem", "mix_gen"
@@ -281,8 +283,12 @@ def counts_section(b: data.Backend, recipe: Recipe) -> Selection | None:
     return sel
 
 
-def export_section(b: data.Backend, recipe: Recipe) -> None:
+def export_section(b: data.Backend, recipe: Recipe, actor: Actor) -> None:
     st.subheader("Export")
+    if not allowed(actor, "export"):
+        st.caption(f"Your role ({actor.role}) may write recipes and see what they select here, not export them: that "
+                   "needs a curator or an admin.")
+        return
     default_dir = Path(b.settings.exports_dir) / recipe.name
     c = st.columns([2, 3])
     formats = c[0].multiselect("Formats", list(mv.FORMAT_NAMES), default=recipe.formats,
@@ -295,7 +301,7 @@ def export_section(b: data.Backend, recipe: Recipe) -> None:
                           help="Off: records point at media files that are not copied (a quick text-only look).")
     if c[2].button("Export", key="mix_export", type="primary", disabled=not formats or not folder.strip(),
                    icon=":material/output:"):
-        run_export(b, recipe, formats, Path(folder.strip()).expanduser(), force, media)
+        run_export(b, recipe, formats, Path(folder.strip()).expanduser(), force, media, actor)
     if not formats:
         st.caption("Pick at least one format to export.")
     last = st.session_state.get(LAST_EXPORT)
@@ -303,7 +309,8 @@ def export_section(b: data.Backend, recipe: Recipe) -> None:
         export_summary(last)
 
 
-def run_export(b: data.Backend, recipe: Recipe, formats: list[str], folder: Path, force: bool, media: bool) -> None:
+def run_export(b: data.Backend, recipe: Recipe, formats: list[str], folder: Path, force: bool, media: bool,
+               actor: Actor) -> None:
     """Select once, write each format in turn; export_mixture only takes progress=True for a terminal bar, so the
     page shows one step per format."""
     targets = {f: folder / f for f in formats}
@@ -322,10 +329,13 @@ def run_export(b: data.Backend, recipe: Recipe, formats: list[str], folder: Path
             for k, (fmt, target) in enumerate(targets.items()):
                 bar.progress(k / len(targets), text=f"writing {fmt} ({k + 1} of {len(targets)})")
                 st.write(f"Writing **{plain(fmt)}** to {code(target)}…")
-                outcomes += export_mixture(recipe, b.settings, [fmt], target, force=force, write_media=media,
-                                           state_db=b.state, selection=sel)
+                outcomes += export_mixture(recipe, b.settings, [fmt], target, by=actor, force=force,
+                                           write_media=media, state_db=b.state, selection=sel)
             bar.progress(1.0, text="done")
             status.update(label=f"Exported {recipe.name}: {', '.join(formats)}", state="complete", expanded=False)
+        except PermissionDenied as exc:
+            status.update(label="The export was refused", state="error", expanded=True)
+            st.error(plain(exc))
         except Exception as exc:  # an existing folder, a broken shard, a full disk: a message, never a traceback
             status.update(label="The export failed", state="error", expanded=True)
             st.error(f"The export failed: {plain(exc)}")
@@ -369,6 +379,7 @@ def past_exports_section(b: data.Backend) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="VST Curator · Mixtures", page_icon=PAGE_ICON, layout="wide")
+    actor = identity.signed_in()  # the page stops here until someone is signed in (when sign-in is configured)
     st.title("Mixtures")
     try:
         b = data.backend()
@@ -396,7 +407,7 @@ def main() -> None:
         st.error(f"The recipe is not valid yet. {plain(problem)}", icon=":material/error:")
     else:
         counts_section(b, recipe)
-        export_section(b, recipe)
+        export_section(b, recipe, actor)
     past_exports_section(b)
 
 

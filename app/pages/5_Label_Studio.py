@@ -4,7 +4,7 @@ project holds, pull the verdicts back or import an exported file."""
 
 import streamlit as st
 
-from app.components import data, filters
+from app.components import data, filters, identity
 from app.components.page_icon import PAGE_ICON
 from app.components.text import code, plain
 from curation.labelstudio.client import LabelStudioError
@@ -13,6 +13,8 @@ from curation.labelstudio.push import DEFAULT_PROJECT, PushReport, push
 from curation.presenters import labelstudio as overview
 from curation.query.filters import FilterSpec, spec_from_link
 from curation.query.severity import SEVERITIES
+from curation.review.actors import Actor
+from curation.review.roles import PermissionDenied, allowed
 from curation.settings import Settings
 
 BROWSE_PAGE = "pages/1_Browse.py"
@@ -104,8 +106,12 @@ def filter_source(spec: FilterSpec) -> None:
                 st.rerun()
 
 
-def push_section(b: data.Backend, status: overview.ServerStatus) -> None:
+def push_section(b: data.Backend, status: overview.ServerStatus, actor: Actor) -> None:
     st.subheader("Push samples for review")
+    if not allowed(actor, "ls_push"):
+        st.caption(f"Your role ({actor.role}) may see the projects here, not push samples to Label Studio: that needs "
+                   "a curator or an admin.")
+        return
     spec = filters.spec_from_url()
     flagged = FilterSpec(flagged=True)
     try:
@@ -157,18 +163,23 @@ def push_section(b: data.Backend, status: overview.ServerStatus) -> None:
     clicked = st.button(f"Push {n_push:,} sample(s) to Label Studio", key="ls_push_btn", type="primary",
                         disabled=bool(blocker) or not sure)
     if clicked:
-        run_push(b, chosen, project.strip(), int(limit) if limit else None, predictions, n_push)
+        run_push(b, chosen, project.strip(), int(limit) if limit else None, predictions, n_push, actor)
 
 
-def run_push(b: data.Backend, spec: FilterSpec, project: str, limit: int | None, predictions: bool, n: int) -> None:
+def run_push(b: data.Backend, spec: FilterSpec, project: str, limit: int | None, predictions: bool, n: int,
+             actor: Actor) -> None:
     bar = st.progress(0.0, text=f"Pushing {n:,} sample(s) …")
 
     def progress(done: int, total: int) -> None:
         bar.progress(min(done / total, 1.0) if total else 1.0, text=f"Pushed {done:,} of {total:,} sample(s)")
 
     try:
-        report = push(b.settings, spec, project=project, limit=limit, predictions=predictions, state_db=b.state,
-                      progress=progress)
+        report = push(b.settings, spec, by=actor, project=project, limit=limit, predictions=predictions,
+                      state_db=b.state, progress=progress)
+    except PermissionDenied as exc:
+        bar.empty()
+        st.error(plain(exc))
+        return
     except LabelStudioError as exc:
         bar.empty()
         st.error(f"The push stopped: {plain(exc)}")
@@ -191,8 +202,13 @@ def show_push(report: PushReport, url: str) -> None:
                  column_config={"open in Label Studio": st.column_config.LinkColumn(display_text="open tasks")})
 
 
-def pull_section(b: data.Backend, status: overview.ServerStatus, rows: list[overview.ProjectRow]) -> None:
+def pull_section(b: data.Backend, status: overview.ServerStatus, rows: list[overview.ProjectRow], actor: Actor
+                 ) -> None:
     st.subheader("Pull verdicts back")
+    if not allowed(actor, "ls_pull"):
+        st.caption(f"Your role ({actor.role}) may not pull verdicts from Label Studio or import an export file: that "
+                   "needs a curator or an admin.")
+        return
     st.caption("Each annotation becomes a review (correct → approve, a corrected answer → fix, any other label → "
                "reject plus a flag with that reason). Pulling again adds nothing; when a local review is newer and "
                "says something else, it stays and the conflict is listed.")
@@ -208,7 +224,10 @@ def pull_section(b: data.Backend, status: overview.ServerStatus, rows: list[over
     if st.button(label, key="ls_pull_btn", type="primary", disabled=bool(blocker)):
         with st.spinner("Exporting the projects from Label Studio and importing the annotations …"):
             try:
-                report = pull(b.settings, live, state_db=b.state)
+                report = pull(b.settings, live, by=actor, state_db=b.state)
+            except PermissionDenied as exc:
+                st.error(plain(exc))
+                report = None
             except LabelStudioError as exc:
                 st.error(f"The pull stopped before writing anything: {plain(exc)}")
                 report = None
@@ -224,8 +243,9 @@ def pull_section(b: data.Backend, status: overview.ServerStatus, rows: list[over
         upload = st.file_uploader("Export file", type=["json"], key="ls_upload")
         if st.button("Import this export", key="ls_import_btn", disabled=upload is None):
             try:
-                report = overview.import_export_bytes(b.settings, upload.name, upload.getvalue(), state_db=b.state)
-            except ExportFileError as exc:
+                report = overview.import_export_bytes(b.settings, upload.name, upload.getvalue(), by=actor,
+                                                      state_db=b.state)
+            except (PermissionDenied, ExportFileError) as exc:
                 st.error(plain(exc))
             except Exception as exc:
                 st.error(f"The import of {plain(upload.name)} failed: {type(exc).__name__}: {plain(exc)}")
@@ -257,6 +277,7 @@ def show_pull(source: str, report: PullReport) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="VST Curator · Label Studio", page_icon=PAGE_ICON, layout="wide")
+    actor = identity.signed_in()  # the page stops here until someone is signed in (when sign-in is configured)
     st.title("Label Studio")
     st.caption("Send samples to annotators in Label Studio and bring their verdicts back as reviews.")
     s = data.settings()
@@ -271,10 +292,10 @@ def main() -> None:
     except Exception as exc:  # the state database is unreachable
         st.error(f"The pushed projects cannot be read from the state database: {plain(exc)}")
         return
-    push_section(b, status)
+    push_section(b, status, actor)
     if isinstance(report := st.session_state.get(LAST_PUSH), PushReport):
         show_push(report, status.url)
-    pull_section(b, status, rows)
+    pull_section(b, status, rows, actor)
     if last := st.session_state.get(LAST_PULL):
         show_pull(*last)
 

@@ -12,8 +12,10 @@ from curation.settings import Settings
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    # Commands act as local_actor(): whoever runs them on the server already holds the state database.
     from curation.checks.registry import describe_checks
     from curation.jobs.run import queue_checks, run_checks, run_id_for
+    from curation.review.actors import local_actor
 
     if args.list:
         for c in describe_checks():
@@ -24,13 +26,13 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
                   benchmarks=args.benchmarks or [], model_path=args.model, embedder=args.embedder,
                   check_params=json.loads(args.params) if args.params else {})
     if args.wait:
-        summary = run_checks(settings, args.checks, **params)
+        summary = run_checks(settings, args.checks, by=local_actor(), **params)
         print(f"check run {summary.run_id} {summary.state}: {summary.units_done} unit(s), {summary.rows:,} rows "
               f"[{summary.seconds:.1f} s]; results in {summary.results_dir}")
         for name, s in sorted(summary.stats.items()):
             print(f"  {name:34s} {s.rows:>10,} checked {s.failed:>8,} failed  {s.seconds:7.1f} s")
         return 0
-    job = queue_checks(settings, args.checks, **params)
+    job = queue_checks(settings, args.checks, by=local_actor(), **params)
     print(f"queued check job {job.id} (run {run_id_for(job)}); run `python -m curation worker` to process it")
     return 0
 

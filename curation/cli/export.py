@@ -50,6 +50,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from curation.mixtures.recipe import load_recipe, parse_size
     from curation.mixtures.selection import select_mixture
     from curation.query.catalog import open_query
+    from curation.review.actors import local_actor
 
     recipe = load_recipe(args.recipe)
     update: dict = {}
@@ -78,7 +79,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         raise ValueError(f"recipe {recipe.name!r} names no format: pass --format ({', '.join(FORMATS)})")
     open_query(settings).close()  # a clear message when there is no catalog yet
     try:
-        outcomes = export_mixture(recipe, settings, formats, args.out, force=args.force,
+        outcomes = export_mixture(recipe, settings, formats, args.out, by=local_actor(), force=args.force,
                                   write_media=not args.no_media, absolute_media_paths=args.absolute_media_paths,
                                   progress=not args.quiet, recipe_file=args.recipe)
     except FileExistsError as exc:

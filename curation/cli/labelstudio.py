@@ -7,6 +7,7 @@ import sys
 
 from curation.query.filters import FilterSpec, spec_from_link
 from curation.query.severity import SEVERITIES
+from curation.review.actors import local_actor
 from curation.settings import Settings
 
 # Each command imports the Label Studio modules when it runs: the Label Studio SDK alone takes ~1.4 s to load,
@@ -39,7 +40,8 @@ def cmd_push(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     try:
         project = DEFAULT_PROJECT if args.project is None else args.project
-        report = push(settings, spec, project=project, limit=args.limit, predictions=not args.no_predictions)
+        report = push(settings, spec, by=local_actor(), project=project, limit=args.limit,
+                      predictions=not args.no_predictions)
     except LabelStudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -53,9 +55,10 @@ def cmd_pull(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         if args.file:
-            report = pull_file(settings, args.file, project_id=args.project_id[0] if args.project_id else None)
+            report = pull_file(settings, args.file, by=local_actor(),
+                               project_id=args.project_id[0] if args.project_id else None)
         else:
-            report = pull(settings, args.project_id or None)
+            report = pull(settings, args.project_id or None, by=local_actor())
     except (LabelStudioError, ExportFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -22,7 +22,9 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from curation.review.actors import Actor
 from curation.review.errors import StateError, require_text
+from curation.review.roles import require
 from db.engine import StateDB, to_record
 from db.models import Job, JobUnit, as_utc, utcnow
 
@@ -236,9 +238,22 @@ def fail_job(db: StateDB, job_id: int, error: str) -> bool:
     return _set_if(db, job_id, ("queued", "running"), None, state="failed", error=error, finished_at=utcnow())
 
 
-def cancel_job(db: StateDB, job_id: int) -> bool:
-    """queued|running -> cancelled; a running worker sees it through update_progress / is_cancelled."""
-    return _set_if(db, job_id, ("queued", "running"), None, state="cancelled", finished_at=utcnow(), eta_s=None)
+def cancel_job(db: StateDB, job_id: int, by: Actor) -> bool:
+    """queued|running -> cancelled by ``by`` (a curator or admin; recorded in the job's params as cancelled_by); a
+    running worker sees it through update_progress / is_cancelled. False when the job had ended already."""
+    require(by, "run_checks")
+    active = _held_by(job_id, ("queued", "running"), None)
+    with db.write() as s:
+        params = s.scalar(select(Job.params).where(*active))
+        if params is None:
+            return False
+        res = s.execute(
+            update(Job)
+            .where(*active)
+            .values(state="cancelled", finished_at=utcnow(), eta_s=None, params={**params, "cancelled_by": by.who})
+            .execution_options(synchronize_session=False)
+        )
+        return res.rowcount == 1
 
 
 def is_cancelled(db: StateDB, job_id: int) -> bool:

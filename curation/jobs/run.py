@@ -46,6 +46,8 @@ from curation.jobs.queue import (
     update_progress,
 )
 from curation.query.results import RESULT_SCHEMA, STAGING
+from curation.review.actors import Actor
+from curation.review.roles import require
 from curation.settings import Settings
 from db.catalog import CatalogBusy, open_catalog
 from db.engine import StateDB, open_state
@@ -77,6 +79,7 @@ class RunParams:
     embedder: str | None = None  # 'minilm' (default), 'hashing', or a sentence-transformers folder
     check_params: dict[str, Any] = field(default_factory=dict)  # thresholds etc., passed to every check
     run_id: str | None = None
+    queued_by: str | None = None  # who queued the run (Actor.who)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -116,9 +119,11 @@ class RunSummary:
 
 
 def queue_checks(settings: Settings, checks: str | list[str] | None = None, engine: str = "local",
-                 address: str | None = None, db: StateDB | None = None, **params: Any) -> JobInfo:
-    """Queue a check run (validates the check names now, so a typo fails at once, not in the worker)."""
-    run = RunParams(checks=checks, engine=engine, address=address, **params)
+                 address: str | None = None, db: StateDB | None = None, *, by: Actor, **params: Any) -> JobInfo:
+    """Queue a check run for ``by`` (a curator or admin; recorded as the run's queued_by); validates the check names
+    now, so a typo fails at once, not in the worker."""
+    require(by, "run_checks")
+    run = RunParams(checks=checks, engine=engine, address=address, queued_by=by.who, **params)
     resolve_checks(run)
     own = db is None
     db = db or open_state(settings.db_url)
@@ -492,12 +497,13 @@ def execute_job(settings: Settings, db: StateDB, job: JobInfo, worker_id: str,
 
 
 def run_checks(settings: Settings, checks: str | list[str] | None = None, engine: str = "local",
-               db: StateDB | None = None, worker_id: str = "foreground", **params: Any) -> RunSummary:
-    """Queue a run and execute it in this process now (CLI `check --wait`, tests, benches)."""
+               db: StateDB | None = None, worker_id: str = "foreground", *, by: Actor, **params: Any) -> RunSummary:
+    """Queue a run for ``by`` and execute it in this process now (CLI `check --wait`, tests, benches)."""
+    require(by, "run_checks")  # before a state database is opened
     own = db is None
     db = db or open_state(settings.db_url)
     try:
-        job = queue_checks(settings, checks, engine=engine, db=db, **params)
+        job = queue_checks(settings, checks, engine=engine, db=db, by=by, **params)
         claimed = claim_job(db, job.id, worker_id)  # this very job: older queued ones are the worker's
         summary = execute_job(settings, db, claimed, worker_id)
         if summary is None:

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from curation.labelstudio.configs import FIX_CONTROL, NOTE_CONTROL, VERDICT_CONTROL, VERDICTS
+from curation.review.actors import Actor
+from curation.review.roles import require
 
 # Label Studio label -> flag reason recorded with a reject (db.models.FLAG_REASONS).
 FLAG_FOR_LABEL: dict[str, str] = {
@@ -379,8 +381,9 @@ def _same_decision(state: Any, v: AnnotationVerdict) -> bool:
     return v.review_verdict != "fix" or state.fixed_answer == v.fixed_answer
 
 
-def apply_verdicts(db: Any, verdicts: list[AnnotationVerdict], report: PullReport) -> None:
-    """Store verdicts as reviews (and reject reasons as flags); see the module docstring for the rules."""
+def apply_verdicts(db: Any, verdicts: list[AnnotationVerdict], report: PullReport, by: Actor) -> None:
+    """Store verdicts as reviews (and reject reasons as flags), pulled by ``by``: each review is its annotator's,
+    the audit log says who pulled it; see the module docstring for the rules."""
     from curation.review.flags import add_flag
     from curation.review.reviews import add_review, review_for, stored_external_ids
 
@@ -414,7 +417,8 @@ def apply_verdicts(db: Any, verdicts: list[AnnotationVerdict], report: PullRepor
             db,
             v.sample_id,
             v.review_verdict,
-            v.annotator,
+            by=by,
+            reviewer=v.annotator,
             fixed_answer=v.fixed_answer if v.review_verdict == "fix" else None,
             note=v.review_note,
             source=source,
@@ -422,7 +426,7 @@ def apply_verdicts(db: Any, verdicts: list[AnnotationVerdict], report: PullRepor
         )
         report.added += 1
         if v.flag_reason:
-            add_flag(db, v.sample_id, v.flag_reason, v.note, v.annotator, source=source)
+            add_flag(db, v.sample_id, v.flag_reason, v.note, by=by, source=source, flagger=v.annotator)
             report.flags_added += 1
 
 
@@ -447,6 +451,7 @@ def _import(
     users: Mapping[int, str] | None,
     state_db: Any,
     report: PullReport,
+    by: Actor,
 ) -> PullReport:
     from curation.query.catalog import CatalogQuery
     from db.engine import open_state
@@ -462,7 +467,7 @@ def _import(
             report.parsed.tasks += parsed.tasks
             report.parsed.unannotated_tasks += parsed.unannotated_tasks
             report.parsed.cancelled += parsed.cancelled
-        apply_verdicts(db, report.parsed.verdicts, report)
+        apply_verdicts(db, report.parsed.verdicts, report, by)
     finally:
         query.close()
         if state_db is None:
@@ -471,9 +476,10 @@ def _import(
 
 
 def pull(
-    settings: Any, project_ids: Iterable[int] | None = None, *, client: Any = None, state_db: Any = None
+    settings: Any, project_ids: Iterable[int] | None = None, *, by: Actor, client: Any = None, state_db: Any = None
 ) -> PullReport:
-    """Export every recorded project (or ``project_ids``) from the server and import its annotations.
+    """Export every recorded project (or ``project_ids``) from the server and import its annotations, as ``by`` (a
+    curator or admin).
 
     Everything is downloaded before anything is written: a server that is down or refuses the token
     raises a LabelStudioError and leaves the state database untouched.
@@ -484,6 +490,7 @@ def pull(
     from curation.labelstudio.links import list_projects
     from db.engine import open_state
 
+    require(by, "ls_pull")  # before the server hears of it
     started = time.perf_counter()
     client = client or LabelStudioClient.from_settings(settings)
     client.whoami()
@@ -498,19 +505,21 @@ def pull(
     users = client.user_names()
     exports = [(pid, client.export_tasks(pid)) for pid in ids]
     report = PullReport(projects=ids)
-    _import(settings, exports, users, state_db, report)
+    _import(settings, exports, users, state_db, report, by)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def pull_file(settings: Any, path: str | Path, *, project_id: int | None = None, state_db: Any = None) -> PullReport:
-    """Import a Label Studio JSON export file (no server needed). Annotators appear as labelstudio-user-<id>
-    unless the export carries user objects with e-mails."""
+def pull_file(settings: Any, path: str | Path, *, by: Actor, project_id: int | None = None,
+              state_db: Any = None) -> PullReport:
+    """Import a Label Studio JSON export file (no server needed) as ``by`` (a curator or admin). Annotators appear
+    as labelstudio-user-<id> unless the export carries user objects with e-mails."""
     import time
 
+    require(by, "ls_pull")
     started = time.perf_counter()
     tasks = load_export_file(path)
     report = PullReport()
-    _import(settings, [(project_id, tasks)], None, state_db, report)
+    _import(settings, [(project_id, tasks)], None, state_db, report, by)
     report.seconds = time.perf_counter() - started
     return report

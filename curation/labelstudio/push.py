@@ -16,6 +16,8 @@ from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
 from curation.query.results import sample_results
 from curation.query.severity import SEVERITIES
+from curation.review.actors import Actor
+from curation.review.roles import require
 from curation.settings import Settings
 
 PUSH_COLUMNS = [
@@ -153,9 +155,10 @@ def check_predictions(results: list[dict[str, Any]]) -> dict[str, list[dict]]:
 
 
 def task_data(row: dict[str, Any], kind: SampleKind, urls: list[str], media_note: str,
-              failures: list[dict[str, Any]] = ()) -> dict[str, Any]:
+              failures: list[dict[str, Any]] = (), pushed_by: str = "") -> dict[str, Any]:
     """A task's data. ``severity`` (the worst failure's: error, warning, info; 'none') and ``failures`` (one line
-    each, the most severe first) are columns annotators can filter and sort by in Label Studio's data manager."""
+    each, the most severe first) are columns annotators can filter and sort by in Label Studio's data manager;
+    ``pushed_by`` is the curator who sent the task (Actor.who)."""
     data: dict[str, Any] = {
         "sample_id": row["sample_id"],
         "skill": f"{row.get('skill')} · {row.get('dataset')}",
@@ -165,6 +168,7 @@ def task_data(row: dict[str, Any], kind: SampleKind, urls: list[str], media_note
         "media_note": media_note,
         "severity": (failures[0].get("severity") or "unstated") if failures else "none",
         "failures": "\n".join(failure_line(r) for r in failures),
+        "pushed_by": pushed_by,
     }
     if kind is SampleKind.SINGLE_IMAGE:
         data["image"] = urls[0] if urls else ""
@@ -187,6 +191,7 @@ def push(
     settings: Settings,
     spec: FilterSpec,
     *,
+    by: Actor,
     project: str = DEFAULT_PROJECT,
     limit: int | None = None,
     predictions: bool = True,
@@ -194,7 +199,8 @@ def push(
     state_db: Any = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> PushReport:
-    """Push the samples matching ``spec`` (e.g. ``FilterSpec(flagged=True)``) for review.
+    """Push the samples matching ``spec`` (e.g. ``FilterSpec(flagged=True)``) for review, as ``by`` (a curator or
+    admin; each new task's data says pushed_by).
 
     Reuses the project of each kind by title, creates it otherwise; samples already in a project (by
     ``data.sample_id`` on the server) are not pushed again, only their links are recorded. Rows stream
@@ -203,6 +209,7 @@ def push(
     from curation.labelstudio.links import record_links, record_project
     from db.engine import open_state
 
+    require(by, "ls_push")  # before the server hears of it
     started = time.perf_counter()
     client = client or LabelStudioClient.from_settings(settings)
     client.whoami()  # server down or bad token: stop before anything is written
@@ -243,7 +250,7 @@ def push(
             kp.media_files_written += media.written
             kp.media_problems += bool(media.problems)
             task: dict[str, Any] = {"data": task_data(row, kp.kind, media.urls, media.note,
-                                                      failures.get(row["sample_id"], []))}
+                                                      failures.get(row["sample_id"], []), pushed_by=by.who)}
             if row["sample_id"] in preds:
                 task["predictions"] = preds[row["sample_id"]]
             tasks.append(task)

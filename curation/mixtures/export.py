@@ -16,6 +16,8 @@ from curation.mixtures.recipe import Recipe
 from curation.mixtures.selection import Selection, select_mixture
 from curation.mixtures.trainer_files import write_trainer_files
 from curation.query.catalog import CatalogQuery
+from curation.review.actors import Actor
+from curation.review.roles import require
 from curation.settings import Settings
 from exports import FORMATS, get_format
 from exports.manifest import MANIFEST_NAME, build_manifest, file_entries, write_manifest
@@ -85,6 +87,7 @@ def export_mixture(
     formats: list[str] | None = None,
     out: str | Path | None = None,
     *,
+    by: Actor,
     force: bool = False,
     write_media: bool = True,
     absolute_media_paths: bool = False,
@@ -94,11 +97,13 @@ def export_mixture(
     selection: Selection | None = None,
     query: CatalogQuery | None = None,
 ) -> list[ExportOutcome]:
-    """Select the recipe's rows and write one export folder (data files + media + manifest.json) per format.
+    """Select the recipe's rows and write one export folder (data files + media + manifest.json) per format, as
+    ``by`` (a curator or admin; the manifest's exported_by).
 
     Each export is written into ``<out>.partial`` and renamed when complete, so a folder with a manifest is
     always a finished export. ``query``: an open catalog to use (left open), else one is opened and closed here.
     """
+    require(by, "export")  # before any folder is touched
     formats = list(formats or recipe.formats)
     if not formats:
         raise ValueError(f"recipe {recipe.name!r} names no format: pass --format ({', '.join(FORMATS)})")
@@ -118,10 +123,10 @@ def export_mixture(
         outcomes = []
         for f, target in targets.items():
             outcomes.append(_export_one(recipe, sel, query, f, target, write_media, absolute_media_paths, progress,
-                                        recipe_file, placeholders))
+                                        recipe_file, placeholders, by))
         if recipe.control_set:  # equal size, no difficulty filter: did the filtering help?
-            outcomes += export_mixture(control_recipe(recipe, sel), settings, formats, control_out(out), force=force,
-                                       write_media=write_media, absolute_media_paths=absolute_media_paths,
+            outcomes += export_mixture(control_recipe(recipe, sel), settings, formats, control_out(out), by=by,
+                                       force=force, write_media=write_media, absolute_media_paths=absolute_media_paths,
                                        progress=progress, state_db=state_db, query=query)
         return outcomes
     finally:
@@ -131,7 +136,7 @@ def export_mixture(
 
 def _export_one(recipe: Recipe, sel: Selection, query: CatalogQuery, fmt_name: str, target: Path, write_media: bool,
                 absolute_media_paths: bool, progress: bool, recipe_file: str | Path | None,
-                placeholders: tuple[list[dict[str, str]], list[str]]) -> ExportOutcome:
+                placeholders: tuple[list[dict[str, str]], list[str]], by: Actor) -> ExportOutcome:
     fmt = get_format(fmt_name)
     target = target.resolve()
     partial = target.with_name(target.name + ".partial")
@@ -175,6 +180,7 @@ def _export_one(recipe: Recipe, sel: Selection, query: CatalogQuery, fmt_name: s
         media={**result.media, "written": write_media and (fmt.media == "files" or bool(fmt.file_kinds)),
                "embedded": fmt.media == "embedded"},
         trainer=trainer.manifest,
+        exported_by=by.who,
     )
     write_manifest(partial, manifest)
     partial.rename(target)

@@ -25,6 +25,8 @@ from curation.presenters.overview import skill_label
 from curation.query.filters import FilterSpec
 from curation.query.results import checks_with_results, latest_results_sql, sample_results
 from curation.query.severity import SEVERITIES
+from curation.review.actors import Actor
+from curation.review.roles import require
 from curation.settings import Settings
 from db.engine import StateDB, open_state
 from db.models import as_utc
@@ -80,6 +82,8 @@ class JobView:
     heartbeat_at: datetime | None = None  # the last sign of life of the worker running it
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    queued_by: str | None = None  # who queued it (runs queued before sign-in existed name no one)
+    cancelled_by: str | None = None
 
     @property
     def active(self) -> bool:
@@ -136,12 +140,13 @@ def describe_selection(checks: list[str] | None) -> str:
 
 
 def job_view(job: JobInfo) -> JobView:
-    checks = (job.params or {}).get("checks")
-    return JobView(id=job.id, run_id=(job.params or {}).get("run_id") or run_id_for(job), state=job.state,
-                   checks=describe_selection(checks), done=job.done or 0,
+    params = job.params or {}
+    return JobView(id=job.id, run_id=params.get("run_id") or run_id_for(job), state=job.state,
+                   checks=describe_selection(params.get("checks")), done=job.done or 0,
                    total=job.total, rate=job.rate, eta_s=job.eta_s, created_at=job.created_at,
                    worker_id=job.worker_id, error=job.error, heartbeat_at=job.heartbeat_at,
-                   started_at=job.started_at, finished_at=job.finished_at)
+                   started_at=job.started_at, finished_at=job.finished_at, queued_by=params.get("queued_by"),
+                   cancelled_by=params.get("cancelled_by"))
 
 
 def check_jobs(db: StateDB, limit: int = 20) -> list[JobView]:
@@ -163,15 +168,16 @@ def worker_seems_absent(jobs: list[JobView], now: datetime | None = None,
 
 
 def run_in_process(settings: Settings, checks: list[str] | None, on_progress: Callable[[JobView], None],
-                   poll_s: float = 0.5, db: StateDB | None = None, **params: Any) -> RunSummary:
-    """Queue a run and execute it in this process now (a session without a background worker), calling
+                   poll_s: float = 0.5, db: StateDB | None = None, *, by: Actor, **params: Any) -> RunSummary:
+    """Queue a run for ``by`` and execute it in this process now (a session without a background worker), calling
     ``on_progress`` with the job's row while it runs; raises what the run raised."""
+    require(by, "run_checks")  # refused here, in the caller's thread
     worker_id = f"app:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     box: dict[str, Any] = {}
 
     def work() -> None:
         try:
-            box["summary"] = run_checks(settings, checks, db=db, worker_id=worker_id, **params)
+            box["summary"] = run_checks(settings, checks, db=db, worker_id=worker_id, by=by, **params)
         except BaseException as exc:  # handed to the caller's thread
             box["error"] = exc
 

@@ -23,7 +23,9 @@ from curation.labelstudio.links import link_counts, list_projects
 from curation.labelstudio.pull import ExportFileError, PullReport, pull_file
 from curation.labelstudio.push import PushReport, project_title
 from curation.labelstudio.server import is_healthy
+from curation.review.actors import Actor
 from curation.review.reviews import reviewed_samples_by_source
+from curation.review.roles import require
 from curation.settings import Settings
 
 # The page checks the server on every run: a server that hangs must not hang the page.
@@ -228,12 +230,13 @@ def _safe_name(name: str) -> str:
     return (re.sub(r"[^A-Za-z0-9._-]+", "_", base) or "export.json")[:MAX_UPLOAD_NAME]
 
 
-def import_export_bytes(settings: Settings, name: str, data: bytes, *, state_db: Any = None) -> PullReport:
-    """Import an uploaded Label Studio JSON export (see pull.pull_file); errors name the uploaded file."""
+def import_export_bytes(settings: Settings, name: str, data: bytes, *, by: Actor, state_db: Any = None) -> PullReport:
+    """Import an uploaded Label Studio JSON export as ``by`` (see pull.pull_file); errors name the uploaded file."""
+    require(by, "ls_pull")  # before the upload is written anywhere
     with tempfile.TemporaryDirectory(prefix="ls-upload-") as tmp:
         path = Path(tmp) / _safe_name(name)
         path.write_bytes(data)
         try:
-            return pull_file(settings, path, state_db=state_db)
+            return pull_file(settings, path, by=by, state_db=state_db)
         except ExportFileError as exc:
             raise ExportFileError(str(exc).replace(str(path), name or path.name)) from exc

@@ -452,6 +452,7 @@ def past_export_rows(exports: Sequence[PastExport], root: Path) -> list[dict[str
             where = e.path.relative_to(root).as_posix()
         except ValueError:
             where = str(e.path)
-        out.append({"folder": where, "recipe": e.recipe, "format": e.format, "created": e.when, "rows": e.rows,
-                    "excluded": e.excluded, "files": len(e.files), "MB": round(e.bytes / 1e6, 2)})
+        out.append({"folder": where, "recipe": e.recipe, "format": e.format, "created": e.when,
+                    "by": e.manifest.get("exported_by"), "rows": e.rows, "excluded": e.excluded,
+                    "files": len(e.files), "MB": round(e.bytes / 1e6, 2)})
     return out

@@ -37,10 +37,12 @@ from sqlalchemy.orm import Session, aliased
 
 from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
+from curation.review.actors import Actor
 from curation.review.audit import audit_row
 from curation.review.errors import StateError, require_text
 from curation.review.flags import FLAG_FIELDS, check_reason
 from curation.review.reviews import CURRENT_REVIEW_FIELDS, current_review_fields, fold_reviews
+from curation.review.roles import require
 from db.engine import StateDB
 from db.models import AuditEntry, Flag, Review, utcnow
 
@@ -70,8 +72,10 @@ def filter_sample_ids(query: CatalogQuery, spec: FilterSpec, batch_rows: int = 5
         yield from batch.column(0).to_pylist()
 
 
-def flag_samples(db: StateDB, sample_ids: Iterable[str], reason: str, who: str, note: str | None = None) -> Batch:
-    """Flag every sample for ``reason`` as one batch (a sample ``who`` already flagged for it keeps its flag)."""
+def flag_samples(db: StateDB, sample_ids: Iterable[str], reason: str, by: Actor, note: str | None = None) -> Batch:
+    """Flag every sample for ``reason`` as one batch by ``by`` (a sample they already flagged for it keeps its flag)."""
+    require(by, "bulk")
+    who = by.who
     where = f"bulk flag by {who!r}"
     require_text(who, "who", where)
     check_reason(reason, where)
@@ -94,10 +98,13 @@ def flag_samples(db: StateDB, sample_ids: Iterable[str], reason: str, who: str, 
     return Batch(who, at, "flag_added", n)
 
 
-def review_samples(db: StateDB, sample_ids: Iterable[str], verdict: BulkVerdict, who: str,
+def review_samples(db: StateDB, sample_ids: Iterable[str], verdict: BulkVerdict, by: Actor,
                    note: str | None = None) -> Batch:
-    """Approve or reject every sample as one batch; a sample whose current review is already this verdict by ``who``
-    is left alone. A sample's earlier fix stays: approving it approves the fixed text (curation.review.reviews)."""
+    """Approve or reject every sample as one batch by ``by``; a sample whose current review is already this verdict
+    by them is left alone. A sample's earlier fix stays: approving it approves the fixed text (curation.review.reviews).
+    """
+    require(by, "bulk")
+    who = by.who
     where = f"bulk {verdict} by {who!r}"
     require_text(who, "who", where)
     if verdict not in ("approve", "reject"):
@@ -147,9 +154,11 @@ def _review_reviewed(s: Session, sample_ids: list[str], fields: dict[str, Any], 
     return len(todo)
 
 
-def undo_batch(db: StateDB, batch: Batch, who: str) -> int:
-    """Take back every event of a batch that is not undone yet, in one transaction; the undos are audit entries of
-    their own (one batch too: one ``at``). Returns how many events were undone."""
+def undo_batch(db: StateDB, batch: Batch, by: Actor) -> int:
+    """Take back every event of a batch that is not undone yet, as ``by``, in one transaction; the undos are audit
+    entries of their own (one batch too: one ``at``). Returns how many events were undone."""
+    require(by, "bulk")
+    who = by.who
     where = f"undo of the {batch.action} batch by {batch.who!r} at {batch.at.isoformat()}"
     require_text(who, "who", where)
     at = utcnow()

@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from curation.review.actors import Actor
 from curation.review.audit import write_audit
 from curation.review.errors import StateError, require_text
+from curation.review.roles import require
 from db.engine import StateDB, to_record
 
 # FLAG_REASONS is defined with the table's CHECK constraint in db.models; the app and Label Studio read it from here.
@@ -49,10 +51,15 @@ def check_reason(reason: str, where: str) -> None:
 
 
 def add_flag(
-    db: StateDB, sample_id: str, reason: str, note: str | None, who: str, source: str = "person"
+    db: StateDB, sample_id: str, reason: str, note: str | None, by: Actor, source: str = "person",
+    flagger: str | None = None,
 ) -> FlagRecord:
-    """Flag a sample. The same person (or check run) flagging it again for the same reason gets the same flag."""
+    """Flag a sample as ``by``. The same person (or check run) flagging it again for the same reason gets the same
+    flag. ``flagger`` (default by.who) is whose flag it is when ``by`` records someone else's (a Label Studio
+    annotator's reject that ``by`` pulled); the audit entry always names by.who."""
+    require(by, "flag")
     where = f"flag on sample {sample_id!r}"
+    who = by.who if flagger is None else flagger
     require_text(sample_id, "sample_id", where)
     require_text(who, "who", where)
     check_reason(reason, where)
@@ -73,7 +80,7 @@ def add_flag(
         s.flush()
         write_audit(
             s,
-            who=who,
+            who=by.who,
             action="flag_added",
             sample_id=sample_id,
             table_name="flags",
@@ -89,16 +96,18 @@ def add_flags(
     db: StateDB,
     sample_ids: Iterable[str],
     reason: str,
-    who: str,
+    by: Actor,
     source: str = "person",
     note: str | None = None,
     notes: Mapping[str, str | None] | None = None,
 ) -> int:
-    """Flag many samples in one transaction (a check run's failures); returns how many flags were new.
+    """Flag many samples in one transaction (a check run's failures) as ``by``; returns how many flags were new.
 
-    Samples that already carry an active flag with this reason from this ``who`` and ``source`` are skipped.
+    Samples that already carry an active flag with this reason from this person and ``source`` are skipped.
     ``notes`` gives a per-sample note that overrides ``note``.
     """
+    require(by, "flag")
+    who = by.who
     require_text(who, "who", "bulk flag")
     check_reason(reason, f"bulk flag by {who!r}")
     notes = notes or {}
@@ -174,8 +183,10 @@ def mark_removed(s: Session, flag: Flag, who: str, action: str, undoes_id: int |
     )
 
 
-def remove_flag(db: StateDB, flag_id: int, who: str) -> FlagRecord:
-    """Remove one flag (its row stays, marked removed); removing a removed flag changes nothing."""
+def remove_flag(db: StateDB, flag_id: int, by: Actor) -> FlagRecord:
+    """Remove one flag as ``by`` (its row stays, marked removed); removing a removed flag changes nothing."""
+    require(by, "flag")
+    who = by.who
     require_text(who, "who", f"remove flag {flag_id}")
     with db.write() as s:
         flag = s.get(Flag, flag_id)
@@ -186,8 +197,10 @@ def remove_flag(db: StateDB, flag_id: int, who: str) -> FlagRecord:
         return to_record(FlagRecord, flag)
 
 
-def clear_flags(db: StateDB, sample_id: str, who: str, reason: str | None = None) -> list[FlagRecord]:
-    """Remove every active flag of a sample (or only those with ``reason``); returns the flags removed."""
+def clear_flags(db: StateDB, sample_id: str, by: Actor, reason: str | None = None) -> list[FlagRecord]:
+    """Remove every active flag of a sample (or only those with ``reason``) as ``by``; returns the flags removed."""
+    require(by, "flag")
+    who = by.who
     require_text(who, "who", f"clear flags on sample {sample_id!r}")
     if reason is not None:
         check_reason(reason, f"clear flags on sample {sample_id!r}")

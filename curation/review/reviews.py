@@ -16,8 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from curation.review.actors import Actor
 from curation.review.audit import write_audit
 from curation.review.errors import StateError, require_text
+from curation.review.roles import require
 from db.engine import StateDB, to_record
 from db.models import VERDICTS, Review, as_utc
 
@@ -94,25 +96,8 @@ def reviews_of(s: Session, sample_id: str) -> list[Review]:
     return list(s.scalars(select(Review).where(Review.sample_id == sample_id).order_by(Review.id)))
 
 
-def add_review(
-    db: StateDB,
-    sample_id: str,
-    verdict: str,
-    who: str,
-    fixed_answer: str | None = None,
-    fixed_reasoning: str | None = None,
-    note: str | None = None,
-    source: str = "person",
-    external_id: str | None = None,
-) -> CurrentReview:
-    """Review a sample (approve / reject / fix with corrected text); returns the sample's new current review.
-
-    ``external_id`` (e.g. ``'ls:<project>:<annotation id>'``) makes the call idempotent: a review with that
-    id already stored is not added again.
-    """
-    where = f"review of sample {sample_id!r}"
-    require_text(sample_id, "sample_id", where)
-    require_text(who, "who", where)
+def check_verdict(verdict: str, fixed_answer: str | None, fixed_reasoning: str | None, where: str) -> None:
+    """A StateError unless ``verdict`` is one of VERDICTS and fixed text comes exactly with 'fix'."""
     if verdict not in VERDICTS:
         raise StateError(f"{where}: field 'verdict' is {verdict!r}; use one of {', '.join(VERDICTS)}")
     has_text = fixed_answer is not None or fixed_reasoning is not None
@@ -120,6 +105,35 @@ def add_review(
         raise StateError(f"{where}: verdict 'fix' needs field 'fixed_answer' or 'fixed_reasoning'")
     if verdict != "fix" and has_text:
         raise StateError(f"{where}: fixed_answer / fixed_reasoning given with verdict {verdict!r}; use 'fix'")
+
+
+def add_review(
+    db: StateDB,
+    sample_id: str,
+    verdict: str,
+    by: Actor,
+    fixed_answer: str | None = None,
+    fixed_reasoning: str | None = None,
+    note: str | None = None,
+    source: str = "person",
+    external_id: str | None = None,
+    reviewer: str | None = None,
+) -> CurrentReview:
+    """Review a sample as ``by`` (approve / reject / fix with corrected text); returns its new current review.
+
+    ``reviewer`` (default ``by.who``) is whose verdict it is when ``by`` records someone else's (a Label Studio
+    annotation ``by`` pulled, a review queue's consensus); the audit entry names ``by``.
+    ``external_id`` (e.g. ``'ls:<project>:<annotation id>'``) makes the call idempotent: a review with that
+    id already stored is not added again.
+    """
+    require(by, "fix" if verdict == "fix" else "review")
+    where = f"review of sample {sample_id!r}"
+    who = by.who
+    reviewer = who if reviewer is None else reviewer
+    require_text(sample_id, "sample_id", where)
+    require_text(who, "who", where)
+    require_text(reviewer, "reviewer", where)
+    check_verdict(verdict, fixed_answer, fixed_reasoning, where)
     with db.write() as s:
         if external_id is not None and s.scalar(select(Review.id).where(Review.external_id == external_id)):
             return fold_reviews(sample_id, reviews_of(s, sample_id))  # type: ignore[return-value]
@@ -127,7 +141,7 @@ def add_review(
         review = Review(
             sample_id=sample_id,
             verdict=verdict,
-            reviewer=who,
+            reviewer=reviewer,
             fixed_answer=fixed_answer,
             fixed_reasoning=fixed_reasoning,
             note=note,

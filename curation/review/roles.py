@@ -48,13 +48,17 @@ class RoleRecord:
     granted_at: datetime
 
 
+def allowed(actor: Actor, action: str) -> bool:
+    """Whether ``actor``'s role may do ``action``: pages use it to offer only what the domain layer will accept."""
+    return actor.role in ACTIONS[action]
+
+
 def require(actor: Actor, action: str) -> None:
     """Nothing when ``actor``'s role may do ``action`` (a key of ACTIONS), else PermissionDenied."""
-    allowed = ACTIONS[action]  # a KeyError here is a bug: every write names one of ACTIONS
-    if actor.role not in allowed:
+    if not allowed(actor, action):  # a KeyError here is a bug: every write names one of ACTIONS
         raise PermissionDenied(
             f"{actor.who} has the role {actor.role!r}, which may not {action.replace('_', ' ')}: that needs "
-            f"{' or '.join(repr(r) for r in allowed)}; {GRANT_HINT}"
+            f"{' or '.join(repr(r) for r in ACTIONS[action])}; {GRANT_HINT}"
         )
 
 

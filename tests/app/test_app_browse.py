@@ -13,11 +13,13 @@ from app.components.text import plain
 from curation.ingest.run import ingest
 from curation.ingest.text_index import TextIndexWriter, document_json_sql
 from curation.query.filters import FilterSpec
+from curation.review.actors import local_actor
 from curation.review.flags import add_flag
 from curation.review.reviews import add_review, review_for
 from db.catalog import catalog_identity, open_catalog
 from db.engine import open_state
 from tests.app.test_app_support import app_at, forget_app_caches, point_app_at, texts
+from tests.support.actors import person
 from tests.support.exports_fixtures import write_results
 from tests.support.shards import sft_row, small_vst_tree, write_sft
 
@@ -92,7 +94,7 @@ def test_the_state_filters_find_what_colleagues_flagged(settings, catalog):
     flagged = catalog.page(FilterSpec(skills=["si_measurement"]), limit=2).rows
     with open_state(settings.db_url) as db:
         for r in flagged:
-            add_flag(db, r["sample_id"], "unit_error", "cm vs m", "ann")
+            add_flag(db, r["sample_id"], "unit_error", "cm vs m", person("ann"))
     at = app_at(BROWSE, flagged="1")
     assert at.sidebar.selectbox(key="flt_flagged").value == "yes"
     assert sorted(table_ids(at)) == sorted(r["sample_id"] for r in flagged)
@@ -202,10 +204,10 @@ def test_the_table_shows_each_rows_image_flags_review_and_failed_checks_with_sev
     rows = catalog.page(FilterSpec(skills=["si_distance"]), limit=3).rows
     a, b, c = (r["sample_id"] for r in rows)
     with open_state(settings.db_url) as db:
-        add_flag(db, a, "unit_error", "cm vs m", "ann")
-        add_flag(db, a, "bad_geometry", None, "bob")
-        add_review(db, b, "fix", "bob", fixed_answer="2.5")
-        add_review(db, b, "approve", "carl")
+        add_flag(db, a, "unit_error", "cm vs m", person("ann"))
+        add_flag(db, a, "bad_geometry", None, person("bob"))
+        add_review(db, b, "fix", person("bob"), fixed_answer="2.5")
+        add_review(db, b, "approve", person("carl"))
     write_results(settings, "distance_recomputed", {a: (False, "off by 40%"), b: (True, None), c: (True, None)},
                   run_id="run-0001", severity="warning")
     write_results(settings, "media_decodable", {a: (False, "truncated"), b: (True, None), c: (True, None)},
@@ -236,9 +238,8 @@ def test_a_search_marks_the_words_it_matched_in_the_table(settings, catalog):
 def test_approving_the_whole_filter_is_counted_confirmed_and_undone_in_one_go(settings, catalog):
     spec = FilterSpec(skills=["si_measurement"])
     ids = {r["sample_id"] for r in catalog.page(spec, limit=1000).rows}
-    at = app_at(BROWSE, skills="si_measurement")
-    at.session_state["reviewer"] = "ann"
-    at.run()
+    at = app_at(BROWSE, skills="si_measurement")  # single-user (AppTest): the machine's user acts, as admin
+    who = local_actor().who
     at.radio(key="bulk_target").set_value("filter")
     at.selectbox(key="bulk_action").set_value("approve").run()
     assert at.button(key="bulk_apply").label == f"Approve {len(ids)} samples…"
@@ -247,10 +248,10 @@ def test_approving_the_whole_filter_is_counted_confirmed_and_undone_in_one_go(se
     with open_state(settings.db_url) as db:
         assert all(review_for(db, sid) is None for sid in ids)  # nothing before the confirmation
     at.button(key="bulk_confirm").click().run()
-    assert any(f"Reviewed {len(ids)} samples as one batch by ann" in s for s in texts(at, "success"))
+    assert any(f"Reviewed {len(ids)} samples as one batch by {who}" in s for s in texts(at, "success"))
     with open_state(settings.db_url) as db:
         assert {review_for(db, sid).verdict for sid in ids} == {"approve"}
-    assert set(column(at, "review")) == {"approved by ann"}
+    assert set(column(at, "review")) == {f"approved by {who}"}
     at.button(key="bulk_undo").click().run()
     assert any(f"Undone: {len(ids)} changes" in i for i in texts(at, "info"))
     with open_state(settings.db_url) as db:

@@ -33,6 +33,7 @@ from curation.query.filters import FilterSpec
 from curation.settings import Settings, load_settings
 from db.engine import open_state
 from tests.app.test_app_support import app_at, forget_app_caches, point_app_at, shown
+from tests.support.actors import CURATOR
 
 CHECKS = "pages/3_Checks.py"
 FAST = {"embedder": "hashing"}  # no MiniLM load in tests
@@ -58,7 +59,7 @@ def checked(small_demo: Settings, tmp_path_factory) -> Settings:
     settings = load_settings(small_demo.home, env={"CURATOR_RESULTS": str(results),
                                                    "CURATOR_DB_URL": f"sqlite:///{results.parent / 'run.db'}",
                                                    "CURATOR_SCENE_ROOT": str(small_demo.scene_root)})
-    run_checks(settings, "format,geometry,duplicates,consistency", **FAST)
+    run_checks(settings, "format,geometry,duplicates,consistency", **FAST, by=CURATOR)
     return settings
 
 

@@ -16,6 +16,7 @@ from curation.review.flags import add_flag
 from curation.review.reviews import add_review
 from db.engine import open_state
 from tests.app.test_app_support import app_at, broken_app_home, demo_app_home, forget_app_caches, point_app_at, shown
+from tests.support.actors import person
 from tests.support.shards import sft_row, write_sft
 
 
@@ -48,8 +49,8 @@ def test_the_overview_counts_the_catalog_and_follows_flags_and_reviews(monkeypat
     assert any("No ingest errors" in s for s in shown(at, "success"))
 
     with open_state(settings.db_url) as db:  # a colleague flags and approves a sample meanwhile
-        add_flag(db, sample, "wrong_answer", "distance looks off", "ann")
-        add_review(db, sample, "approve", "bob")
+        add_flag(db, sample, "wrong_answer", "distance looks off", person("ann"))
+        add_review(db, sample, "approve", person("bob"))
     at.run()
     assert metrics(at)["Flagged"] == "1"
     assert metrics(at)["Reviewed"] == f"1 ({100 / total:.1f}%)"

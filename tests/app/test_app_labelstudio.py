@@ -19,6 +19,7 @@ from curation.review.flags import add_flag, flags_for
 from curation.review.reviews import add_review, review_for
 from db.engine import open_state
 from tests.app.test_app_support import app_at, demo_app_home, forget_app_caches, shown
+from tests.support.actors import person
 
 PAGE = "pages/5_Label_Studio.py"
 _LS_ENV = ["LABEL_STUDIO_URL", "LABEL_STUDIO_TOKEN", "CURATOR_LS_FILES_ROOT"]
@@ -189,7 +190,7 @@ def test_the_push_form_counts_the_filter_from_the_link_and_the_flagged_set(down)
     flagged = ids_of(down, FilterSpec(skills=["si_measurement"]), 2)
     with open_state(down.db_url) as db:
         for sid in flagged:
-            add_flag(db, sid, "unit_error", "cm vs m", "ann")
+            add_flag(db, sid, "unit_error", "cm vs m", person("ann"))
     spec = FilterSpec(skills=["si_distance"])
     expected = len(ids_of(down, spec, 10_000))
     at = app_at(PAGE, **spec.to_query_params())
@@ -226,7 +227,7 @@ def test_an_export_file_imports_without_a_server_and_lists_conflicts_and_skipped
     wrong, local, other = ids_of(down, FilterSpec(skills=["si_distance"]), 3)
     when = datetime.now(UTC) - timedelta(days=1)
     with open_state(down.db_url) as db:  # a colleague approved this one today, after the annotation
-        add_review(db, local, "approve", "bea")
+        add_review(db, local, "approve", person("bea"))
 
     def task(tid: int, sid: str, result: list[dict]) -> dict:
         return {"id": tid, "project": 41, "data": {"sample_id": sid},

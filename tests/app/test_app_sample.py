@@ -1,5 +1,6 @@
 """The sample view and review queue: a curator opens a sample, sees its turns, reasoning, images with boxes and
-its 3D scene, reviews it under their name, and steps through the filter; broken media and scenes are messages."""
+its 3D scene, reviews it as the signed-in person (here the single user of a local server), and steps through the
+filter; broken media and scenes are messages."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
+from curation.review.actors import local_actor
 from curation.review.flags import flags_for
 from curation.review.reviews import review_for
 from db.engine import open_state
@@ -16,16 +18,11 @@ from tests.app.test_app_support import app_at, broken_app_home, shown, texts
 from tests.support.exports_fixtures import write_results
 
 SAMPLE = "pages/2_Sample.py"
+WHO = local_actor().who  # AppTest runs the app single-user: no sign-in, the machine's user acts (as admin)
 
 
 def first_of(catalog: CatalogQuery, **spec) -> str:
     return catalog.page(FilterSpec(**spec), limit=1).rows[0]["sample_id"]
-
-
-def sign_in(at, name: str = "ann"):
-    at.text_input(key="reviewer_input").input(name)
-    next(b for b in at.button if b.label == "Start reviewing").click()
-    return at.run()
 
 
 def plotly_names(at) -> list[str]:
@@ -66,23 +63,20 @@ def test_a_reasoning_sample_sets_its_trace_apart_and_outlines_the_objects_it_ask
         assert any(n.startswith("★") and n.endswith("(scene)") for n in plotly_names(at))
 
 
-def test_the_reviewer_is_asked_once_and_every_action_carries_the_name(settings, catalog):
+def test_no_name_is_typed_and_every_action_carries_the_signed_in_persons_name(settings, catalog):
     sid = first_of(catalog, skills=["si_distance"])
     at = app_at(SAMPLE, id=sid)
-    assert at.button(key="btn_flag").disabled and at.button(key="btn_approve").disabled
-    sign_in(at, "ann")
-    assert not at.button(key="btn_flag").disabled
-    assert any("Reviewing as **ann**" in m for m in shown(at, "markdown"))
-    at.run()  # still known on the next run: not asked again
-    assert "reviewer_input" not in [t.key for t in at.text_input]
+    assert not at.button(key="btn_flag").disabled and not at.button(key="btn_approve").disabled
+    assert f"Single-user mode, no sign-in: acting as {local_actor().name}" in shown(at.sidebar, "caption")
+    assert not any(b.label == "Start reviewing" for b in at.button)  # no name to type
 
     at.selectbox(key="flag_reason").select("unit_error")
     at.text_input(key="flag_note").input("answer in cm, question asks meters")
     at.button(key="btn_flag").click().run()
     with open_state(settings.db_url) as db:
         (flag,) = flags_for(db, sid)
-    assert (flag.reason, flag.note, flag.who) == ("unit_error", "answer in cm, question asks meters", "ann")
-    assert any("**unit_error** by ann" in m for m in shown(at, "markdown"))
+    assert (flag.reason, flag.note, flag.who) == ("unit_error", "answer in cm, question asks meters", WHO)
+    assert any(f"**unit_error** by {WHO}" in m for m in shown(at, "markdown"))
 
     at.button(key="btn_undo").click().run()
     with open_state(settings.db_url) as db:
@@ -95,14 +89,13 @@ def test_the_reviewer_is_asked_once_and_every_action_carries_the_name(settings, 
     assert again.note is None  # the note box was emptied after the first flag
     at.button(key=f"btn_unflag_{again.id}").click().run()
     with open_state(settings.db_url) as db:
-        assert flags_for(db, sid) == [] and flags_for(db, sid, include_removed=True)[-1].removed_by == "ann"
+        assert flags_for(db, sid) == [] and flags_for(db, sid, include_removed=True)[-1].removed_by == WHO
 
 
 def test_approving_moves_the_queue_to_the_next_sample_of_the_filter(settings, catalog):
     spec = FilterSpec(skills=["si_measurement"])
     first, second, third = [r["sample_id"] for r in catalog.page(spec, limit=3).rows]
     at = app_at(SAMPLE, id=first, skills="si_measurement")
-    sign_in(at)
     assert at.button(key="btn_prev").disabled
     at.button(key="btn_approve").click().run()
     assert at.query_params == {"skills": "si_measurement", "id": second}
@@ -117,21 +110,20 @@ def test_approving_moves_the_queue_to_the_next_sample_of_the_filter(settings, ca
     assert at.query_params["id"] == second
     with open_state(settings.db_url) as db:
         assert review_for(db, first).verdict == "approve"
-        assert (review_for(db, second).verdict, review_for(db, second).reviewer) == ("reject", "ann")
+        assert (review_for(db, second).verdict, review_for(db, second).reviewer) == ("reject", WHO)
 
 
 def test_fixing_the_answer_keeps_the_original_in_the_catalog(settings, catalog):
     sid = first_of(catalog, skills=["si_distance"])
     original = catalog.sample(sid)["answer"]
     at = app_at(SAMPLE, id=sid)
-    sign_in(at)
     at.text_area[0].input("2.4")
     next(b for b in at.button if b.label == "Save fix").click().run()
     with open_state(settings.db_url) as db:
         state = review_for(db, sid)
     assert (state.verdict, state.fixed_answer, state.fixed_reasoning) == ("fix", "2.4", None)
     assert catalog.sample(sid)["answer"] == original
-    assert any(":blue-badge[fixed] by ann" in m for m in shown(at, "markdown"))
+    assert any(f":blue-badge[fixed] by {WHO}" in m for m in shown(at, "markdown"))
 
 
 def test_a_video_is_scrubbed_one_decoded_frame_at_a_time(settings, catalog):
@@ -217,7 +209,6 @@ def test_saving_the_box_editor_unchanged_writes_the_answer_json_the_format_uses(
     sid = first_of(catalog, skills=["si_3d_detection"])
     row = catalog.sample(sid)
     at = app_at(SAMPLE, id=sid)
-    sign_in(at)
     next(b for b in at.button if b.label == "Save box fix").click().run()
     with open_state(settings.db_url) as db:
         state = review_for(db, sid)
@@ -254,7 +245,6 @@ def test_after_approve_and_next_the_message_names_the_sample_it_was_about(settin
     spec = FilterSpec(skills=["si_measurement"])
     first, second = [r["sample_id"] for r in catalog.page(spec, limit=2).rows]
     at = app_at(SAMPLE, id=first, skills="si_measurement")
-    sign_in(at)
     at.button(key="btn_approve").click().run()
     assert shown(at, "title") == [f"Sample {second}"]
     assert shown(at, "success") == [f"Approved sample {first}. Now showing the next sample of the queue, {second}."]

@@ -1,8 +1,9 @@
 """The app in a real browser: Debian's Chromium driven by Playwright against `streamlit run` on a demo home.
 
-Two curators at once: Alice filters to a skill, clicks a row, sees the image and the 3D view, and flags the sample;
-Bob, in a second browser context, flags another sample at the same moment. Both flags land in the state database,
-and Alice's is still there after a reload. Screenshots go to test-artifacts/.
+Two curators at once, each signed in by the trusted proxy header: Alice filters to a skill, clicks a row, sees the
+image and the 3D view, and flags the sample; Bob, in a second browser context, flags another sample at the same
+moment. Both flags land in the state database under their own names, and Alice's is still there after a reload.
+Screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import pytest
 from curation.labelstudio.server import pick_free_port
 from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
+from curation.review.actors import local_actor
 from curation.review.flags import flags_for
+from curation.review.roles import grant_role
+from curation.settings import Settings
 from db.engine import open_state
 from tests.app.test_app_support import REPO, demo_app_home
 from tests.support.processes import stop_process
@@ -33,6 +37,7 @@ ARTIFACTS = REPO / "test-artifacts"
 WAIT_MS = 60_000  # generous: software WebGL draws the 3D view slowly on a small CI machine
 SKILL = "si_3d_detection"
 VIEWPORT = {"width": 1400, "height": 1900}  # tall: Streamlit scrolls inside the page, screenshots show the viewport
+PROXY_HEADER = "X-Forwarded-Email"
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -99,10 +104,18 @@ def wait_idle(page) -> None:
         timeout=WAIT_MS)
 
 
-def sign_in(page, expect, name: str) -> None:
-    page.get_by_placeholder("your name").fill(name)
-    page.get_by_role("button", name="Start reviewing").click()
-    expect(page.get_by_text(f"Reviewing as {name}")).to_be_visible(timeout=WAIT_MS)
+def behind_a_proxy(settings: Settings, **roles: str) -> None:
+    """The running app identifies people by the PROXY_HEADER an authenticating proxy sets (the data home's
+    secrets.toml, read on every page run), and ``roles`` are granted (email=role)."""
+    (Path(settings.home) / "secrets.toml").write_text(f'[curator]\ntrusted_header = "{PROXY_HEADER}"\n')
+    with open_state(settings.db_url) as db:
+        for who, role in roles.items():
+            grant_role(db, local_actor(), who, role)
+
+
+def signed_in_as(page, expect, email: str, role: str) -> None:
+    expect(page.locator('[data-testid="stSidebar"]').get_by_text(f"Signed in as {email} · {role}")).to_be_visible(
+        timeout=WAIT_MS)
     wait_idle(page)
 
 
@@ -110,6 +123,8 @@ def test_two_curators_flag_samples_at_once_and_the_flags_survive_a_reload(app_se
     from playwright.sync_api import expect, sync_playwright
 
     url, settings = app_server
+    alice_email, bob_email = "alice@example.com", "bob@example.com"
+    behind_a_proxy(settings, **{alice_email: "curator", bob_email: "curator"})
     q = CatalogQuery(settings)
     try:
         ids = [r["sample_id"] for r in q.page(FilterSpec(skills=[SKILL]), limit=3).rows]
@@ -118,8 +133,8 @@ def test_two_curators_flag_samples_at_once_and_the_flags_survive_a_reload(app_se
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
-            alice = browser.new_context(viewport=VIEWPORT).new_page()
-            bob = browser.new_context(viewport=VIEWPORT).new_page()
+            alice = browser.new_context(viewport=VIEWPORT, extra_http_headers={PROXY_HEADER: alice_email}).new_page()
+            bob = browser.new_context(viewport=VIEWPORT, extra_http_headers={PROXY_HEADER: bob_email}).new_page()
 
             # Alice filters Browse to one skill; the filter goes into the URL.
             alice.goto(f"{url}/Browse")
@@ -153,8 +168,8 @@ def test_two_curators_flag_samples_at_once_and_the_flags_survive_a_reload(app_se
             # Bob opens another sample of the same filter in his own browser context.
             bob.goto(f"{url}/Sample?skills={SKILL}&id={ids[1]}")
             expect(bob.get_by_role("heading", name=f"Sample {ids[1]}")).to_be_visible(timeout=WAIT_MS)
-            sign_in(alice, expect, "alice")
-            sign_in(bob, expect, "bob")
+            signed_in_as(alice, expect, alice_email, "curator")
+            signed_in_as(bob, expect, bob_email, "curator")
             for page, note in ((alice, "box floats above the floor"), (bob, "wrong label")):
                 page.get_by_placeholder("note (optional)").fill(note)
                 page.get_by_placeholder("note (optional)").press("Enter")  # commit the note (a rerun)
@@ -163,16 +178,16 @@ def test_two_curators_flag_samples_at_once_and_the_flags_survive_a_reload(app_se
             # Both press Flag at the same moment.
             button(alice, "btn_flag").click(no_wait_after=True)
             button(bob, "btn_flag").click(no_wait_after=True)
-            expect(alice.get_by_text("wrong_answer by alice — box floats above the floor")).to_be_visible(
+            expect(alice.get_by_text(f"wrong_answer by {alice_email} — box floats above the floor")).to_be_visible(
                 timeout=WAIT_MS)
-            expect(bob.get_by_text("wrong_answer by bob — wrong label")).to_be_visible(timeout=WAIT_MS)
+            expect(bob.get_by_text(f"wrong_answer by {bob_email} — wrong label")).to_be_visible(timeout=WAIT_MS)
             shot(bob, "3-second-curator-flagged")
 
             # A reload shows Alice her flag again, and still knows who she is.
             alice.reload()
-            expect(alice.get_by_text("wrong_answer by alice — box floats above the floor")).to_be_visible(
+            expect(alice.get_by_text(f"wrong_answer by {alice_email} — box floats above the floor")).to_be_visible(
                 timeout=WAIT_MS)
-            expect(alice.get_by_text("Reviewing as alice")).to_be_visible(timeout=WAIT_MS)
+            signed_in_as(alice, expect, alice_email, "curator")
             wait_for_sample_view(alice, expect)
             shot(alice, "4-after-reload")
 
@@ -181,11 +196,12 @@ def test_two_curators_flag_samples_at_once_and_the_flags_survive_a_reload(app_se
             alice.locator("h1").first.click()
             alice.keyboard.press("j")
             alice.wait_for_url(f"**/Sample?*id={ids[1]}*", timeout=WAIT_MS)
-            expect(alice.get_by_text("wrong_answer by bob — wrong label")).to_be_visible(timeout=WAIT_MS)
+            expect(alice.get_by_text(f"wrong_answer by {bob_email} — wrong label")).to_be_visible(timeout=WAIT_MS)
         finally:
             browser.close()
 
     with open_state(settings.db_url) as db:
         assert [(f.reason, f.who, f.note) for f in flags_for(db, ids[0])] == [
-            ("wrong_answer", "alice", "box floats above the floor")]
-        assert [(f.reason, f.who, f.note) for f in flags_for(db, ids[1])] == [("wrong_answer", "bob", "wrong label")]
+            ("wrong_answer", alice_email, "box floats above the floor")]
+        assert [(f.reason, f.who, f.note) for f in flags_for(db, ids[1])] == [("wrong_answer", bob_email,
+                                                                                "wrong label")]

@@ -10,6 +10,7 @@ import pytest
 
 from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
+from curation.review.actors import local_actor
 from curation.review.flags import flags_for
 from db.engine import open_state
 from tests.app.test_browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, WAIT_MS, app_server, button, shot, wait_idle
@@ -79,6 +80,7 @@ def test_tick_rows_flag_them_as_one_batch_then_undo_the_batch_and_click_a_row_to
     from playwright.sync_api import expect, sync_playwright
 
     url, settings = app_server
+    who = local_actor().who  # single-user: the machine's user acts (as admin), no name to type
     spec = FilterSpec(skills=["si_distance"])
     q = CatalogQuery(settings)
     try:
@@ -92,10 +94,6 @@ def test_tick_rows_flag_them_as_one_batch_then_undo_the_batch_and_click_a_row_to
             page.goto(f"{url}/Browse?skills=si_distance")
             expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible(timeout=WAIT_MS)
             wait_idle(page)
-            page.get_by_placeholder("your name").fill("ann")
-            page.get_by_role("button", name="Start reviewing").click()
-            expect(page.get_by_text("Reviewing as ann")).to_be_visible(timeout=WAIT_MS)
-            wait_idle(page)
 
             tick_rows(page, expect, 2)
             page.get_by_label("Note (optional)").fill("distance off by a metre")
@@ -105,11 +103,11 @@ def test_tick_rows_flag_them_as_one_batch_then_undo_the_batch_and_click_a_row_to
             button(page, "bulk_apply").click()
             expect(page.get_by_text("Flag 2 samples as wrong_answer? It is one batch")).to_be_visible(timeout=WAIT_MS)
             button(page, "bulk_confirm").click()
-            expect(page.get_by_text("Flagged 2 samples as one batch by ann")).to_be_visible(timeout=WAIT_MS)
+            expect(page.get_by_text(f"Flagged 2 samples as one batch by {who}")).to_be_visible(timeout=WAIT_MS)
             shot(page, "browse-bulk-flagged")
             with open_state(settings.db_url) as db:
                 assert [[(f.reason, f.who, f.note) for f in flags_for(db, sid)] for sid in ids] == [
-                    [("wrong_answer", "ann", "distance off by a metre")]] * 2 + [[]]
+                    [("wrong_answer", who, "distance off by a metre")]] * 2 + [[]]
 
             button(page, "bulk_undo").click()
             expect(page.get_by_text("Undone: 2 changes of the batch taken back.")).to_be_visible(timeout=WAIT_MS)

@@ -12,9 +12,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from curation.labelstudio.server import pick_free_port
 from curation.presenters.checks import browse_spec_for
 from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
+from tests.app.test_app_support import demo_app_home
 from tests.app.test_browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, WAIT_MS, app_server, shot, wait_idle
 
 __all__ = ["app_server"]  # the fixture, imported for pytest
@@ -109,3 +111,36 @@ def test_a_click_on_a_bar_or_a_heatmap_cell_opens_its_samples_in_browse(app_serv
         finally:
             browser.close()
     assert opened == browse_spec_for(custom[i][3], custom[i][4])
+
+
+def test_behind_the_proxy_an_annotator_is_offered_no_run_export_or_push_and_a_curator_is(monkeypatch, tmp_path,
+                                                                                          demo_home):
+    """The pages offer the writes the person's role allows; the domain layer refuses the others whatever a page
+    shows (test_job_roles.py, test_export_roles.py, test_labelstudio_roles.py)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's Chromium is not installed (`make test-deps` installs it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.app.test_browser_signin import HEADER, app_on, grant
+
+    settings = demo_app_home(monkeypatch, tmp_path, demo_home)
+    grant(settings, **{"ann@example.com": "annotator", "cy@example.com": "curator"})
+    writes = {"Checks": ".st-key-chk_queue", "Mixtures": ".st-key-mix_export", "Label_Studio": ".st-key-ls_push_btn"}
+    secrets = f'[curator]\ntrusted_header = "{HEADER}"\n'
+    with app_on(settings, pick_free_port(), tmp_path / "streamlit.log", secrets) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            for who, role in (("ann@example.com", "annotator"), ("cy@example.com", "curator")):
+                page = browser.new_context(viewport=VIEWPORT, extra_http_headers={HEADER: who}).new_page()
+                for name, button in writes.items():
+                    page.goto(f"{url}/{name}")
+                    if role == "annotator":
+                        expect(page.get_by_text("Your role (annotator) may").first).to_be_visible(timeout=WAIT_MS)
+                        wait_idle(page)
+                        expect(page.locator(button)).to_have_count(0)
+                        shot(page, f"roles-annotator-{name.lower()}")
+                    else:
+                        expect(page.locator(button)).to_be_visible(timeout=WAIT_MS)
+                        expect(page.get_by_text("Your role (")).to_have_count(0)
+        finally:
+            browser.close()

@@ -16,6 +16,7 @@ from curation.jobs.run import run_checks
 from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
 from curation.query.results import sample_results
+from tests.support.actors import CURATOR
 from tests.support.shards import small_vst_tree
 from tests.support.tiny_model import tiny_model_dir
 
@@ -122,7 +123,7 @@ def test_n_samples_give_each_prompt_a_pass_rate_stored_beside_the_verdict(tiny_m
     _rows(home, tmp_path)
     summary = run_checks(home, "model.reanswer", model_path=str(tiny_model),
                          check_params={"samples": 4, "temperature": 1.5, "max_new_tokens": 4, "decode_workers": 0,
-                                       "model_batch_size": 4})
+                                       "model_batch_size": 4}, by=CURATOR)
     assert summary.state == "completed"
     stored = duckdb.connect().sql(
         f"SELECT * FROM read_parquet('{home.results_dir}/{summary.run_id}/model.reanswer/*.parquet')"

@@ -19,6 +19,7 @@ from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterParamError, FilterSpec
 from curation.query.results import RESULT_SCHEMA, latest_results_sql
 from curation.vst.vocabulary import MISSING_FILE
+from tests.support.actors import CURATOR
 from tests.support.checks_helpers import image, run, sample, video
 from tests.support.shards import png, sft_row, small_vst_tree, write_sft
 
@@ -80,7 +81,7 @@ def test_a_shard_whose_images_say_byres_is_a_known_quirk_at_info(tmp_path, home)
     write_sft(tmp_path / "vst_p" / "si_distance" / "part-00000.parquet",
               [sft_row(1, "What is the distance between the bed and the desk?", "2.5", id="id-9")])
     ingest([tmp_path / "vst_p"], home, progress=False)
-    run_checks(home, "format.bytes_field", **FAST)
+    run_checks(home, "format.bytes_field", **FAST, by=CURATOR)
     lines = [json.loads(line) for line in failures_text(home, "jsonl", check="format.bytes_field").splitlines()]
     assert [(line["severity"], "`byres`" in line["reason"]) for line in lines] == [("info", True)]
     assert failures_text(home, "jsonl", severities=["error", "warning"]).strip() == ""
@@ -115,7 +116,7 @@ def checked(home, tmp_path):
     write_sft(root / "vst_p" / "si_measurement" / "part-00000.parquet",
               [sft_row(0, "<|image_pad|>How tall is the lamp?", "1.2", type_="unknow", id="pads-0")])
     ingest([root / "vst_p", root / "vst_r"], home, progress=False)
-    run_checks(home, "format,media", **FAST)
+    run_checks(home, "format,media", **FAST, by=CURATOR)
     return home
 
 

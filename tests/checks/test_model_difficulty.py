@@ -22,6 +22,7 @@ from curation.mixtures.recipe import parse_recipe
 from curation.mixtures.selection import select_mixture
 from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterParamError, FilterSpec
+from tests.support.actors import CURATOR
 from tests.support.shards import small_vst_tree
 from tests.support.tiny_model import tiny_model_dir
 
@@ -150,7 +151,7 @@ def test_a_mixture_component_keeps_a_pass_rate_band(measured):
 def test_an_export_adds_an_equal_size_control_set_drawn_without_the_difficulty_filter(measured, tmp_path):
     home = measured["home"]
     main, control = export_mixture(parse_recipe(_recipe(control_set=True)), home, ["llava"], tmp_path / "out",
-                                   write_media=False)
+                                   write_media=False, by=CURATOR)
     assert main.out_dir == (tmp_path / "out").resolve() and control.out_dir == (tmp_path / "out-control").resolve()
     picked = {r["id"] for r in json.loads(next((main.out_dir / "data").glob("*.json")).read_text())}
     drawn = {r["id"] for r in json.loads(next((control.out_dir / "data").glob("*.json")).read_text())}

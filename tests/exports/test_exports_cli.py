@@ -13,6 +13,7 @@ import yaml
 
 from curation.cli.export import register
 from curation.mixtures.recipe import load_recipe
+from curation.review.actors import local_actor
 from curation.settings import Settings, load_settings
 from tests.support.exports_fixtures import make_home, recipe
 
@@ -66,6 +67,7 @@ def test_export_writes_each_format_with_its_manifest(built, tmp_path, capsys):
         assert f"{fmt}: 34 rows" in out
         manifest = json.loads((tmp_path / "out" / fmt / "manifest.json").read_text())
         assert manifest["recipe"]["file"] == str(path)
+        assert manifest["exported_by"] == local_actor().who  # whoever runs the command on the server
 
 
 def test_an_unknown_skill_is_a_clear_error(built, tmp_path, capsys):

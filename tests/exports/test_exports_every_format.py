@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from curation.mixtures.export import export_mixture
 from curation.mixtures.recipe import parse_recipe
 from exports import FORMATS
+from tests.support.actors import CURATOR
 from tests.support.exports_fixtures import make_home, recipe
 
 
@@ -40,7 +41,7 @@ def _paths(fmt: str, record: dict) -> list[str]:
 def test_every_format_keeps_sample_ids_and_its_media_paths_resolve_from_elsewhere(tmp_path, monkeypatch):
     settings = make_home(tmp_path / "own")
     outcomes = {o.format: o for o in export_mixture(parse_recipe(recipe()), settings, list(FORMATS),
-                                                     tmp_path / "out")}
+                                                     tmp_path / "out", by=CURATOR)}
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)

@@ -18,6 +18,7 @@ from exports import FORMATS
 from exports.formats.vst_rl import SCHEMA as VST_RL_SCHEMA
 from exports.formats.vst_sft import SCHEMA as VST_SFT_SCHEMA
 from exports.manifest import sha256_file
+from tests.support.actors import CURATOR
 from tests.support.exports_fixtures import make_home, recipe
 
 TAGS = ("<image>", "<video>", "<|image_pad|>", "<|video_pad|>")
@@ -34,11 +35,13 @@ def exported(built: Settings, tmp_path_factory) -> dict[str, Path]:
     """Everything but the missing video, in all six formats, with one reviewed fix applied."""
     from curation.review.reviews import add_review
     from db.engine import open_state
+    from tests.support.actors import person
 
     db = open_state(built.db_url)
-    add_review(db, "dist-002", "fix", "carol", fixed_answer="1.25")
+    add_review(db, "dist-002", "fix", person("carol"), fixed_answer="1.25")
     out = tmp_path_factory.mktemp("exports") / "all"
-    outcomes = export_mixture(parse_recipe(recipe(apply_fixes=True)), built, list(FORMATS), out, state_db=db)
+    outcomes = export_mixture(parse_recipe(recipe(apply_fixes=True)), built, list(FORMATS), out, state_db=db,
+                              by=CURATOR)
     db.close()
     return {o.format: o.out_dir for o in outcomes}
 
@@ -186,8 +189,8 @@ def test_the_manifest_says_what_went_in_and_hashes_every_file(exported):
 
 def test_the_same_recipe_twice_gives_byte_identical_files(built, tmp_path):
     r = parse_recipe(recipe(seed=5, shard_rows=7))
-    a = {o.format: o for o in export_mixture(r, built, ["vst-sft", "llava", "verl"], tmp_path / "a")}
-    b = {o.format: o for o in export_mixture(r, built, ["vst-sft", "llava", "verl"], tmp_path / "b")}
+    a = {o.format: o for o in export_mixture(r, built, ["vst-sft", "llava", "verl"], tmp_path / "a", by=CURATOR)}
+    b = {o.format: o for o in export_mixture(r, built, ["vst-sft", "llava", "verl"], tmp_path / "b", by=CURATOR)}
     for fmt in a:
         files_a = sorted(p.relative_to(a[fmt].out_dir) for p in a[fmt].out_dir.rglob("*") if p.is_file())
         files_b = sorted(p.relative_to(b[fmt].out_dir) for p in b[fmt].out_dir.rglob("*") if p.is_file())
@@ -204,13 +207,13 @@ def test_the_same_recipe_twice_gives_byte_identical_files(built, tmp_path):
 
 
 def test_shards_are_cut_by_rows_or_size_and_keep_every_row_in_order(built, tmp_path):
-    whole, = export_mixture(parse_recipe(recipe()), built, ["llava"], tmp_path / "whole")
+    whole, = export_mixture(parse_recipe(recipe()), built, ["llava"], tmp_path / "whole", by=CURATOR)
     ids = [r["id"] for r in json.loads(next((whole.out_dir / "data").glob("*.json")).read_text())]
-    small, = export_mixture(parse_recipe(recipe(shard_size="2KB")), built, ["llava"], tmp_path / "small")
+    small, = export_mixture(parse_recipe(recipe(shard_size="2KB")), built, ["llava"], tmp_path / "small", by=CURATOR)
     parts = sorted((small.out_dir / "data").glob("*.json"))
     assert len(parts) > 3 and all(p.stat().st_size <= 2000 or len(json.loads(p.read_text())) == 1 for p in parts)
     assert [r["id"] for p in parts for r in json.loads(p.read_text())] == ids
-    by_rows, = export_mixture(parse_recipe(recipe(shard_rows=4)), built, ["vst-sft"], tmp_path / "rows")
+    by_rows, = export_mixture(parse_recipe(recipe(shard_rows=4)), built, ["vst-sft"], tmp_path / "rows", by=CURATOR)
     for f in by_rows.out_dir.rglob("*.parquet"):
         assert pq.ParquetFile(f).metadata.num_rows <= 4
     assert sum(pq.ParquetFile(f).metadata.num_rows for f in by_rows.out_dir.rglob("*.parquet")) == 34
@@ -220,7 +223,7 @@ def test_media_that_vanished_after_ingest_is_left_out_and_listed(tmp_path):
     settings = make_home(tmp_path / "own")
     (tmp_path / "own/src/vst_p/video/videos/room_0003_path0.mp4").unlink()
     for fmt in ("llava", "vst-sft"):
-        outcome, = export_mixture(parse_recipe(recipe()), settings, [fmt], tmp_path / fmt)
+        outcome, = export_mixture(parse_recipe(recipe()), settings, [fmt], tmp_path / fmt, by=CURATOR)
         assert outcome.rows == 33 and outcome.left_out == 1
         (gone,) = outcome.manifest["written"]["left_out"]
         assert gone["sample_id"] == "vid-3" and "room_0003_path0.mp4" in gone["reason"]
@@ -236,11 +239,11 @@ def test_placeholders_can_be_repaired_to_one_tag_per_media_item(tmp_path):
     write_sft(tmp_path / "own/src/vst_p/si_distance/part-00009.parquet", [bad])
     ingest([tmp_path / "own/src/vst_p"], settings, progress=False)
     only = {"components": [{"name": "one", "filter": {"sample_ids": ["bad-001", "depth-000"]}, "fraction": 1.0}]}
-    plain, = export_mixture(parse_recipe(recipe(**only)), settings, ["swift"], tmp_path / "plain")
+    plain, = export_mixture(parse_recipe(recipe(**only)), settings, ["swift"], tmp_path / "plain", by=CURATOR)
     fixed, = export_mixture(parse_recipe(recipe(placeholders="repair", **only)), settings, ["swift"],
-                            tmp_path / "fixed")
+                            tmp_path / "fixed", by=CURATOR)
     kept, = export_mixture(parse_recipe(recipe(include_error_rows=True, **only)), settings, ["swift"],
-                           tmp_path / "kept")
+                           tmp_path / "kept", by=CURATOR)
 
     def users(o):
         recs = [json.loads(x) for x in next((o.out_dir / "data").glob("*.jsonl")).read_text().splitlines()]
@@ -264,21 +267,21 @@ def test_placeholders_can_be_repaired_to_one_tag_per_media_item(tmp_path):
 
 def test_an_existing_export_is_replaced_only_when_asked(built, tmp_path):
     r = parse_recipe(recipe())
-    export_mixture(r, built, ["swift"], tmp_path / "x")
+    export_mixture(r, built, ["swift"], tmp_path / "x", by=CURATOR)
     with pytest.raises(FileExistsError, match="--force"):
-        export_mixture(r, built, ["swift"], tmp_path / "x")
-    export_mixture(r, built, ["swift"], tmp_path / "x", force=True)
+        export_mixture(r, built, ["swift"], tmp_path / "x", by=CURATOR)
+    export_mixture(r, built, ["swift"], tmp_path / "x", force=True, by=CURATOR)
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes/todo.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not an export"):
-        export_mixture(r, built, ["swift"], tmp_path / "notes", force=True)
+        export_mixture(r, built, ["swift"], tmp_path / "notes", force=True, by=CURATOR)
     assert (tmp_path / "notes/todo.txt").exists()
 
 
 def test_exports_default_to_the_data_home(built, tmp_path):
     shutil.copytree(built.home, tmp_path / "home")
     settings = load_settings(tmp_path / "home")
-    outcome, = export_mixture(parse_recipe(recipe(formats=["swift"])), settings)
+    outcome, = export_mixture(parse_recipe(recipe(formats=["swift"])), settings, by=CURATOR)
     assert outcome.out_dir == (settings.exports_dir / "test-mix" / "swift").resolve()
     assert (outcome.out_dir / "manifest.json").is_file()
 
@@ -303,9 +306,9 @@ def test_catalog_order_without_a_sort_matches_the_sorted_path_with_copies_last(b
     r = parse_recipe(recipe(components=[
         {"name": "video", "filter": {"groups": ["video"]}, "count": 5, "upsample": True},
         {"name": "rest", "filter": {}, "fraction": 1.0}]))
-    fast = {o.format: o.out_dir for o in export_mixture(r, built, ["llava", "vst-sft"], tmp_path / "fast")}
+    fast = {o.format: o.out_dir for o in export_mixture(r, built, ["llava", "vst-sft"], tmp_path / "fast", by=CURATOR)}
     monkeypatch.setattr(pipeline, "_POSITIONAL", False)  # every row joined and sorted instead
-    slow = {o.format: o.out_dir for o in export_mixture(r, built, ["llava", "vst-sft"], tmp_path / "slow")}
+    slow = {o.format: o.out_dir for o in export_mixture(r, built, ["llava", "vst-sft"], tmp_path / "slow", by=CURATOR)}
     for fmt in fast:
         assert _files(fast[fmt]) == _files(slow[fmt])
     ids = [rec["id"] for rec in json.loads(next((fast["llava"] / "data").glob("*.json")).read_text())]
@@ -320,9 +323,10 @@ def test_slices_of_the_catalog_read_side_by_side_give_the_same_bytes_as_one_quer
         {"name": "video", "filter": {"groups": ["video"]}, "count": 5, "upsample": True},
         {"name": "rest", "filter": {}, "fraction": 0.7}]))
     monkeypatch.setattr(pipeline, "_SLICE_ROWS", (10**9, 10**9))  # one query over the catalog
-    whole = {o.format: o.out_dir for o in export_mixture(r, built, ["llava", "swift"], tmp_path / "whole")}
+    whole = {o.format: o.out_dir for o in export_mixture(r, built, ["llava", "swift"], tmp_path / "whole", by=CURATOR)}
     monkeypatch.setattr(pipeline, "_SLICE_ROWS", (3, 3))  # a dozen slices, read on several threads
-    sliced = {o.format: o.out_dir for o in export_mixture(r, built, ["llava", "swift"], tmp_path / "sliced")}
+    sliced = {o.format: o.out_dir
+              for o in export_mixture(r, built, ["llava", "swift"], tmp_path / "sliced", by=CURATOR)}
     for fmt in whole:
         assert _files(whole[fmt]) == _files(sliced[fmt])
         assert len(list((whole[fmt] / "data").iterdir())) > 1  # shards cut across slices
@@ -354,9 +358,9 @@ def test_a_re_ingested_shard_moves_to_the_end_and_still_exports_in_order(tmp_pat
     settings = make_home(tmp_path / "own")
     ingest([tmp_path / "own/src/vst_p/si_distance"], settings, force=True, progress=False)  # rows deleted + re-added
     r = parse_recipe(recipe())
-    fast, = export_mixture(r, settings, ["swift"], tmp_path / "fast")
+    fast, = export_mixture(r, settings, ["swift"], tmp_path / "fast", by=CURATOR)
     monkeypatch.setattr(pipeline, "_POSITIONAL", False)
-    slow, = export_mixture(r, settings, ["swift"], tmp_path / "slow")
+    slow, = export_mixture(r, settings, ["swift"], tmp_path / "slow", by=CURATOR)
     assert _files(fast.out_dir) == _files(slow.out_dir)
     lines = [json.loads(x) for x in next((fast.out_dir / "data").glob("*.jsonl")).read_text().splitlines()]
     assert len(lines) == 34  # text exports follow the catalog's row order: the re-ingested shard now comes last
@@ -365,7 +369,7 @@ def test_a_re_ingested_shard_moves_to_the_end_and_still_exports_in_order(tmp_pat
 
 def test_a_mixture_with_nothing_in_it_writes_an_empty_export_with_its_manifest(built, tmp_path):
     r = parse_recipe(recipe(components=[{"name": "none", "filter": {"skills": ["mi_camera_motion"]}, "count": 5}]))
-    for outcome in export_mixture(r, built, ["swift", "vst-sft", "llava"], tmp_path / "empty"):
+    for outcome in export_mixture(r, built, ["swift", "vst-sft", "llava"], tmp_path / "empty", by=CURATOR):
         assert outcome.rows == 0 and outcome.manifest["files"] == []
         assert outcome.manifest["selection"]["shortfalls"] == [
             "component 'none': asked 5, only 0 available, selected 0"]
@@ -373,7 +377,7 @@ def test_a_mixture_with_nothing_in_it_writes_an_empty_export_with_its_manifest(b
 
 def test_the_demo_data_set_exports_in_every_format(demo_home, tmp_path):
     r = load_recipe(Path(__file__).resolve().parents[2] / "examples/recipes/demo-all-formats.yaml")
-    outcomes = {o.format: o for o in export_mixture(r, demo_home, None, tmp_path / "demo")}
+    outcomes = {o.format: o for o in export_mixture(r, demo_home, None, tmp_path / "demo", by=CURATOR)}
     assert set(outcomes) == set(FORMATS)
     rows = {o.rows + o.left_out for o in outcomes.values()}
     assert len(rows) == 1 and rows.pop() > 100  # every format holds the same rows, or says why it left one out

@@ -17,6 +17,7 @@ from curation.query.catalog import CatalogQuery
 from curation.settings import Settings, load_settings
 from exports import get_format
 from exports.pipeline import SELECTION_SCHEMA, ExportPlan, write_export
+from tests.support.actors import CURATOR
 from tests.support.exports_fixtures import recipe
 from tests.support.hostile_media import QUESTION, build_hostile_tree
 from tests.support.shards import png, sft_row, write_sft
@@ -66,7 +67,7 @@ def written_bytes(out: Path) -> list[bytes]:
 @pytest.mark.parametrize("fmt", ["llava", "vst-sft"])
 def test_an_export_leaves_out_bad_media_and_says_why(home, tmp_path, fmt):
     settings, tree, forbidden = home
-    (outcome,) = export_mixture(parse_recipe(recipe()), settings, [fmt], tmp_path / fmt)
+    (outcome,) = export_mixture(parse_recipe(recipe()), settings, [fmt], tmp_path / fmt, by=CURATOR)
     blobs = written_bytes(outcome.out_dir)
     assert blobs and not [b for b in blobs if any(b == f or f in b for f in forbidden)]
     assert outcome.rows == len(good_ids(tree))

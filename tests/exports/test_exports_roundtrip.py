@@ -13,6 +13,7 @@ from curation.mixtures.export import export_mixture
 from curation.mixtures.recipe import parse_recipe
 from curation.query.catalog import CatalogQuery
 from curation.settings import Settings, load_settings
+from tests.support.actors import CURATOR
 from tests.support.exports_fixtures import make_home, recipe
 
 
@@ -48,12 +49,13 @@ def _rows(settings: Settings) -> dict[str, dict]:
 def test_vst_sft_export_ingests_back_to_the_same_samples_with_fixes_applied(home, tmp_path):
     from curation.review.reviews import add_review
     from db.engine import open_state
+    from tests.support.actors import person
 
     db = open_state(home.db_url)
-    add_review(db, "dist-001", "fix", "carol", fixed_answer="1.15")
-    add_review(db, "cot-002", "fix", "carol", fixed_reasoning="The sofa is nearer, so B.", fixed_answer="B")
+    add_review(db, "dist-001", "fix", person("carol"), fixed_answer="1.15")
+    add_review(db, "cot-002", "fix", person("carol"), fixed_reasoning="The sofa is nearer, so B.", fixed_answer="B")
     outcome, = export_mixture(parse_recipe(recipe(apply_fixes=True)), home, ["vst-sft"], tmp_path / "out",
-                              state_db=db)
+                              state_db=db, by=CURATOR)
     db.close()
     fresh, summary = _ingest_export(outcome.out_dir, tmp_path / "fresh")
     assert summary.rows_failed == 0
@@ -80,17 +82,18 @@ def test_vst_sft_export_ingests_back_to_the_same_samples_with_fixes_applied(home
 def test_without_apply_fixes_the_original_text_is_exported(home, tmp_path):
     from curation.review.reviews import add_review
     from db.engine import open_state
+    from tests.support.actors import person
 
     db = open_state(home.db_url)
-    add_review(db, "dist-001", "fix", "carol", fixed_answer="1.15")
-    outcome, = export_mixture(parse_recipe(recipe()), home, ["vst-sft"], tmp_path / "out", state_db=db)
+    add_review(db, "dist-001", "fix", person("carol"), fixed_answer="1.15")
+    outcome, = export_mixture(parse_recipe(recipe()), home, ["vst-sft"], tmp_path / "out", state_db=db, by=CURATOR)
     db.close()
     fresh, _ = _ingest_export(outcome.out_dir, tmp_path / "fresh")
     assert _rows(fresh)["dist-001"]["answer"] == "1.1"
 
 
 def test_vst_rl_export_ingests_back_with_the_same_questions_answers_and_media(home, tmp_path):
-    outcome, = export_mixture(parse_recipe(recipe()), home, ["vst-rl"], tmp_path / "out")
+    outcome, = export_mixture(parse_recipe(recipe()), home, ["vst-rl"], tmp_path / "out", by=CURATOR)
     fresh, _ = _ingest_export(outcome.out_dir, tmp_path / "fresh")
     original, back = _rows(home), _rows(fresh)
     videos = {"vid-1", "vid-3"}  # VST's RL rows hold images only: left out, listed
@@ -107,7 +110,7 @@ def test_downgraded_samples_come_back_as_direct_answers(home, tmp_path):
 
     write_results(home, "consistency.reasoning_vs_answer", {"cot-003": (False, "trace concludes B, answer is A")})
     outcome, = export_mixture(parse_recipe(recipe(reasoning_failures="downgrade")), home, ["vst-sft"],
-                              tmp_path / "out")
+                              tmp_path / "out", by=CURATOR)
     fresh, _ = _ingest_export(outcome.out_dir, tmp_path / "fresh")
     row = _rows(fresh)["cot-003"]
     assert row["turns"][1]["text"] == "A" and row["reasoning"] is None

@@ -18,6 +18,7 @@ from curation.mixtures.export import export_mixture
 from curation.mixtures.recipe import parse_recipe
 from curation.settings import Settings, load_settings
 from curation.vst.scoring import rl_reward
+from tests.support.actors import CURATOR
 from tests.support.exports_fixtures import make_home, recipe
 from tests.support.shards import png, write_rl
 
@@ -49,7 +50,7 @@ def rl_home(tmp_path_factory) -> Settings:
 def rl_exports(rl_home: Settings, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("rl-exports") / "rl"
     return {o.format: o.out_dir for o in export_mixture(parse_recipe(recipe()), rl_home, ["verl", "vst-rl", "swift"],
-                                                        out)}
+                                                        out, by=CURATOR)}
 
 
 def _left_out(folder: Path) -> dict[str, str]:
@@ -108,7 +109,7 @@ def test_verl_ships_vst_scorer_as_a_reward_function_that_runs_on_its_own(rl_expo
 
 def test_vst_sft_writes_vst_data_config_listing_every_subset_folder(tmp_path):
     built = make_home(tmp_path / "own")
-    outcome, = export_mixture(parse_recipe(recipe()), built, ["vst-sft"], tmp_path / "out")
+    outcome, = export_mixture(parse_recipe(recipe()), built, ["vst-sft"], tmp_path / "out", by=CURATOR)
     config = yaml.safe_load((outcome.out_dir / "vst_data.yaml").read_text())
     folders = sorted({p.parent.name for p in outcome.out_dir.rglob("*.parquet")})
     assert config == [{"ann_path": f, "data_dir": str(outcome.out_dir)} for f in folders]
@@ -122,7 +123,7 @@ def test_verl_reward_scores_counts_and_distances_by_mra_with_the_consistency_che
     from curation.checks.consistency import agreement
 
     settings = make_home(tmp_path / "own")
-    outcome, = export_mixture(parse_recipe(recipe()), settings, ["verl"], tmp_path / "verl")
+    outcome, = export_mixture(parse_recipe(recipe()), settings, ["verl"], tmp_path / "verl", by=CURATOR)
     monkeypatch.chdir(tmp_path)  # verl runs from its own working directory: the reward finds its scorer anyway
     spec = importlib.util.spec_from_file_location("custom_module_mra", outcome.out_dir / "reward" / "vst_reward.py")
     module = importlib.util.module_from_spec(spec)

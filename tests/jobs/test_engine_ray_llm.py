@@ -16,6 +16,7 @@ from curation.jobs.engines.ray_llm import KEY, Preprocess, postprocess, requests
 from curation.jobs.run import run_checks
 from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
+from tests.support.actors import CURATOR
 from tests.support.shards import small_vst_tree
 from tests.support.tiny_model import tiny_model_dir
 
@@ -62,8 +63,9 @@ def test_rows_become_greedy_and_sampled_requests_with_their_images(home, tmp_pat
 def test_the_model_check_on_ray_stores_what_the_local_check_stores(home, tmp_path, tiny_model):
     ingest([small_vst_tree(tmp_path / "src")], home, progress=False)
     params = {**PARAMS, "decode_workers": 0}
-    local = run_checks(home, "model.reanswer", model_path=str(tiny_model), check_params=params)
-    on_ray = run_checks(home, "model.reanswer", engine="ray", model_path=str(tiny_model), check_params=params)
+    local = run_checks(home, "model.reanswer", model_path=str(tiny_model), check_params=params, by=CURATOR)
+    on_ray = run_checks(home, "model.reanswer", engine="ray", model_path=str(tiny_model), check_params=params,
+                        by=CURATOR)
     assert local.state == on_ray.state == "completed" and on_ray.units_done == local.units_done
 
     def stored(run_id):

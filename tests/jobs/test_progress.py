@@ -15,6 +15,7 @@ import pytest
 
 from curation.jobs.queue import claim_job, get_job
 from curation.jobs.run import ROW_PHASE, Phase, queue_checks, run_job, time_left
+from tests.support.actors import CURATOR
 
 BATCH_ROWS = 25  # rows the row checks take at a time
 EMBED_CHUNK = 16  # questions duplicates.near embeds between two words on how far it is
@@ -31,7 +32,7 @@ def demo_catalog(home, demo_home):
 def record_run(settings, db) -> tuple[list[dict], int]:
     """Run the checks to the end; every (done, total, eta_s) the job's row held after each write, and the rows."""
     job = claim_job(db, queue_checks(settings, CHECKS, db=db, embedder="hashing", batch_rows=BATCH_ROWS,
-                                     check_params={"embed_chunk": EMBED_CHUNK}).id, "w1")
+                                     check_params={"embed_chunk": EMBED_CHUNK}, by=CURATOR).id, "w1")
     seen: list[dict] = []
 
     def heard(done: int) -> None:

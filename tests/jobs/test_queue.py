@@ -28,6 +28,7 @@ from curation.jobs.queue import (
 from curation.review.errors import StateError
 from db.engine import open_state
 from db.models import Job, utcnow
+from tests.support.actors import CURATOR
 from tests.support.state_db import postgres_only, run_together
 
 
@@ -52,7 +53,7 @@ def test_a_check_job_runs_reports_progress_and_finishes(db):
 def test_a_cancelled_job_tells_its_worker_to_stop_and_cannot_complete(db):
     job = create_job(db, "export", {"recipe": "sft.yaml"})
     claim_next_job(db, "w1")
-    assert cancel_job(db, job.id) is True
+    assert cancel_job(db, job.id, by=CURATOR) is True
 
     assert is_cancelled(db, job.id)
     assert update_progress(db, job.id, 10) is False  # the worker's cue to stop

@@ -16,10 +16,11 @@ from curation.jobs.worker import run_worker
 from curation.query.results import STAGING
 from db.engine import open_state
 from tests.jobs.conftest import FAST, results
+from tests.support.actors import CURATOR
 
 
 def test_a_queued_run_is_worked_off_and_published_in_one_folder(catalog):
-    job = queue_checks(catalog, "format,geometry,media.min_side,duplicates.exact", **FAST)
+    job = queue_checks(catalog, "format,geometry,media.min_side,duplicates.exact", **FAST, by=CURATOR)
     assert get_job(open_state(catalog.db_url), job.id).state == "queued"
     report = run_worker(catalog, worker_id="w1", once=True)
     (summary,) = report.jobs
@@ -41,7 +42,7 @@ def test_a_queued_run_is_worked_off_and_published_in_one_folder(catalog):
 
 def test_a_killed_worker_resumes_where_it_stopped(catalog):
     db = open_state(catalog.db_url)
-    job = queue_checks(catalog, "format.placeholders,media.min_side", db=db, **FAST)
+    job = queue_checks(catalog, "format.placeholders,media.min_side", db=db, **FAST, by=CURATOR)
     claimed = claim_next_job(db, "doomed")
     first = run_job(catalog, db, claimed, max_units=1)  # the worker dies after one shard
     assert first.state == "interrupted" and len(done_units(db, job.id)) == 1
@@ -57,13 +58,13 @@ def test_a_cancelled_run_stops_and_publishes_nothing(catalog):
     from curation.jobs.engines.local import LocalEngine
 
     db = open_state(catalog.db_url)
-    job = queue_checks(catalog, "format.placeholders", db=db, **FAST)
+    job = queue_checks(catalog, "format.placeholders", db=db, **FAST, by=CURATOR)
     claimed = claim_next_job(db, "w")
 
     class CancelAfterOne(LocalEngine):
         def map_shards(self, tasks, on_rows=None):
             for result in super().map_shards(tasks):
-                cancel_job(db, job.id)  # a curator presses cancel in the app
+                cancel_job(db, job.id, by=CURATOR)  # a curator presses cancel in the app
                 yield result
 
     summary = run_job(catalog, db, claimed, engine=CancelAfterOne())
@@ -74,8 +75,8 @@ def test_a_cancelled_run_stops_and_publishes_nothing(catalog):
 def test_a_broken_run_fails_with_its_error_and_the_worker_goes_on(catalog, monkeypatch):
     import curation.jobs.engines.local as local
 
-    broken = queue_checks(catalog, "format.placeholders", **FAST)
-    ok = queue_checks(catalog, "media.min_side", **FAST)
+    broken = queue_checks(catalog, "format.placeholders", **FAST, by=CURATOR)
+    ok = queue_checks(catalog, "media.min_side", **FAST, by=CURATOR)
     real = local.process_shards
 
     def process_shards(tasks, on_rows=None):
@@ -93,13 +94,13 @@ def test_a_broken_run_fails_with_its_error_and_the_worker_goes_on(catalog, monke
 
 def test_unknown_checks_are_refused_when_queued(catalog):
     with pytest.raises(ValueError, match="no check matches 'format.nope'"):
-        queue_checks(catalog, "format.nope")
+        queue_checks(catalog, "format.nope", by=CURATOR)
     with pytest.raises(ValueError, match="--model PATH"):
-        queue_checks(catalog, "model.reanswer")
+        queue_checks(catalog, "model.reanswer", by=CURATOR)
 
 
 def test_failures_list_check_results_and_ingest_problems_together(catalog):
-    run_checks(catalog, "format,media,geometry", **FAST)
+    run_checks(catalog, "format,media,geometry", **FAST, by=CURATOR)
     lines = [json.loads(line) for line in failures_text(catalog, "jsonl").splitlines()]
     checks = {line["check"] for line in lines}
     assert "media.video" in checks  # the missing video, found by the check
@@ -142,8 +143,8 @@ def test_two_local_processes_give_the_same_results_as_one(catalog):
     import duckdb
 
     checks = "format.placeholders,media.min_side,consistency.units"
-    one = run_checks(catalog, checks, **FAST)
-    two = run_checks(catalog, checks, workers=2, **FAST)
+    one = run_checks(catalog, checks, **FAST, by=CURATOR)
+    two = run_checks(catalog, checks, workers=2, **FAST, by=CURATOR)
 
     def rows(run_id: str) -> set[tuple]:
         glob = f"{catalog.results_dir}/{run_id}/*/*.parquet"

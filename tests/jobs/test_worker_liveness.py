@@ -27,6 +27,7 @@ from curation.jobs.worker import run_worker
 from curation.query.results import STAGING
 from db.engine import open_state
 from tests.jobs.conftest import FAST, results
+from tests.support.actors import CURATOR
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKS = "format.placeholders,media.min_side"
@@ -77,7 +78,7 @@ def start_hanging_worker(settings, tmp_path: Path, worker_id: str) -> tuple[subp
 
 def queue_run(settings):
     # batch_rows=1: each of the three shards is its own unit and its own call of the engine
-    return queue_checks(settings, CHECKS, batch_rows=1, **FAST)
+    return queue_checks(settings, CHECKS, batch_rows=1, **FAST, by=CURATOR)
 
 
 def assert_every_result_once(settings, run_id: str) -> None:

@@ -26,6 +26,7 @@ from curation.labelstudio.push import check_label
 from curation.review.flags import flags_for
 from curation.review.reviews import add_review, review_for, reviews_for
 from db.engine import open_state
+from tests.support.actors import CURATOR, person
 from tests.support.shards import png
 
 WHEN = "2026-01-02T03:04:05.000001Z"
@@ -184,7 +185,7 @@ def test_an_export_with_wrong_types_names_each_bad_task_and_field_and_pulls_the_
                                                                               "updated_at": None}),
         task(10, "id-2", annotation(100, "wrong answer", note="off")),
     ]))  # fmt: skip
-    report = pull_file(settings, export)  # no exception: every problem is a line of the report
+    report = pull_file(settings, export, by=CURATOR)  # no exception: every problem is a line of the report
     assert report.added == 2 and report.parsed.counts["tasks"] == 11
     with open_state(settings.db_url) as db:
         assert review_for(db, "id-0").verdict == "approve" and review_for(db, "id-2").verdict == "reject"
@@ -233,7 +234,7 @@ def test_verdicts_become_reviews_and_reject_reasons_become_flags_once(state):
         task(3, "s-c", annotation(3, "wrong answer", fix="B")),
     ], users={3: "ada@example.com"})  # fmt: skip
     report = PullReport(parsed=parsed)
-    apply_verdicts(state, parsed.verdicts, report)
+    apply_verdicts(state, parsed.verdicts, report, by=CURATOR)
     assert report.added == 3 and report.flags_added == 1
     assert review_for(state, "s-a").verdict == "approve"
     b = review_for(state, "s-b")
@@ -243,27 +244,27 @@ def test_verdicts_become_reviews_and_reject_reasons_become_flags_once(state):
     assert review_for(state, "s-c").fixed_answer == "B"
 
     again = PullReport(parsed=parsed)
-    apply_verdicts(state, parsed.verdicts, again)
+    apply_verdicts(state, parsed.verdicts, again, by=CURATOR)
     assert (again.added, again.already_pulled, again.flags_added) == (0, 3, 0)
     assert len(reviews_for(state, "s-b")) == 1
 
 
 def test_an_annotation_edited_after_a_pull_comes_in_as_a_newer_review(state):
     first = parse_export([task(1, "s-a", annotation(1, "correct"))]).verdicts
-    apply_verdicts(state, first, PullReport())
+    apply_verdicts(state, first, PullReport(), by=CURATOR)
     later = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
     edited = parse_export([task(1, "s-a", annotation(1, "ambiguous", when=later))]).verdicts
     report = PullReport()
-    apply_verdicts(state, edited, report)
+    apply_verdicts(state, edited, report, by=CURATOR)
     assert report.added == 1 and review_for(state, "s-a").verdict == "reject"
     assert report.conflicts[0].resolution == "took Label Studio (newer)"
 
 
 def test_a_newer_local_review_is_kept_and_the_conflict_shown(state):
-    add_review(state, "s-a", "approve", "curator@lab")  # now: after the annotation of 2026-01-02
+    add_review(state, "s-a", "approve", person("curator@lab"))  # now: after the annotation of 2026-01-02
     verdicts = parse_export([task(1, "s-a", annotation(1, "bad media"))]).verdicts
     report = PullReport()
-    apply_verdicts(state, verdicts, report)
+    apply_verdicts(state, verdicts, report, by=CURATOR)
     assert report.added == 0 and review_for(state, "s-a").reviewer == "curator@lab"
     (conflict,) = report.conflicts
     assert (conflict.local_verdict, conflict.ls_verdict, conflict.resolution) == ("approve", "reject",
@@ -272,11 +273,11 @@ def test_a_newer_local_review_is_kept_and_the_conflict_shown(state):
 
 
 def test_an_older_local_review_gives_way_to_a_newer_annotation(state):
-    add_review(state, "s-a", "approve", "curator@lab")
+    add_review(state, "s-a", "approve", person("curator@lab"))
     later = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
     verdicts = parse_export([task(1, "s-a", annotation(1, "wrong answer", fix="7", when=later))]).verdicts
     report = PullReport()
-    apply_verdicts(state, verdicts, report)
+    apply_verdicts(state, verdicts, report, by=CURATOR)
     assert report.added == 1 and review_for(state, "s-a").fixed_answer == "7"
     assert report.conflicts[0].resolution == "took Label Studio (newer)"
 
@@ -290,10 +291,10 @@ def test_a_curator_imports_an_export_file_without_a_server(home, small_tree, tmp
         task(2, "id-1", annotation(2, "correct")),
         task(3, "ghost", annotation(3, "correct")),
     ]))  # fmt: skip
-    report = pull_file(settings, export)
+    report = pull_file(settings, export, by=CURATOR)
     assert (report.added, report.parsed.counts["unknown_sample"]) == (2, 1)
     assert "1 with a sample_id not in the catalog" in "\n".join(report.lines())
-    assert pull_file(settings, export).added == 0
+    assert pull_file(settings, export, by=CURATOR).added == 0
     with open_state(settings.db_url) as db:
         assert review_for(db, "id-0").reviewer == "ada@example.com"
         assert review_for(db, "id-1").reviewer == "labelstudio-user-3"

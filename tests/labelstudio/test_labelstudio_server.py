@@ -30,9 +30,11 @@ from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
 from curation.review.flags import flags_for
 from curation.review.reviews import review_for, reviews_for
+from curation.review.roles import PermissionDenied
 from curation.settings import Settings
 from db.engine import open_state
 from db.models import Review
+from tests.support.actors import ANNOTATOR, CURATOR, VIEWER
 
 pytestmark = pytest.mark.labelstudio
 
@@ -107,7 +109,7 @@ def trip(ls_home, ls_client) -> RoundTrip:
     _write_check_run(settings.results_dir, failing=picked["multi"][:3], passing=picked["single"][:5])
     spec = FilterSpec(sample_ids=[s for ids in picked.values() for s in ids])
 
-    first_push = push(settings, spec, project="Story")
+    first_push = push(settings, spec, project="Story", by=CURATOR)
     project_of = {p.kind: p.project_id for p in first_push.projects}
     counts_1 = {pid: len(ls_client.task_sample_ids(pid)) for pid in project_of.values()}
 
@@ -138,10 +140,10 @@ def trip(ls_home, ls_client) -> RoundTrip:
     (stray,) = ls_client.import_tasks(single, [{"data": stray_data}])
     ls_client.create_annotation(stray, verdict_result("correct"), completed_by=uid)
 
-    first_pull = pull(settings)
-    second_push = push(settings, spec, project="Story")
+    first_pull = pull(settings, by=CURATOR)
+    second_push = push(settings, spec, project="Story", by=CURATOR)
     counts_2 = {pid: len(ls_client.task_sample_ids(pid)) for pid in project_of.values()}
-    second_pull = pull(settings)
+    second_pull = pull(settings, by=CURATOR)
     return RoundTrip(settings, picked, first_push, first_pull, second_push, second_pull, counts_1, counts_2,
                      project_of, annotator)  # fmt: skip
 
@@ -224,10 +226,10 @@ def test_a_wrong_token_or_a_stopped_server_writes_nothing_and_says_why(trip, cap
     before = _state_counts(trip.settings)
     bad_token = replace(trip.settings, labelstudio_token="0" * 40)
     with pytest.raises(LabelStudioAuthError, match="refused the token"):
-        push(bad_token, FilterSpec(skills=["si_distance"]))
+        push(bad_token, FilterSpec(skills=["si_distance"]), by=CURATOR)
     down = replace(trip.settings, labelstudio_url=f"http://127.0.0.1:{pick_free_port()}")
     with pytest.raises(LabelStudioUnreachable, match="not reachable"):
-        pull(down)
+        pull(down, by=CURATOR)
     assert _state_counts(trip.settings) == before
 
     parser = argparse.ArgumentParser()
@@ -237,11 +239,26 @@ def test_a_wrong_token_or_a_stopped_server_writes_nothing_and_says_why(trip, cap
     assert "Label Studio is not reachable" in capsys.readouterr().err
 
 
+def test_a_viewer_or_an_annotator_can_neither_push_nor_pull_and_the_server_sees_no_change(trip, ls_client):
+    before_server = {p["id"]: (p["title"], p["task_number"]) for p in ls_client.projects()}
+    before = _state_counts(trip.settings)
+    for actor in (VIEWER, ANNOTATOR):
+        with pytest.raises(PermissionDenied, match=f"{actor.who} has the role '{actor.role}', which may not ls push"):
+            push(trip.settings, FilterSpec(skills=["si_distance"]), project="Refused", by=actor)
+        with pytest.raises(PermissionDenied, match="which may not ls pull"):
+            pull(trip.settings, by=actor)
+    assert {p["id"]: (p["title"], p["task_number"]) for p in ls_client.projects()} == before_server
+    assert _state_counts(trip.settings) == before
+    # The curator's tasks say who sent them (a column in Label Studio's data manager).
+    multi = ls_client.export_tasks(trip.project_of[SampleKind.MULTI_IMAGE])
+    assert {t["data"]["pushed_by"] for t in multi} == {CURATOR.who}
+
+
 def test_a_personal_access_token_works_as_well_as_the_legacy_token(trip, ls_client, ls_server):
     pat = ls_client.sdk.tokens.create().token
     client = LabelStudioClient(Connection(ls_server.url, pat))
     assert client.whoami()["email"] == ls_server.credentials.username
-    again = pull(replace(trip.settings, labelstudio_token=pat))
+    again = pull(replace(trip.settings, labelstudio_token=pat), by=CURATOR)
     assert again.added == 0 and again.already_pulled == 16
 
 

@@ -15,6 +15,7 @@ from curation.mixtures.recipe import parse_recipe
 from curation.mixtures.selection import sample_rank, select_mixture
 from curation.query.catalog import CatalogQuery
 from curation.settings import Settings, load_settings
+from tests.support.actors import CURATOR
 from tests.support.exports_fixtures import make_home, recipe, write_results
 from tests.support.shards import png, write_rl
 
@@ -63,7 +64,7 @@ def test_error_failures_are_left_out_by_default_refilled_and_counted_per_check(h
 
     # The manifest says how many rows the policy left out, per check, and what the policy was.
     outcome, = export_mixture(parse_recipe(recipe(components=[DIST])), home, ["llava"], tmp_path / "out",
-                              write_media=False)
+                              write_media=False, by=CURATOR)
     manifest = json.loads((outcome.out_dir / "manifest.json").read_text())
     assert manifest["selection"]["excluded"]["by_reason"] == {"error:format.answer_present": 1}
     assert manifest["written"]["error_rows"] == "left out"

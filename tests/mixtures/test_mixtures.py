@@ -14,6 +14,7 @@ from curation.mixtures.selection import MAX_PASSES, rank_sql, sample_rank, selec
 from curation.query.catalog import CatalogQuery
 from curation.query.filters import FilterSpec
 from curation.settings import Settings, load_settings
+from tests.support.actors import person
 from tests.support.exports_fixtures import DIST_Q, _pair, make_home, recipe, write_results
 from tests.support.shards import sft_row, write_sft
 
@@ -200,8 +201,8 @@ def test_exclusions_are_refilled_from_the_next_ranks_and_counted_by_reason(home)
                            "exact_duplicates": True})
     before = _select(home, data, db)
     first = sorted(before.table.column("sample_id").to_pylist(), key=lambda s: sample_rank(17, s))
-    add_flag(db, first[0], "wrong_answer", None, "alice")
-    add_review(db, first[1], "reject", "bob")
+    add_flag(db, first[0], "wrong_answer", None, person("alice"))
+    add_review(db, first[1], "reject", person("bob"))
     write_results(home, "format.placeholders", {first[2]: (False, "2 placeholders, 1 image"),
                                                 first[3]: (True, None)})
     after = _select(home, data, db)
@@ -220,8 +221,8 @@ def test_a_flag_reason_filter_only_excludes_those_reasons(home):
     from db.engine import open_state
 
     db = open_state(home.db_url)
-    add_flag(db, "dist-001", "wrong_answer", None, "alice")
-    add_flag(db, "dist-002", "ambiguous", None, "alice")
+    add_flag(db, "dist-001", "wrong_answer", None, person("alice"))
+    add_flag(db, "dist-002", "ambiguous", None, person("alice"))
     sel = _select(home, recipe(exclude={"flagged": True, "flag_reasons": ["wrong_answer"]}), db)
     assert "dist-001" not in _ids(sel) and "dist-002" in _ids(sel)
     db.close()

@@ -101,16 +101,16 @@ def test_the_last_admin_cannot_be_demoted_or_revoked_so_someone_can_always_grant
 def test_undo_takes_back_the_admins_last_sample_event_never_a_role_grant(db):
     sample = str(uuid.uuid4())
     grant_role(db, local_actor(), ADMIN.who, "admin")
-    add_flag(db, sample, "wrong_answer", None, ADMIN.who)
+    add_flag(db, sample, "wrong_answer", None, ADMIN)
     grant_role(db, ADMIN, "bob@example.com", "annotator")  # the admin's latest audit entry
 
-    undone = undo_last(db, ADMIN.who)
+    undone = undo_last(db, ADMIN)
     assert undone is not None and undone.sample_id == sample and flags_for(db, sample) == []
-    assert undo_last(db, ADMIN.who) is None  # only the role grant is left: not a sample event
+    assert undo_last(db, ADMIN) is None  # only the role grant is left: not a sample event
     assert role_of(db, "bob@example.com") == "annotator"
     grant_entry = table_history(db, "user_roles")[-1]
     with pytest.raises(StateError, match=f"undo of audit entry {grant_entry.id}: it changed user_roles"):
-        undo(db, grant_entry.id, ADMIN.who)
+        undo(db, grant_entry.id, ADMIN)
     assert [e.action for e in history(db, sample)] == ["flag_added", "undo"]
 
 

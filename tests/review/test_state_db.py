@@ -22,6 +22,7 @@ from curation.review.flags import add_flag, flags_for
 from curation.review.reviews import review_for, reviews_for
 from db.engine import MIGRATIONS_DIR, open_state
 from db.models import Base
+from tests.support.actors import person
 from tests.support.state_db import postgres_only, run_together, sqlite_only
 
 HEAD = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()  # the newest migration
@@ -53,7 +54,7 @@ def test_opening_a_fresh_postgresql_database_builds_exactly_the_schema_the_model
     assert str(flags["created_at"]["type"]) == "TIMESTAMP" and flags["created_at"]["type"].timezone
     assert checks == {"ck_reviews_verdict", "ck_reviews_fix_has_text", "ck_reviews_only_fix_has_text"}
     # timestamps come back aware from the server itself, not only through db.models.as_utc
-    flag = add_flag(db, "s1", "other", None, "ann")
+    flag = add_flag(db, "s1", "other", None, person("ann"))
     assert flag.created_at.utcoffset() is not None
 
 
@@ -79,7 +80,7 @@ def test_migrations_go_down_and_up_again_and_opening_twice_is_harmless(db_url):
         assert set(inspect(conn).get_table_names()) == {"alembic_version"}
     db.close()
     with open_state(db_url) as again, open_state(db_url) as third:
-        add_flag(again, "s1", "other", None, "ann")
+        add_flag(again, "s1", "other", None, person("ann"))
         assert len(flags_for(third, "s1")) == 1
 
 
@@ -101,15 +102,16 @@ import sys
 from curation.review.flags import add_flag
 from curation.review.reviews import add_review
 from db.engine import open_state
+from tests.support.actors import person
 from tests.support.state_db import wait_for_go
 
 wait_for_go()  # imports done: everyone starts the race together
 url, who, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 db = open_state(url)  # both open a fresh database at once: migrations must not collide
 for i in range(n):
-    add_flag(db, f"shared-{i}", "wrong_answer", f"{who} disagrees", who)
-    add_flag(db, f"{who}-own-{i}", "bad_media", None, who)
-    add_review(db, "contested", "fix", who, fixed_answer=f"{who}-{i}")
+    add_flag(db, f"shared-{i}", "wrong_answer", f"{who} disagrees", person(who))
+    add_flag(db, f"{who}-own-{i}", "bad_media", None, person(who))
+    add_review(db, "contested", "fix", person(who), fixed_answer=f"{who}-{i}")
 print("ok")
 """
 
@@ -153,7 +155,7 @@ def test_opening_waits_for_another_process_that_holds_a_fresh_file(db_url):
     finally:
         release.join()
         other.close()
-    add_flag(db, "s1", "wrong_answer", None, "ann")
+    add_flag(db, "s1", "wrong_answer", None, person("ann"))
     assert [f.who for f in flags_for(db, "s1")] == ["ann"]
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -165,6 +167,7 @@ import sys
 from curation.review.flags import add_flag, add_flags
 from curation.review.reviews import add_review
 from db.engine import open_state
+from tests.support.actors import person
 from tests.support.state_db import wait_for_go
 
 wait_for_go()  # imports done: everyone starts the race together
@@ -172,9 +175,9 @@ url, who, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 db = open_state(url)  # all open a database no one has migrated yet: the migration lock lets one build it
 for i in range(n):
     # everyone flags the very same sample for the very same reason under one shared name, and reviews it
-    add_flag(db, f"hot-{i}", "duplicate", None, "team")
-    add_review(db, "hot", "approve" if i % 2 else "reject", who)
-    add_flags(db, [f"bulk-{j}" for j in range(20)], "bad_media", "check:media", source="run-1")
+    add_flag(db, f"hot-{i}", "duplicate", None, person("team"))
+    add_review(db, "hot", "approve" if i % 2 else "reject", person(who))
+    add_flags(db, [f"bulk-{j}" for j in range(20)], "bad_media", person("check:media"), source="run-1")
 print("ok")
 """
 

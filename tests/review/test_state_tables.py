@@ -21,22 +21,23 @@ from curation.review.state_tables import (
 from curation.review.undo import undo_last
 from db.engine import open_state
 from db.models import Flag, utcnow
+from tests.support.actors import person
 from tests.support.state_db import postgres_only, sqlite_only
 
 
 @pytest.fixture
 def curated(db):
     """A small curated set: flagged, approved, fixed, unflagged again, review undone."""
-    add_flag(db, "s-flagged", "wrong_answer", None, "ann")
-    add_flag(db, "s-flagged", "bad_media", None, "bob")
-    add_flag(db, "s-flagged", "wrong_answer", None, "bob")
-    add_review(db, "s-approved", "approve", "ann")
-    add_flag(db, "s-fixed", "bad_reasoning", None, "cy")
-    add_review(db, "s-fixed", "fix", "bob", fixed_reasoning="Count the chairs: three.")
-    gone = add_flag(db, "s-unflagged", "other", None, "ann")
-    remove_flag(db, gone.id, "ann")
-    add_review(db, "s-undone", "reject", "cy")
-    undo_last(db, "cy")
+    add_flag(db, "s-flagged", "wrong_answer", None, person("ann"))
+    add_flag(db, "s-flagged", "bad_media", None, person("bob"))
+    add_flag(db, "s-flagged", "wrong_answer", None, person("bob"))
+    add_review(db, "s-approved", "approve", person("ann"))
+    add_flag(db, "s-fixed", "bad_reasoning", None, person("cy"))
+    add_review(db, "s-fixed", "fix", person("bob"), fixed_reasoning="Count the chairs: three.")
+    gone = add_flag(db, "s-unflagged", "other", None, person("ann"))
+    remove_flag(db, gone.id, person("ann"))
+    add_review(db, "s-undone", "reject", person("cy"))
+    undo_last(db, person("cy"))
     return db
 
 
@@ -111,7 +112,7 @@ def test_state_table_holds_a_hundred_thousand_flagged_samples(db):
     assert table.column("n_flags").to_pylist()[:2] == [2, 1]
     assert state_sample_ids(db, reasons=["wrong_answer"]).num_rows == 25_000
     assert state_version(db) == version  # reading changes nothing
-    add_flag(db, "vst-000001", "ambiguous", None, "ann")
+    add_flag(db, "vst-000001", "ambiguous", None, person("ann"))
     assert state_version(db) != version
 
 
@@ -133,7 +134,7 @@ def test_state_table_holds_a_hundred_thousand_flagged_samples_seeded_by_the_serv
     assert table.slice(0, 1).to_pylist()[0]["flag_reasons"] == ["bad_media", "wrong_answer"]
     assert state_sample_ids(db, reasons=["wrong_answer"]).num_rows == 25_000
     assert state_version(db) == version  # reading changes nothing
-    add_flag(db, "vst-000001", "ambiguous", None, "ann")
+    add_flag(db, "vst-000001", "ambiguous", None, person("ann"))
     assert state_version(db) != version
 
 
@@ -144,5 +145,5 @@ def test_the_state_query_renders_for_postgresql():
 
 def test_an_in_memory_database_works_for_quick_scripts():
     with open_state("sqlite://") as db:
-        add_flag(db, "s1", "other", None, "ann")
+        add_flag(db, "s1", "other", None, person("ann"))
         assert state_table(db).num_rows == 1
