@@ -3,6 +3,8 @@ catalog's order, or by relevance under a search), open a sample by clicking its 
 ticked rows or the whole filter as one batch that one undo takes back (a curator's or an admin's action, as the
 signed-in person). The filter lives in the URL."""
 
+from urllib.parse import urlencode
+
 import streamlit as st
 
 from app.components import data, filters, identity, review
@@ -21,6 +23,7 @@ PAGE_SIZE = 50
 ROW_HEIGHT = 44  # room for a thumbnail
 SAMPLE_PAGE = "pages/2_Sample.py"
 LS_PAGE = "pages/5_Label_Studio.py"
+TEAM_PAGE = "pages/7_Team.py"
 # The curation state first, so it shows without scrolling sideways; the search hit beside the text it was found in.
 COLUMNS = ["thumbnail", "sample_id", "skill", "flags", "review", "severity", "failed", "match", "question", "answer",
            "source", "dataset", "sample_group", "answer_kind", "n_images", "n_videos", "has_reasoning"]
@@ -132,7 +135,7 @@ def bulk_actions(b: data.Backend, by: Actor, spec: FilterSpec, total: int, ticke
         note = c[3].text_input("Note (optional)", key="bulk_note", max_chars=500)
         n = len(ticked) if target == "selected" else total
         what = f"{ACTIONS[action]} {n:,} sample{'s' if n != 1 else ''}" + (f" as {reason}" if action == "flag" else "")
-        links = st.columns([2, 2, 3])
+        links = st.columns([2, 2, 2, 3])
         if links[0].button(f"{what}…", key="bulk_apply", disabled=n == 0):
             ss["bulk_pending"] = {"action": action, "reason": reason, "note": note.strip() or None, "n": n,
                                   "what": what, "ids": ticked if target == "selected" else None,
@@ -141,6 +144,10 @@ def bulk_actions(b: data.Backend, by: Actor, spec: FilterSpec, total: int, ticke
         if allowed(by, "ls_push"):
             links[1].page_link(LS_PAGE, label=f"Send {n:,} to Label Studio", icon=":material/send:",
                                query_params=filters.url_params(chosen), disabled=n == 0)
+        if allowed(by, "assign"):  # the Team page opens with this filter's link filled in
+            links[2].page_link(TEAM_PAGE, label=f"Make a review queue of {n:,}", icon=":material/group_work:",
+                               query_params={"tab": "Queues", "link": "?" + urlencode(filters.url_params(chosen))},
+                               disabled=n == 0)
         pending = ss.get("bulk_pending")
         if pending:
             confirm(b, by, pending)

@@ -91,6 +91,8 @@ def create_section(b: data.Backend, actor: Actor) -> None:
         st.caption("Filter in Browse, copy the page's address and paste it here (or just its `?…` query string). "
                    "The queue holds the samples the filter matches now, in sample order.")
         st.page_link(BROWSE_PAGE, label="Filter in Browse", icon=":material/search:")
+        if "link" in st.query_params and "team_queue_link" not in st.session_state:  # from Browse's queue link
+            st.session_state["team_queue_link"] = st.query_params["link"]
         link = st.text_input("Browse link", key="team_queue_link",
                              placeholder="http://127.0.0.1:8501/Browse?skills=si_distance&flagged=1")
         if not link.strip():
@@ -121,6 +123,7 @@ def create_section(b: data.Backend, actor: Actor) -> None:
                           filter_link=link.strip(), overlap=int(overlap), blind=blind,
                           reservation_minutes=int(minutes), ok=f"Queue {name.strip()} created with {n:,} samples."):
                     st.session_state.pop("team_queue_link", None)
+                    st.query_params.pop("link", None)
                     st.session_state.pop("team_queue_name", None)
             st.rerun()
 

@@ -6,6 +6,8 @@ is left for them."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import pytest
 
 from curation.presenters.team import conflict_tag
@@ -19,6 +21,7 @@ from tests.app.test_app_support import app_at, shown, texts, unescaped
 from tests.support.actors import ADMIN, person
 
 TEAM = "pages/7_Team.py"
+BROWSE = "pages/1_Browse.py"
 QUEUE = "pages/6_Review_Queue.py"
 ANN, BOB = person("ann", "annotator"), person("bob", "annotator")
 
@@ -85,6 +88,24 @@ def test_an_admin_pastes_a_browse_link_sees_its_count_and_makes_a_queue_of_those
     assert queue_progress(db, q.id).n_samples == n
     # The queue is listed with its progress and a link to work it.
     assert [t.startswith(f"0 of {n:,} samples settled") for t in progress_texts(at)] == [True]
+
+
+def test_browse_offers_an_admin_a_queue_of_its_filter_and_the_team_page_opens_with_that_link(settings, catalog, db):
+    spec = FilterSpec(skills=["si_distance"])
+    n = catalog.count(spec)
+    browse = app_at(BROWSE, **spec.to_query_params())
+    browse.radio(key="bulk_target").set_value("filter").run()
+    assert not browse.exception
+    [params] = [{k: v[-1] for k, v in parse_qs(e.proto.query_string).items()} for e in browse.get("page_link")
+                if e.proto.label == f"Make a review queue of {n:,}"]
+    at = app_at(TEAM, **params)
+    assert at.text_input(key="team_queue_link").value == params["link"]
+    assert any(m.startswith(f"**{n:,}** samples match") for m in texts(at, "markdown"))
+    at.text_input(key="team_queue_name").input("from browse").run()
+    at.button(key="team_queue_create").click().run()
+    assert not at.exception and not errors(at)
+    assert queue_progress(db, queues(db)[0].id).n_samples == n
+    assert at.text_input(key="team_queue_link").value == ""  # made: the link is not offered again
 
 
 def test_a_link_without_a_filter_or_with_a_bad_value_is_refused_naming_what_is_wrong(settings, db):
