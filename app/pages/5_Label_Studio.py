@@ -44,12 +44,13 @@ def server_section(s: Settings) -> overview.ServerStatus:
     return status
 
 
-def projects_section(b: data.Backend, status: overview.ServerStatus) -> list[overview.ProjectRow]:
+def projects_section(b: data.Backend, status: overview.ServerStatus, can_push: bool) -> list[overview.ProjectRow]:
     st.subheader("Projects")
     rows = overview.project_rows(b.state, status.url, list(status.projects) if status.up else None)
     if not rows:
-        st.info("No project yet: push samples below and one project per sample kind (single image, multi-image, "
-                "video frames, reasoning, text) appears here with its task, annotated and pulled counts.")
+        first = "push samples below and" if can_push else "once a curator pushes samples,"
+        st.info(f"No project yet: {first} one project per sample kind (single image, multi-image, video frames, "
+                "reasoning, text) appears here with its task, annotated and pulled counts.")
         return rows
     if not status.up:
         st.caption("The server is not reached: task and annotated counts are unknown; links and pulls come from the "
@@ -288,7 +289,7 @@ def main() -> None:
         st.error(plain(exc))
         return
     try:
-        rows = projects_section(b, status)
+        rows = projects_section(b, status, allowed(actor, "ls_push"))
     except Exception as exc:  # the state database is unreachable
         st.error(f"The pushed projects cannot be read from the state database: {plain(exc)}")
         return
