@@ -8,10 +8,9 @@ writer; a partial unique index keeps one live place per person and sample in any
 
 When the k-th verdict lands and all k agree (same verdict, and for a fix the same corrected text), the item is settled
 "agreed" in that same transaction; a disagreement stays unsettled as a conflict until an admin adjudicates it. The
-settled result is written to the reviews table through reviews.add_review, which opens its own transaction: so the
-item keeps the result and ``review_id`` stays empty until the review is written, and every later submit or
-adjudication in the queue writes any result still missing (idempotent: the review's external id names the item and
-its settlement). The reviews table only ever holds settled results, so Browse and Sample never show a pending verdict.
+settled result is written to the reviews table (reviews.review_in) in the transaction that settles the item, so a
+death at any point leaves either both or neither. The reviews table only ever holds settled results, so Browse and
+Sample never show a pending verdict.
 
 Names and shapes follow the issue-16 contract. Additions: Reservation.skill / .position; Submission carries the
 outcome and the audit id; close_queue; adjudicate also takes an item already settled (an admin overrules an agreement,
@@ -34,10 +33,10 @@ from sqlalchemy.orm import Session
 from curation.review.actors import Actor
 from curation.review.audit import write_audit
 from curation.review.errors import StateError, require_text
-from curation.review.reviews import CurrentReview, add_review, check_verdict, review_for
+from curation.review.reviews import CurrentReview, check_verdict, review_in
 from curation.review.roles import require
 from db.engine import StateDB, to_record
-from db.models import AuditEntry, QueueItem, Review, ReviewQueue, as_utc, utcnow
+from db.models import AuditEntry, QueueItem, ReviewQueue, as_utc, utcnow
 from db.models import QueueVerdict as VerdictRow  # the row; QueueVerdict here is the record pages get
 
 _CHUNK = 10_000  # queue items per INSERT while creating a queue
@@ -436,16 +435,17 @@ def submit(
             )
             submitted = [r for r in rows if r.submitted_at is not None and r is not mine] + [mine]
             outcome: Literal["waiting", "agreed", "conflict"] = "waiting"
+            review = None
             if len(submitted) >= queue.overlap:
                 result = _agreed(submitted)
                 outcome = "conflict" if result is None else "agreed"
                 if result is not None:
                     settled_note = f"agreed in queue {queue.name}"
-                    _settle(item, "agreed", who, now, *result, settled_note, _people([r.who for r in submitted]))
+                    review = _settle(s, item, "agreed", who, now, *result, settled_note,
+                                     _people([r.who for r in submitted]))
             n, audit_id = len(submitted), entry.id
     except IntegrityError as exc:  # the live-place index: the same person submitting from two tabs at once
         raise StateError(f"{where}: {who} gave a verdict on it already; undo that verdict to change it") from exc
-    review = _write_settled_reviews(db, by, queue_id).get(sample_id)
     return Submission(queue_id, sample_id, who, verdict, n, queue.overlap, outcome, audit_id, review)
 
 
@@ -481,6 +481,7 @@ def _people(whos: list[str]) -> str:
 
 
 def _settle(
+    s: Session,
     item: QueueItem,
     settlement: str,
     by: str,
@@ -490,45 +491,16 @@ def _settle(
     fixed_reasoning: str | None,
     note: str | None,
     reviewer: str,
-) -> None:
+) -> CurrentReview:
+    """Settle ``item`` and write its review, audited as ``by``, in the caller's transaction (both or neither)."""
     item.settled_at, item.settlement, item.settled_by = now, settlement, by
     item.verdict, item.fixed_answer, item.fixed_reasoning, item.note = verdict, fixed_answer, fixed_reasoning, note
-    item.reviewer, item.settle_count, item.review_id = reviewer, item.settle_count + 1, None
-
-
-def _write_settled_reviews(db: StateDB, by: Actor, queue_id: int) -> dict[str, CurrentReview]:
-    """Write the review of every settled item of the queue that has none yet (normally the one just settled; more
-    only after a crash between the two transactions), and record it on the item. Idempotent per settlement."""
-    with db.read() as s:
-        pending = s.scalars(
-            select(QueueItem).where(
-                QueueItem.queue_id == queue_id, QueueItem.settled_at.is_not(None), QueueItem.review_id.is_(None)
-            )
-        ).all()
-    written: dict[str, CurrentReview] = {}
-    for item in pending:
-        source = f"{'queue' if item.settlement == 'agreed' else 'adjudication'}:{queue_id}"
-        external_id = f"{source}:{item.sample_id}:{item.settle_count}"
-        written[item.sample_id] = add_review(
-            db,
-            item.sample_id,
-            item.verdict or "",
-            by,
-            item.fixed_answer,
-            item.fixed_reasoning,
-            item.note,
-            source=source,
-            external_id=external_id,
-            reviewer=item.reviewer,
-        )
-        with db.write() as s:
-            review_id = s.scalar(select(Review.id).where(Review.external_id == external_id))
-            s.execute(
-                QueueItem.__table__.update()
-                .where(QueueItem.id == item.id, QueueItem.settle_count == item.settle_count)
-                .values(review_id=review_id)
-            )
-    return written
+    item.reviewer, item.settle_count = reviewer, item.settle_count + 1
+    source = f"{'queue' if settlement == 'agreed' else 'adjudication'}:{item.queue_id}"
+    review = review_in(s, item.sample_id, verdict or "", by, reviewer, fixed_answer, fixed_reasoning, note, source,
+                       external_id=f"{source}:{item.sample_id}:{item.settle_count}")
+    item.review_id = review.review_id
+    return review
 
 
 def verdicts_visible_to(db: StateDB, by: Actor, queue_id: int, sample_id: str) -> list[QueueVerdict]:
@@ -599,7 +571,8 @@ def adjudicate(
             raise StateError(
                 f"{where}: only {item.n_verdicts} of its {queue.overlap} verdicts are in; it is no conflict yet"
             )
-        _settle(
+        return _settle(
+            s,
             item,
             "adjudicated",
             by.who,
@@ -610,10 +583,6 @@ def adjudicate(
             note or f"adjudicated in queue {queue.name}",
             by.who,
         )
-    _write_settled_reviews(db, by, queue_id)
-    current = review_for(db, sample_id)
-    assert current is not None
-    return current
 
 
 # ----------------------------------------------------------------------------------------------- undo

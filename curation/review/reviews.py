@@ -135,39 +135,57 @@ def add_review(
     require_text(reviewer, "reviewer", where)
     check_verdict(verdict, fixed_answer, fixed_reasoning, where)
     with db.write() as s:
-        if external_id is not None and s.scalar(select(Review.id).where(Review.external_id == external_id)):
-            return fold_reviews(sample_id, reviews_of(s, sample_id))  # type: ignore[return-value]
-        before = fold_reviews(sample_id, reviews_of(s, sample_id))
-        review = Review(
-            sample_id=sample_id,
-            verdict=verdict,
-            reviewer=reviewer,
-            fixed_answer=fixed_answer,
-            fixed_reasoning=fixed_reasoning,
-            note=note,
-            source=source,
-            external_id=external_id,
-        )
-        try:
-            with s.begin_nested():
-                s.add(review)
-                s.flush()
-        except IntegrityError:
-            # Another pull stored the same external review between our check and our insert.
-            return fold_reviews(sample_id, reviews_of(s, sample_id))  # type: ignore[return-value]
-        after = fold_reviews(sample_id, reviews_of(s, sample_id))
-        write_audit(
-            s,
-            who=who,
-            action="review_added",
-            sample_id=sample_id,
-            table_name="reviews",
-            row_id=review.id,
-            old=current_review_fields(before),
-            new=current_review_fields(after),
-            always=("verdict",),
-        )
-        return after  # type: ignore[return-value]
+        return review_in(s, sample_id, verdict, who, reviewer, fixed_answer, fixed_reasoning, note, source,
+                         external_id)
+
+
+def review_in(
+    s: Session,
+    sample_id: str,
+    verdict: str,
+    who: str,
+    reviewer: str,
+    fixed_answer: str | None,
+    fixed_reasoning: str | None,
+    note: str | None,
+    source: str,
+    external_id: str | None,
+) -> CurrentReview:
+    """Store a review inside the caller's write transaction, audited as ``who``: add_review's step once it checked
+    the role and the fields, and a review queue's, which settles an item and writes its review in one transaction."""
+    if external_id is not None and s.scalar(select(Review.id).where(Review.external_id == external_id)):
+        return fold_reviews(sample_id, reviews_of(s, sample_id))  # type: ignore[return-value]
+    before = fold_reviews(sample_id, reviews_of(s, sample_id))
+    review = Review(
+        sample_id=sample_id,
+        verdict=verdict,
+        reviewer=reviewer,
+        fixed_answer=fixed_answer,
+        fixed_reasoning=fixed_reasoning,
+        note=note,
+        source=source,
+        external_id=external_id,
+    )
+    try:
+        with s.begin_nested():
+            s.add(review)
+            s.flush()
+    except IntegrityError:
+        # Another pull stored the same external review between our check and our insert.
+        return fold_reviews(sample_id, reviews_of(s, sample_id))  # type: ignore[return-value]
+    after = fold_reviews(sample_id, reviews_of(s, sample_id))
+    write_audit(
+        s,
+        who=who,
+        action="review_added",
+        sample_id=sample_id,
+        table_name="reviews",
+        row_id=review.id,
+        old=current_review_fields(before),
+        new=current_review_fields(after),
+        always=("verdict",),
+    )
+    return after  # type: ignore[return-value]
 
 
 def review_for(db: StateDB, sample_id: str) -> CurrentReview | None:

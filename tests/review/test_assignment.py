@@ -242,24 +242,25 @@ def _fail_once(db, statement_prefix: str):
     return before
 
 
-@pytest.mark.parametrize("dies_at", ["INSERT INTO REVIEWS", "UPDATE QUEUE_ITEMS SET REVIEW_ID"])
-def test_a_death_between_settling_and_writing_the_review_is_repaired_once_by_the_next_write(db, dies_at):
-    q, ids = _queue(db, n=2, overlap=2)
+@pytest.mark.parametrize("dies_at", ["INSERT INTO REVIEWS", "INSERT INTO AUDIT_LOG", "UPDATE QUEUE_ITEMS"])
+def test_a_death_while_settling_leaves_neither_the_settlement_nor_the_review(db, dies_at):
+    """The k-th verdict, the settlement and the review are one transaction: a death at any of their statements leaves
+    none of them (no settled item without its review, even for the last sample of a queue), and the retry settles."""
+    q, ids = _queue(db, n=1, overlap=2)
     submit(db, ANN, q.id, ids[0], "approve")
     hook = _fail_once(db, dies_at)
     try:
         with pytest.raises(RuntimeError, match="killed here"):
-            submit(db, BOB, q.id, ids[0], "approve")  # settled and committed; the review's own step dies
+            submit(db, BOB, q.id, ids[0], "approve")
     finally:
         event.remove(db.engine, "before_cursor_execute", hook)
-    assert queue_progress(db, q.id).n_done == 1  # bob's verdict and the settlement stand
-    submit(db, ANN, q.id, ids[1], "approve")  # the queue's next write writes what is missing
-    submit(db, BOB, q.id, ids[1], "approve")
-    for sid in ids:
-        [review] = reviews_for(db, sid)  # exactly one each, however often the repair ran
-        assert (review.reviewer, review.source) == ("ann, bob", f"queue:{q.id}")
+    p = queue_progress(db, q.id)
+    assert (p.n_done, p.per_reviewer) == (0, {ANN.who: 1}) and reviews_for(db, ids[0]) == []
+    assert submit(db, BOB, q.id, ids[0], "approve").outcome == "agreed"  # bob tries again
+    [review] = reviews_for(db, ids[0])
+    assert (review.reviewer, review.source) == ("ann, bob", f"queue:{q.id}")
     with db.read() as s:
-        assert s.scalar(select(func.count()).where(QueueItem.queue_id == q.id, QueueItem.review_id.is_(None))) == 0
+        assert s.scalar(select(QueueItem.review_id).where(QueueItem.queue_id == q.id)) == review.id
 
 
 def test_one_verdict_per_person_and_sample(db):
