@@ -41,6 +41,8 @@ from db.models import QueueVerdict as VerdictRow  # the row; QueueVerdict here i
 
 _CHUNK = 10_000  # queue items per INSERT while creating a queue
 _REVIEWER_MAX = 255  # reviews.reviewer's length
+# The review source of a settled item, by settlement, before ":<queue id>": undo knows a queue's review by these.
+SETTLED_SOURCE = {"agreed": "queue", "adjudicated": "adjudication"}
 VERDICT_FIELDS = ("queue_id", "verdict", "fixed_answer", "fixed_reasoning", "note")  # what a verdict's audit records
 
 
@@ -496,7 +498,7 @@ def _settle(
     item.settled_at, item.settlement, item.settled_by = now, settlement, by
     item.verdict, item.fixed_answer, item.fixed_reasoning, item.note = verdict, fixed_answer, fixed_reasoning, note
     item.reviewer, item.settle_count = reviewer, item.settle_count + 1
-    source = f"{'queue' if settlement == 'agreed' else 'adjudication'}:{item.queue_id}"
+    source = f"{SETTLED_SOURCE[settlement]}:{item.queue_id}"
     review = review_in(s, item.sample_id, verdict or "", by, reviewer, fixed_answer, fixed_reasoning, note, source,
                        external_id=f"{source}:{item.sample_id}:{item.settle_count}")
     item.review_id = review.review_id

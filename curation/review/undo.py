@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from curation.review.actors import Actor
-from curation.review.assignment import undo_verdict_in
+from curation.review.assignment import SETTLED_SOURCE, undo_verdict_in
 from curation.review.audit import AuditRecord, write_audit
 from curation.review.errors import StateError, require_text
 from curation.review.flags import FLAG_FIELDS, flag_fields, mark_removed
@@ -19,9 +19,9 @@ from db.models import AuditEntry, Flag, Review, utcnow
 # What to do instead of undoing an entry that is not a sample's flag or review.
 NOT_A_SAMPLE = {"user_roles": "grant the earlier role again instead",
                 "review_queues": "close the queue on the Team page instead"}
-# Reviews a review queue settled (curation/review/assignment.py): the queue's item stays settled, so undoing one
-# would leave the sample without its review; an admin adjudicates again instead.
-SETTLED_SOURCES = ("queue:%", "adjudication:%")
+# Reviews a review queue settled: the queue's item stays settled, so undoing one would leave the sample without its
+# review; an admin adjudicates again instead.
+SETTLED_PREFIXES = tuple(f"{name}:" for name in SETTLED_SOURCE.values())
 UNDO_ANYONES = ("admin", "curator")  # roles that may take back other people's changes; an annotator only their own
 
 
@@ -74,7 +74,7 @@ def _undo_in(s: Session, entry: AuditEntry, who: str) -> AuditEntry:
     review = s.get(Review, entry.row_id)
     if review is None:
         raise StateError(f"{where}: review {entry.row_id} is missing from the state database")
-    if review.source.startswith(tuple(p.rstrip("%") for p in SETTLED_SOURCES)):
+    if review.source.startswith(SETTLED_PREFIXES):
         raise StateError(f"{where}: it is the settled result of a review queue ({review.source}); an admin "
                          "adjudicates the sample again on the Team page instead")
     before = fold_reviews(review.sample_id, reviews_of(s, review.sample_id))
@@ -118,7 +118,8 @@ def undo_last(db: StateDB, by: Actor) -> AuditRecord | None:
     require_text(who, "who", "undo of your last change")
     undone = select(AuditEntry.undoes_id).where(AuditEntry.undoes_id.is_not(None))
     settled = (select(AuditEntry.id).join(Review, Review.id == AuditEntry.row_id)
-               .where(AuditEntry.table_name == "reviews", or_(*(Review.source.like(p) for p in SETTLED_SOURCES))))
+               .where(AuditEntry.table_name == "reviews",
+                      or_(*(Review.source.startswith(p) for p in SETTLED_PREFIXES))))
     with db.write() as s:
         entry = s.scalars(
             select(AuditEntry)
